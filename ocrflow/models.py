@@ -1,0 +1,189 @@
+"""The small typed models that stages pass to each other.
+
+Stages exchange references (paths and hashes), never pixels: a :class:`PageRef`
+names a PNG on disk, so Prefect can hash task inputs and persist results cheaply.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Box = list[list[float]]
+"""Four ``[x, y]`` corners, clockwise from top-left, in original-page pixels."""
+
+Affine = list[list[float]]
+"""A 2x3 affine matrix ``[[a, b, c], [d, e, f]]`` mapping ``(x, y)`` to ``(ax+by+c, dx+ey+f)``."""
+
+IDENTITY: Affine = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Status(StrEnum):
+    ACCEPTED = "accepted"
+    NEEDS_REVIEW = "needs_review"
+    REJECTED = "rejected"
+
+
+class Stage(StrEnum):
+    INGEST = "ingest"
+    PREPROCESS = "preprocess"
+    OCR = "ocr"
+    EXTRACT = "extract"
+    VALIDATE = "validate"
+    ROUTE = "route"
+    STORE = "store"
+
+
+class Reason(Frozen):
+    """Why a document did not simply pass: machine-readable and readable by a person."""
+
+    stage: Stage
+    code: str
+    message: str
+    field: str | None = None
+    page: int | None = None
+
+
+class SourceRef(Frozen):
+    """An input file and its identity (the SHA-256 of its bytes)."""
+
+    path: Path
+    document_id: str
+    size: int
+    media_type: str
+
+
+class StepRecord(Frozen):
+    """What one preprocessing step measured and whether it changed the page."""
+
+    step: str
+    applied: bool
+    detail: str = ""
+    measurements: dict[str, float] = Field(default_factory=dict)
+
+
+class PageRef(Frozen):
+    """One page image on disk, ready for the next stage.
+
+    ``to_original`` maps this image's pixel coordinates back to the page as first
+    rendered or decoded, so OCR boxes can be reported in original-image pixels.
+    """
+
+    document_id: str
+    page_number: int
+    path: Path
+    sha256: str
+    width: int
+    height: int
+    to_original: Affine = Field(default_factory=lambda: [row[:] for row in IDENTITY])
+    steps: tuple[StepRecord, ...] = ()
+
+
+class IngestResult(Frozen):
+    """A document split into pages; ``reasons`` say which pages could not be used."""
+
+    source: SourceRef
+    pages: tuple[PageRef, ...] = ()
+    reasons: tuple[Reason, ...] = ()
+    page_count: int = 0
+
+
+class OcrTask(StrEnum):
+    """The task names of Qwen-OCR; each engine says which it supports."""
+
+    TEXT_RECOGNITION = "text_recognition"
+    ADVANCED_RECOGNITION = "advanced_recognition"
+    KEY_INFORMATION_EXTRACTION = "key_information_extraction"
+    TABLE_PARSING = "table_parsing"
+    DOCUMENT_PARSING = "document_parsing"
+    FORMULA_RECOGNITION = "formula_recognition"
+    MULTI_LAN = "multi_lan"
+
+
+class OcrLine(Frozen):
+    text: str
+    box: Box
+    score: float
+
+
+class Usage(Frozen):
+    """What a call cost: tokens for API engines, pages and seconds for every engine."""
+
+    pages: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    image_tokens: int = 0
+    seconds: float = 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            pages=self.pages + other.pages,
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            image_tokens=self.image_tokens + other.image_tokens,
+            seconds=round(self.seconds + other.seconds, 3),
+        )
+
+
+class OcrResult(Frozen):
+    """An engine's reading of one page."""
+
+    engine: str
+    model: str
+    task: OcrTask
+    page_number: int
+    lines: tuple[OcrLine, ...] = ()
+    text: str = ""
+    key_values: dict[str, Any] | None = None
+    usage: Usage = Field(default_factory=Usage)
+
+
+class FieldError(Frozen):
+    code: str
+    message: str
+
+
+class FieldResult(BaseModel):
+    """One extracted field: its normalised value, how sure we are, and what is wrong."""
+
+    value: Any = None
+    confidence: float = 0.0
+    errors: list[FieldError] = Field(default_factory=list)
+    raw: str | None = None
+    page: int | None = None
+
+
+class Extraction(BaseModel):
+    doc_type: str
+    fields: dict[str, FieldResult] = Field(default_factory=dict)
+    reasons: list[Reason] = Field(default_factory=list)
+
+
+class PageResult(BaseModel):
+    page_number: int
+    width: int
+    height: int
+    lines: list[OcrLine] = Field(default_factory=list)
+
+
+class DocumentResult(BaseModel):
+    """The result contract: one ``<out>/<document_id>.json`` per document."""
+
+    document_id: str
+    source: str
+    doc_type: str | None
+    status: Status
+    reasons: list[Reason] = Field(default_factory=list)
+    fields: dict[str, FieldResult] = Field(default_factory=dict)
+    text: str = ""
+    pages: list[PageResult] = Field(default_factory=list)
+    engine: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    preprocessing: dict[int, list[StepRecord]] = Field(default_factory=dict)
