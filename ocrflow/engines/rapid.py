@@ -27,24 +27,24 @@ class RapidOcrEngine:
     def __init__(self, options: LocalEngineOptions | None = None) -> None:
         self.options = options or LocalEngineOptions()
         self.model = "rapidocr-ppocrv6-small"
-        self._ocr = None
-        self._lock = threading.Lock()
+        self._local = threading.local()
 
     def _engine(self):
-        with self._lock:
-            if self._ocr is None:
-                from rapidocr import RapidOCR
+        # One RapidOCR per thread: pages are recognised concurrently by Prefect's thread pool.
+        ocr = getattr(self._local, "ocr", None)
+        if ocr is None:
+            from rapidocr import RapidOCR
 
-                params = {
-                    "Global.use_cls": self.options.use_angle_classifier,
-                    "Global.max_side_len": self.options.max_side_len,
-                    "Global.text_score": self.options.text_score,
-                    "Global.log_level": "warning",
-                }
-                if self.options.threads:
-                    params["EngineConfig.onnxruntime.intra_op_num_threads"] = self.options.threads
-                self._ocr = RapidOCR(params=params)
-            return self._ocr
+            params = {
+                "Global.use_cls": self.options.use_angle_classifier,
+                "Global.max_side_len": self.options.max_side_len,
+                "Global.text_score": self.options.text_score,
+                "Global.log_level": "warning",
+            }
+            if self.options.threads:
+                params["EngineConfig.onnxruntime.intra_op_num_threads"] = self.options.threads
+            ocr = self._local.ocr = RapidOCR(params=params)
+        return ocr
 
     def recognize(self, image: Path, task: OcrTask, *, page_number: int = 1) -> OcrResult:
         if task not in self.supported_tasks:

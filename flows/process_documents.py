@@ -1,0 +1,129 @@
+"""The ``process_documents`` flow: ingest -> preprocess -> OCR -> extract+validate -> route+store.
+
+The flow only orchestrates: pages of a document are preprocessed and read in
+parallel, each document's outcome is stored before the next step may act on it,
+and a document whose tasks fail still gets a rejected record with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from prefect import flow, get_run_logger, unmapped
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.futures import PrefectFuture
+from prefect.states import State
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from ocrflow.errors import OcrflowError
+from ocrflow.ingest import discover
+from ocrflow.models import DocumentResult, IngestResult, Reason, Stage
+from ocrflow.pipeline import AUTO, ocr_failure
+from ocrflow.report import outcome_rows, summary_markdown
+from ocrflow.routing import failure_result
+from ocrflow.settings import Settings
+from tasks import context_for, finish_task, ingest_task, interpret_task, preprocess_task, recognize_task
+
+
+def _run_name() -> str:
+    from prefect.runtime import flow_run
+
+    paths = flow_run.parameters.get("paths") or []
+    first = Path(str(paths[0])).name if paths else "nothing"
+    more = f" +{len(paths) - 1}" if len(paths) > 1 else ""
+    return f"process {first}{more}"
+
+
+def _failed(future: PrefectFuture) -> BaseException | None:
+    state: State = future.wait() or future.state
+    if state.is_completed():
+        return None
+    try:
+        state.result()
+    except BaseException as exc:  # noqa: BLE001 - any failure becomes a recorded reason
+        return exc
+    return RuntimeError(f"task ended {state.type.value}")
+
+
+@flow(
+    name="process-documents",
+    flow_run_name=_run_name,
+    task_runner=ThreadPoolTaskRunner(max_workers=max(os.cpu_count() or 1, 2)),
+    validate_parameters=True,
+)
+def process_documents(
+    paths: list[str],
+    out: str = "ocrflow-out",
+    doc_type: str = AUTO,
+    reprocess: bool = False,
+    settings: Settings | None = None,
+) -> list[DocumentResult]:
+    """Process files or folders of documents; every document ends accepted, needs_review or rejected."""
+    logger = get_run_logger()
+    settings = (settings or Settings()).model_copy(update={"out_dir": Path(out)})
+    ctx = context_for(settings)
+    if doc_type != AUTO:
+        from ocrflow.doctypes import get_doctype
+
+        get_doctype(ctx.doctypes, doc_type)
+    sources = discover([Path(p) for p in paths])
+    logger.info("found %d documents", len(sources))
+    progress = create_progress_artifact(0.0, key=None, description="documents finished")
+
+    ingests = ingest_task.map(sources, settings=unmapped(settings))
+    in_flight: list[tuple[IngestResult, list, list]] = []
+    seen: set[str] = set()
+    skipped = 0
+    names: dict[str, str] = {}
+    for future in ingests:
+        ingested: IngestResult = future.result()
+        document_id = ingested.source.document_id
+        if document_id in seen or (not reprocess and ctx.store.status_of(document_id) is not None):
+            logger.info("%s already processed (%s); skipping", ingested.source.path.name, document_id[:12])
+            skipped += 1
+            continue
+        seen.add(document_id)
+        names[document_id] = ingested.source.path.name
+        pages = preprocess_task.map(list(ingested.pages), settings=unmapped(settings), names=unmapped(names))
+        ocr = recognize_task.map(pages, settings=unmapped(settings), names=unmapped(names))
+        in_flight.append((ingested, pages, ocr))
+
+    results: list[DocumentResult] = []
+    for done, (ingested, page_futures, ocr_futures) in enumerate(in_flight, start=1):
+        results.append(_finish_document(ctx, settings, doc_type, ingested, page_futures, ocr_futures))
+        update_progress_artifact(progress, 100.0 * done / max(len(in_flight), 1))
+
+    create_table_artifact(outcome_rows(results, ctx.doctypes), key="ocrflow-outcomes",
+                          description="Outcome of each document (ID and card numbers masked)")
+    create_markdown_artifact(summary_markdown(results, title=f"ocrflow: {len(results)} documents"),
+                             key="ocrflow-summary", description="Counts per status and reason")
+    if skipped:
+        logger.info("%d documents were skipped as already processed", skipped)
+    return results
+
+
+def _finish_document(ctx, settings, doc_type, ingested, page_futures, ocr_futures) -> DocumentResult:
+    """Collect one document's page results and store its outcome, whatever failed."""
+    pages, ocr_results, failures = [], [], []
+    for page, page_future, ocr_future in zip(ingested.pages, page_futures, ocr_futures):
+        if exc := _failed(page_future):
+            failures.append(Reason(stage=Stage.PREPROCESS, code="preprocess_failed",
+                                   message=f"page {page.page_number}: {exc}", page=page.page_number))
+            continue
+        pages.append(page_future.result())
+        if exc := _failed(ocr_future):
+            error = exc if isinstance(exc, OcrflowError) else OcrflowError(str(exc), code="ocr_failed")
+            failures.append(ocr_failure(page, error))
+            continue
+        ocr_results.append(ocr_future.result())
+    try:
+        extraction, type_reason = (
+            interpret_task(ingested, ocr_results, doc_type, settings) if ocr_results else (None, None)
+        )
+        return finish_task(ingested, pages, ocr_results, failures, extraction, type_reason, settings)
+    except Exception as exc:  # noqa: BLE001 - a bug in one document must not end the batch
+        get_run_logger().error("document %s failed: %s", ingested.source.path.name, type(exc).__name__)
+        result = failure_result(ingested, Stage.ROUTE, type(exc).__name__)
+        ctx.store.save(result)
+        return result

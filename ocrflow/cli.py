@@ -1,0 +1,249 @@
+"""The ``ocrflow`` command line: run, review, eval.
+
+A user error is one clear line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ocrflow.errors import OcrflowError
+from ocrflow.models import DocumentResult, Status
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Validated structured data out of scans, photos and PDFs.")
+review_app = typer.Typer(no_args_is_help=True, help="The human-review queue.")
+app.add_typer(review_app, name="review")
+console = Console()
+errors = Console(stderr=True)
+
+OutOption = Annotated[Path, typer.Option("--out", "-o", help="Folder for results (and the default SQLite database).")]
+DbOption = Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL of the database; default: a SQLite file in --out.")]
+
+
+def _fail(message: str) -> None:
+    errors.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _settings(out: Path, db: str | None, **overrides):
+    from ocrflow.settings import Settings
+
+    values = {"out_dir": out, **overrides}
+    if db:
+        values["database_url"] = db
+    return Settings(**values)
+
+
+def _quiet_prefect() -> None:
+    # The progress bar and summary are the CLI's report; Prefect's own lines go to the UI.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL", "WARNING")
+
+
+def _watch_progress(out: Path, total: int, started: float, stop: threading.Event) -> None:
+    columns = (TextColumn("processing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=errors, transient=True) as progress:
+        bar = progress.add_task("documents", total=total)
+        while not stop.wait(0.5):
+            done = sum(1 for p in out.glob("*.json") if p.stat().st_mtime >= started)
+            progress.update(bar, completed=min(done, total))
+
+
+def _summary_table(results: list[DocumentResult], doctypes) -> Table:
+    from ocrflow.report import outcome_rows
+
+    table = Table(title="ocrflow results")
+    for column in ("document", "type", "status", "reasons"):
+        table.add_column(column, overflow="fold")
+    colours = {"accepted": "green", "needs_review": "yellow", "rejected": "red"}
+    for row in outcome_rows(results, doctypes):
+        table.add_row(row["document"], row["type"], f"[{colours[row['status']]}]{row['status']}[/]", row["reasons"])
+    return table
+
+
+@app.command()
+def run(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders of documents.")],
+    out: OutOption = Path("ocrflow-out"),
+    doc_type: Annotated[str, typer.Option("--doc-type", "-t", help="A document type, or auto.")] = "auto",
+    reprocess: Annotated[bool, typer.Option(help="Process documents that already have an outcome again.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Process documents through the Prefect flow; print a summary table."""
+    _quiet_prefect()
+    try:
+        from flows.process_documents import process_documents
+        from ocrflow.doctypes import get_doctype, load_doctypes
+        from ocrflow.ingest import discover
+
+        settings = _settings(out, db)
+        doctypes = load_doctypes(settings.schema_dir)
+        if doc_type != "auto":
+            get_doctype(doctypes, doc_type)
+        total = len(discover(paths))
+    except OcrflowError as exc:
+        _fail(exc.message)
+    if total == 0:
+        _fail(f"no documents found in {', '.join(map(str, paths))}")
+    out.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch_progress, args=(out, total, time.time() - 1, stop), daemon=True)
+    watcher.start()
+    try:
+        results = process_documents(
+            paths=[str(p) for p in paths], out=str(out), doc_type=doc_type, reprocess=reprocess, settings=settings
+        )
+    except OcrflowError as exc:
+        _fail(exc.message)
+    finally:
+        stop.set()
+        watcher.join()
+    console.print(_summary_table(results, doctypes))
+    counts = Counter(r.status.value for r in results)
+    skipped = total - len(results)
+    console.print(
+        ", ".join(f"{counts.get(s.value, 0)} {s.value}" for s in Status)
+        + (f", {skipped} skipped (already processed; --reprocess to redo)" if skipped else "")
+        + f". Results in {out}/"
+    )
+
+
+@review_app.command("list")
+def review_list(
+    out: OutOption = Path("ocrflow-out"),
+    db: DbOption = None,
+    state: Annotated[str, typer.Option(help="pending, claimed, approved, corrected, rejected or all.")] = "pending",
+) -> None:
+    """List review items (ID and card numbers are never shown here)."""
+    from ocrflow.store import ResultStore
+
+    settings = _settings(out, db)
+    store = ResultStore(settings.out_dir, settings.resolved_database_url())
+    items = store.review_items(None if state == "all" else state)
+    table = Table(title=f"review queue ({state})")
+    for column in ("id", "document", "type", "state", "reasons", "queued"):
+        table.add_column(column, overflow="fold")
+    for item in items:
+        result = store.load(item.document_id)
+        table.add_row(
+            item.document_id[:12],
+            Path(result.source).name if result else "?",
+            item.doc_type or "-",
+            item.state,
+            "; ".join(r["code"] + (f" ({r['field']})" if r.get("field") else "") for r in item.reasons),
+            item.created_at.strftime("%Y-%m-%d %H:%M"),
+        )
+    console.print(table)
+
+
+@review_app.command("show")
+def review_show(
+    document: Annotated[str, typer.Argument(help="A document id or its first characters.")],
+    out: OutOption = Path("ocrflow-out"),
+    db: DbOption = None,
+    unmask: Annotated[bool, typer.Option(help="Show ID and card numbers in full.")] = False,
+) -> None:
+    """Show one document's fields, confidence, errors and reasons."""
+    from ocrflow.doctypes import load_doctypes
+    from ocrflow.masking import masked_values
+    from ocrflow.store import ResultStore
+
+    settings = _settings(out, db)
+    store = ResultStore(settings.out_dir, settings.resolved_database_url())
+    document_id = store.find(document)
+    if document_id is None:
+        _fail(f"no single document matches {document!r}; run 'ocrflow review list' to see ids")
+    result = store.load(document_id)
+    doctype = load_doctypes(settings.schema_dir).get(result.doc_type or "")
+    values = {name: f.value for name, f in result.fields.items()}
+    shown = values if unmask else masked_values(values, doctype)
+    console.print(f"[bold]{Path(result.source).name}[/bold]  {result.document_id}")
+    console.print(f"type: {result.doc_type or '-'}   status: {result.status.value}   engine: {result.engine}")
+    table = Table()
+    for column in ("field", "value", "confidence", "errors"):
+        table.add_column(column, overflow="fold")
+    for name, field in result.fields.items():
+        table.add_row(name, "" if shown[name] is None else str(shown[name]), f"{field.confidence:.2f}",
+                      "; ".join(e.message for e in field.errors))
+    console.print(table)
+    for reason in result.reasons:
+        where = "".join(f" {k}={v}" for k, v in (("field", reason.field), ("page", reason.page)) if v)
+        console.print(f"- [{reason.stage.value}] {reason.code}: {reason.message}{where}", highlight=False)
+
+
+@app.command("eval")
+def evaluate(
+    directory: Annotated[Path, typer.Argument(help="A folder of documents with *.gt.json ground truth.")],
+    out: OutOption = Path("ocrflow-eval"),
+    limit: Annotated[int, typer.Option(help="Score at most this many documents (0: all).")] = 0,
+    category: Annotated[list[str] | None, typer.Option(help="Only these categories (receipts, id_docs, ...).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the figures to this file.")] = None,
+) -> None:
+    """Score the pipeline on documents with ground truth; print the figures."""
+    from ocrflow.evaluation import Report, doc_type_for, iter_ground_truth, score_document
+    from ocrflow.pipeline import Context, process_document
+
+    if not directory.is_dir():
+        _fail(f"{directory} is not a folder")
+    samples = [(p, gt) for p, gt in iter_ground_truth(directory) if not category or gt.get("category") in category]
+    if limit:
+        samples = samples[:limit]
+    if not samples:
+        _fail(f"no documents with *.gt.json ground truth in {directory}")
+    ctx = Context(_settings(out, f"sqlite:///{(out / 'eval.sqlite3').resolve()}"))
+    out.mkdir(parents=True, exist_ok=True)
+    scores = []
+    with Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=errors,
+                  transient=True) as progress:
+        bar = progress.add_task("eval", total=len(samples))
+        for path, gt in samples:
+            doc_type = doc_type_for(gt)
+            try:
+                result = process_document(ctx, path, doc_type)
+            except OcrflowError as exc:
+                _fail(exc.message)
+            scores.append(score_document(result, gt, doc_type))
+            progress.advance(bar)
+    summary = Report(scores).summary()
+    by_category = {c: Report([s for s in scores if s.category == c]).summary() for c in sorted({s.category for s in scores})}
+    table = Table(title=f"ocrflow eval: {directory}")
+    for column in ("category", "docs", "CER", "fields right", "accepted", "review", "escaped errors", "MRZ valid"):
+        table.add_column(column)
+    for name, s in [*by_category.items(), ("all", summary)]:
+        table.add_row(
+            name, str(s["documents"]), _pct(s["cer_mean"], 2), _pct(s["all_fields_right"]),
+            _pct(s["accept_rate"]) + (f" ({s['accepted']})" if s["field_documents"] else ""),
+            _pct(s["review_rate"]),
+            _pct(s["escaped_error_rate"]) + (f" ({s['escaped_errors']})" if s["accepted"] else ""),
+            _pct(s["mrz_valid"]) + (f" of {s['mrz_documents']}" if s["mrz_documents"] else ""),
+        )
+    console.print(table)
+    if summary["field_accuracy"]:
+        console.print("field accuracy: " + ", ".join(f"{k} {_pct(v)}" for k, v in summary["field_accuracy"].items()))
+    if json_out:
+        json_out.write_text(json.dumps({"all": summary, "by_category": by_category}, indent=2) + "\n")
+
+
+def _pct(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def main() -> None:  # pragma: no cover - the console-script entry point
+    try:
+        app()
+    except OcrflowError as exc:
+        errors.print(f"error: {exc.message}")
+        sys.exit(2)

@@ -1,0 +1,24 @@
+"""The OCR stage: run an engine on a prepared page, report boxes in original-page pixels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ocrflow.engines.base import OcrEngine
+from ocrflow.models import Affine, OcrLine, OcrResult, OcrTask, PageRef
+
+
+def map_box(box: list[list[float]], affine: Affine) -> list[list[float]]:
+    matrix = np.asarray(affine, dtype=float)
+    points = np.asarray(box, dtype=float)
+    mapped = points @ matrix[:, :2].T + matrix[:, 2]
+    return [[round(float(x), 1), round(float(y), 1)] for x, y in mapped]
+
+
+def recognize(page: PageRef, engine: OcrEngine, task: OcrTask = OcrTask.TEXT_RECOGNITION) -> OcrResult:
+    """Read one page; engine errors propagate as :mod:`ocrflow.errors` types for the caller to route."""
+    result = engine.recognize(page.path, task, page_number=page.page_number)
+    lines = tuple(
+        OcrLine(text=line.text, box=map_box(line.box, page.to_original), score=line.score) for line in result.lines
+    )
+    return result.model_copy(update={"lines": lines, "page_number": page.page_number})

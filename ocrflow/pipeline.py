@@ -1,0 +1,106 @@
+"""The stages composed without Prefect: one document, start to stored outcome.
+
+The Prefect flow in ``flows/`` runs the same stage functions as tasks (pages in
+parallel, retries, names in the UI); this plain composition serves ``ocrflow eval``
+and the unit tests, where a server would only add start-up time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from ocrflow.doctypes import DocType, get_doctype, load_doctypes
+from ocrflow.engines import OcrEngine, create_engine
+from ocrflow.errors import OcrflowError
+from ocrflow.extract import detect_doctype, extract
+from ocrflow.ingest import ingest
+from ocrflow.models import DocumentResult, Extraction, IngestResult, OcrResult, PageRef, Reason, Stage
+from ocrflow.ocr import recognize
+from ocrflow.preprocess import preprocess
+from ocrflow.routing import build_result, decide
+from ocrflow.settings import Settings
+from ocrflow.store import ResultStore
+from ocrflow.validate import validate
+
+AUTO = "auto"
+
+
+@dataclass
+class Context:
+    """What the stages need, built once per process from explicit settings."""
+
+    settings: Settings
+
+    @cached_property
+    def engine(self) -> OcrEngine:
+        return create_engine(self.settings)
+
+    @cached_property
+    def doctypes(self) -> dict[str, DocType]:
+        return load_doctypes(self.settings.schema_dir)
+
+    @cached_property
+    def store(self) -> ResultStore:
+        return ResultStore(self.settings.out_dir, self.settings.resolved_database_url())
+
+
+def ocr_failure(page: PageRef, exc: OcrflowError) -> Reason:
+    return Reason(stage=Stage.OCR, code=exc.code, message=f"page {page.page_number}: {exc.message}",
+                  page=page.page_number)
+
+
+def interpret(
+    ocr_results: Sequence[OcrResult],
+    doctypes: dict[str, DocType],
+    doc_type: str,
+    min_confidence: float,
+) -> tuple[Extraction | None, Reason | None]:
+    """Pick the document type (or take the one given), extract its fields, validate them."""
+    type_reason = None
+    if doc_type == AUTO:
+        name, type_reason = detect_doctype(ocr_results, doctypes)
+        if name is None:
+            return None, type_reason
+    else:
+        name = doc_type
+    doctype = get_doctype(doctypes, name)
+    return validate(extract(ocr_results, doctype), doctype, min_confidence=min_confidence), None
+
+
+def finish(
+    ctx: Context,
+    ingested: IngestResult,
+    pages: Sequence[PageRef],
+    ocr_results: Sequence[OcrResult],
+    ocr_failures: Sequence[Reason],
+    extraction: Extraction | None,
+    type_reason: Reason | None,
+) -> DocumentResult:
+    """Route the document, then store its outcome durably before anyone acts on it."""
+    doctype = ctx.doctypes.get(extraction.doc_type) if extraction else None
+    status, reasons = decide(ingested, ocr_results, ocr_failures, extraction, doctype, type_reason)
+    result = build_result(ingested, pages, ocr_results, extraction, status, reasons)
+    ctx.store.save(result)
+    return result
+
+
+def process_document(ctx: Context, path: Path, doc_type: str = AUTO) -> DocumentResult:
+    settings = ctx.settings
+    ingested = ingest(Path(path), settings.work_dir, settings.ingest)
+    pages = [preprocess(page, settings.preprocess) for page in ingested.pages]
+    ocr_results: list[OcrResult] = []
+    failures: list[Reason] = []
+    for page in pages:
+        try:
+            ocr_results.append(recognize(page, ctx.engine))
+        except OcrflowError as exc:
+            failures.append(ocr_failure(page, exc))
+    extraction, type_reason = (
+        interpret(ocr_results, ctx.doctypes, doc_type, settings.routing.min_field_confidence)
+        if ocr_results
+        else (None, None)
+    )
+    return finish(ctx, ingested, pages, ocr_results, failures, extraction, type_reason)

@@ -1,0 +1,119 @@
+"""Routing: every document ends accepted, needs_review or rejected, with its reasons.
+
+Rejected means there is nothing a reviewer could work with (no readable page, no text);
+needs_review means a person can finish the job; accepted means every field passed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ocrflow.doctypes import DocType
+from ocrflow.models import (
+    DocumentResult,
+    Extraction,
+    IngestResult,
+    OcrResult,
+    PageRef,
+    PageResult,
+    Reason,
+    Stage,
+    Status,
+    Usage,
+)
+from ocrflow.validate import blocking_errors
+
+
+def decide(
+    ingest: IngestResult,
+    ocr_results: Sequence[OcrResult],
+    ocr_failures: Sequence[Reason],
+    extraction: Extraction | None,
+    doctype: DocType | None,
+    type_reason: Reason | None = None,
+) -> tuple[Status, list[Reason]]:
+    reasons: list[Reason] = [*ingest.reasons, *ocr_failures]
+    if not ingest.pages:
+        return Status.REJECTED, reasons or [_reason(Stage.INGEST, "no_pages", "the document has no pages to read")]
+    if not ocr_results:
+        return Status.REJECTED, reasons
+    if not any(line.text.strip() for result in ocr_results for line in result.lines):
+        message = "no text was found on any page; the scan may be blank, too faint or not a document"
+        return Status.REJECTED, [*reasons, _reason(Stage.OCR, "no_text", message)]
+    if type_reason is not None:
+        reasons.append(type_reason)
+    if extraction is not None and doctype is not None:
+        reasons.extend(extraction.reasons)
+        for name, field in extraction.fields.items():
+            for error in blocking_errors(field, doctype.fields[name]):
+                reasons.append(_reason(Stage.VALIDATE, error.code, f"{doctype.fields[name].title}: {error.message}",
+                                       field=name, page=field.page))
+    return (Status.NEEDS_REVIEW if reasons else Status.ACCEPTED), _unique(reasons)
+
+
+def _reason(stage: Stage, code: str, message: str, **where) -> Reason:
+    return Reason(stage=stage, code=code, message=message, **where)
+
+
+def _unique(reasons: list[Reason]) -> list[Reason]:
+    return list(dict.fromkeys(reasons))
+
+
+def build_result(
+    ingest: IngestResult,
+    pages: Sequence[PageRef],
+    ocr_results: Sequence[OcrResult],
+    extraction: Extraction | None,
+    status: Status,
+    reasons: list[Reason],
+) -> DocumentResult:
+    """Assemble the result contract from what every stage produced.
+
+    Page sizes come from ingest (the page as decoded); the preprocessing record from
+    ``pages``, the pages as they went to OCR.
+    """
+    ordered = sorted(ocr_results, key=lambda r: r.page_number)
+    sizes = {page.page_number: page for page in ingest.pages}
+    usage = Usage()
+    for result in ordered:
+        usage = usage + result.usage
+    return DocumentResult(
+        document_id=ingest.source.document_id,
+        source=str(ingest.source.path),
+        doc_type=extraction.doc_type if extraction else None,
+        status=status,
+        reasons=reasons,
+        fields=extraction.fields if extraction else {},
+        text="\n\n".join(r.text for r in ordered),
+        pages=[
+            PageResult(
+                page_number=r.page_number,
+                width=_original_size(sizes[r.page_number])[0],
+                height=_original_size(sizes[r.page_number])[1],
+                lines=list(r.lines),
+            )
+            for r in ordered
+            if r.page_number in sizes
+        ],
+        engine=f"{ordered[0].engine}:{ordered[0].model}" if ordered else None,
+        usage=usage,
+        preprocessing={page.page_number: list(page.steps) for page in pages},
+    )
+
+
+def _original_size(page: PageRef) -> tuple[int, int]:
+    # Ingest only ever scales a page down, so its matrix is diagonal.
+    (a, _, _), (_, e, _) = page.to_original
+    return round(a * page.width), round(e * page.height)
+
+
+def failure_result(ingest: IngestResult, stage: Stage, message: str) -> DocumentResult:
+    """The record of a document whose processing broke: rejected, with the reason, never lost."""
+    reason = _reason(stage, "internal_error", f"processing failed unexpectedly ({message}); it can be run again")
+    return DocumentResult(
+        document_id=ingest.source.document_id,
+        source=str(ingest.source.path),
+        doc_type=None,
+        status=Status.REJECTED,
+        reasons=[*ingest.reasons, reason],
+    )

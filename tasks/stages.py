@@ -1,0 +1,105 @@
+"""Each stage of a document as a Prefect task.
+
+The bodies only call the plain stage functions. Tasks take :class:`Settings` (a small
+serialisable model) and build the engine, schemas and store once per process; they
+pass :class:`PageRef` references between them, never pixels. Only
+:class:`~ocrflow.errors.TransientError` is retried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NONE
+from prefect.runtime import task_run
+
+from ocrflow.errors import is_retryable
+from ocrflow.ingest import ingest
+from ocrflow.models import DocumentResult, Extraction, IngestResult, OcrResult, PageRef, Reason
+from ocrflow.ocr import recognize
+from ocrflow.pipeline import Context, finish, interpret
+from ocrflow.preprocess import preprocess
+from ocrflow.settings import Settings
+
+
+@lru_cache(maxsize=4)
+def _context(settings_json: str) -> Context:
+    return Context(Settings.model_validate_json(settings_json))
+
+
+def context_for(settings: Settings) -> Context:
+    """One engine, schema set and store per process and settings (models load once)."""
+    return _context(settings.model_dump_json())
+
+
+def _retry_transient(task, task_run_, state) -> bool:
+    try:
+        state.result()
+    except Exception as exc:  # noqa: BLE001 - the state's own exception, judged by type
+        return is_retryable(exc)
+    return False
+
+
+def _source_name() -> str:
+    return Path(str(task_run.parameters["path"])).name
+
+
+def _page_name(prefix: str) -> str:
+    page: PageRef = task_run.parameters["page"]
+    names = task_run.parameters.get("names") or {}
+    return f"{prefix} {names.get(page.document_id, page.document_id[:12])} p{page.page_number}"
+
+
+def _document_name(prefix: str) -> str:
+    ingested: IngestResult = task_run.parameters["ingested"]
+    return f"{prefix} {ingested.source.path.name}"
+
+
+_DEFAULTS = dict(cache_policy=NONE, persist_result=False)
+
+
+@task(name="ingest", task_run_name=lambda: f"ingest {_source_name()}", **_DEFAULTS)
+def ingest_task(path: Path, settings: Settings) -> IngestResult:
+    return ingest(Path(path), settings.work_dir, settings.ingest)
+
+
+@task(name="preprocess", task_run_name=lambda: _page_name("preprocess"), **_DEFAULTS)
+def preprocess_task(page: PageRef, settings: Settings, names: dict[str, str] | None = None) -> PageRef:
+    return preprocess(page, settings.preprocess)
+
+
+@task(
+    name="ocr",
+    task_run_name=lambda: _page_name("ocr"),
+    retries=3,
+    retry_delay_seconds=[2, 8, 30],
+    retry_jitter_factor=0.5,
+    retry_condition_fn=_retry_transient,
+    **_DEFAULTS,
+)
+def recognize_task(page: PageRef, settings: Settings, names: dict[str, str] | None = None) -> OcrResult:
+    return recognize(page, context_for(settings).engine)
+
+
+@task(name="extract+validate", task_run_name=lambda: _document_name("extract"), **_DEFAULTS)
+def interpret_task(
+    ingested: IngestResult, ocr_results: Sequence[OcrResult], doc_type: str, settings: Settings
+) -> tuple[Extraction | None, Reason | None]:
+    ctx = context_for(settings)
+    return interpret(ocr_results, ctx.doctypes, doc_type, settings.routing.min_field_confidence)
+
+
+@task(name="route+store", task_run_name=lambda: _document_name("store"), **_DEFAULTS)
+def finish_task(
+    ingested: IngestResult,
+    pages: Sequence[PageRef],
+    ocr_results: Sequence[OcrResult],
+    ocr_failures: Sequence[Reason],
+    extraction: Extraction | None,
+    type_reason: Reason | None,
+    settings: Settings,
+) -> DocumentResult:
+    return finish(context_for(settings), ingested, pages, ocr_results, ocr_failures, extraction, type_reason)
