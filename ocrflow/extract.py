@@ -140,10 +140,13 @@ def _by_address(spec: FieldSpec, rows_: list[Row], company: FieldSpec | None) ->
     parts: list[str] = []
     score = 1.0
     for row in rows_[start:start + 7]:
-        if row.page != rows_[start].page or _find_label(row.text, stop):
+        if row.page != rows_[start].page:
             break
+        # The company's registration number often sits between its name and address.
         if not parts and _REGISTRATION.search(row.text):
             continue
+        if _find_label(row.text, stop):
+            break
         parts.append(row.text)
         score = min(score, row.score)
         if _POSTCODE.search(row.text) and len(parts) >= 2 and re.search(r"[A-Z]{4,}\.?\s*$", row.text, re.I):
@@ -272,17 +275,22 @@ def _choose(spec: FieldSpec, candidates: list[Candidate], rows_: list[Row]) -> F
         candidates = labelled or candidates
     values = [normalize(c.raw) for c in candidates]
     chosen, value = candidates[0], values[0]
-    # Disagreeing candidates mean we may have picked the wrong one: ask a person.
+    # Disagreeing candidates mean we may have picked the wrong one: ask a person. Unless the
+    # schema says later matches are the same thing in another form (a bank's name in two scripts).
     agreeing = {v for v in values if v is not None}
-    confidence = chosen.confidence if len(agreeing) <= 1 else chosen.confidence * 0.6
+    sure = len(agreeing) <= 1 or spec.hints.get("pick") == "first"
+    confidence = chosen.confidence if sure else chosen.confidence * 0.6
     return _result(value, chosen, confidence)
 
 
 def _near_label(candidate: Candidate, spec: FieldSpec, rows_: list[Row]) -> bool:
+    """A label on the candidate's row, or alone on the row above (a label over its value)."""
     for i, row in enumerate(rows_):
         if candidate.raw in row.text:
-            context = row.text + (" " + rows_[i - 1].text if i else "")
-            return _find_label(context, spec.labels) is not None
+            above = rows_[i - 1].text if i else ""
+            if above and re.search(spec.pattern or r"$^", above):
+                above = ""  # the row above has a value of its own; its label is for that one
+            return _find_label(f"{row.text} {above}", spec.labels) is not None
     return False
 
 

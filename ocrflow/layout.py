@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ocrflow.models import OcrResult
+from ocrflow.models import Affine, OcrResult
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,15 @@ class Row:
         return self.lines[0].page
 
 
+def _line(text: str, score: float, page: int, box: list[list[float]], frame: Affine | None) -> Line:
+    if frame is not None:
+        (a, b, c), (d, e, f) = frame
+        box = [[a * x + b * y + c, d * x + e * y + f] for x, y in box]
+    xs = [x for x, _ in box]
+    ys = [y for _, y in box]
+    return Line(text=text, score=score, page=page, x0=min(xs), y0=min(ys), x1=max(xs), y1=max(ys))
+
+
 def _same_row(a: Line, b: Line) -> bool:
     overlap = min(a.y1, b.y1) - max(a.y0, b.y0)
     return overlap > 0.5 * min(a.height, b.height)
@@ -53,15 +62,7 @@ def rows(results: Sequence[OcrResult]) -> list[Row]:
     for result in sorted(results, key=lambda r: r.page_number):
         lines = sorted(
             (
-                Line(
-                    text=ocr_line.text.strip(),
-                    score=ocr_line.score,
-                    page=result.page_number,
-                    x0=min(x for x, _ in ocr_line.box),
-                    y0=min(y for _, y in ocr_line.box),
-                    x1=max(x for x, _ in ocr_line.box),
-                    y1=max(y for _, y in ocr_line.box),
-                )
+                _line(ocr_line.text.strip(), ocr_line.score, result.page_number, ocr_line.box, result.reading_frame)
                 for ocr_line in result.lines
                 if ocr_line.text.strip()
             ),

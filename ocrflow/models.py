@@ -143,6 +143,8 @@ class OcrResult(Frozen):
     text: str = ""
     key_values: dict[str, Any] | None = None
     usage: Usage = Field(default_factory=Usage)
+    reading_frame: Affine | None = None
+    """Maps ``lines``' boxes onto the upright page the engine read, where rows are horizontal."""
 
 
 class FieldError(Frozen):

@@ -21,4 +21,11 @@ def recognize(page: PageRef, engine: OcrEngine, task: OcrTask = OcrTask.TEXT_REC
     lines = tuple(
         OcrLine(text=line.text, box=map_box(line.box, page.to_original), score=line.score) for line in result.lines
     )
-    return result.model_copy(update={"lines": lines, "page_number": page.page_number})
+    return result.model_copy(
+        update={"lines": lines, "page_number": page.page_number, "reading_frame": invert(page.to_original)}
+    )
+
+
+def invert(affine: Affine) -> Affine:
+    matrix = np.vstack([np.asarray(affine, dtype=float), [0.0, 0.0, 1.0]])
+    return np.linalg.inv(matrix)[:2].round(9).tolist()

@@ -30,13 +30,17 @@ AUTO = "auto"
 
 @dataclass
 class Context:
-    """What the stages need, built once per process from explicit settings."""
+    """What the stages need, built once per process from explicit settings.
+
+    An engine may be handed in (tests share one; models take a second to load).
+    """
 
     settings: Settings
+    given_engine: OcrEngine | None = None
 
     @cached_property
     def engine(self) -> OcrEngine:
-        return create_engine(self.settings)
+        return self.given_engine or create_engine(self.settings)
 
     @cached_property
     def doctypes(self) -> dict[str, DocType]:

@@ -44,10 +44,13 @@ def decide(
         reasons.append(type_reason)
     if extraction is not None and doctype is not None:
         reasons.extend(extraction.reasons)
+        # Validation already gave its errors a reason; extraction's own (an unreadable
+        # value) get theirs here, once.
+        explained = {(r.field, r.code) for r in extraction.reasons}
         for name, field in extraction.fields.items():
-            for error in blocking_errors(field, doctype.fields[name]):
-                reasons.append(_reason(Stage.VALIDATE, error.code, f"{doctype.fields[name].title}: {error.message}",
-                                       field=name, page=field.page))
+            for error in blocking_errors(field, doctype.fields.get(name)):
+                if (name, error.code) not in explained:
+                    reasons.append(_reason(Stage.EXTRACT, error.code, error.message, field=name, page=field.page))
     return (Status.NEEDS_REVIEW if reasons else Status.ACCEPTED), _unique(reasons)
 
 

@@ -1,0 +1,426 @@
+"""Ingest: turn an input file into page images that every OCR engine accepts.
+
+``discover`` expands the command line into files, ``identify`` names a file by the SHA-256
+of its bytes, and ``ingest`` splits it into pages on disk (``work_dir/<document_id>/page-0001.png``).
+Bad input never raises here: it becomes :class:`~ocrflow.models.Reason` items, for the whole
+document (``page=None``) or for one page, and the other pages still go through.
+
+Pages are decoded one at a time (:func:`iter_pages`), so a 200-page PDF or TIFF is never in
+memory whole. Every page leaves this stage inside Qwen-OCR's input limits: repaired where that
+is possible (downscaled, saved as JPEG), refused with a reason where it is not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
+from PIL import ExifTags, Image, ImageFile, ImageOps
+
+from ocrflow import _imageio
+from ocrflow.errors import ConfigurationError, InputError
+from ocrflow.models import IDENTITY, Affine, IngestResult, PageRef, Reason, SourceRef, Stage, StepRecord
+from ocrflow.settings import IngestOptions
+
+# Qwen-OCR's input limits (Alibaba Cloud Model Studio, "Text extraction (Qwen-OCR)", image
+# limits: https://www.alibabacloud.com/help/en/model-studio/qwen-vl-ocr). Pages meet them here,
+# before any engine runs, so no page fails at OCR time for its size. The "only PNG or JPEG
+# between 4K and 8K" rule holds because only PNG or JPEG is ever written.
+MIN_SIDE = 10
+"""Each side must be longer than this many pixels."""
+MAX_ASPECT_RATIO = 200
+"""Long side over short side, at most."""
+MAX_PIXELS = 15_680_000
+"""Larger pages are downscaled, keeping their aspect ratio."""
+MAX_ENCODED_BYTES = 10_000_000
+"""The file limit is "10 MB"; of its two readings the decimal one is the stricter."""
+JPEG_QUALITIES = (92, 85, 75, 60)
+"""Tried in turn when a page's PNG is over :data:`MAX_ENCODED_BYTES`."""
+
+SUPPORTED_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".heic", ".heif", ".pdf"}
+)
+"""What ``discover`` picks up inside folders; files named directly are taken whatever their name."""
+
+_MP_LIMIT = f"{MAX_PIXELS / 1e6:.2f} MP limit"
+
+PDFIUM_LOCK = threading.Lock()
+"""pdfium allows one call at a time in a process, even on different documents; Prefect runs
+tasks in threads. Any other code calling pdfium in this process should hold this lock too."""
+
+
+@dataclass(frozen=True)
+class DecodedPage:
+    """One page decoded to RGB or L, upright, within :data:`MAX_PIXELS`, not yet on disk."""
+
+    number: int
+    image: Image.Image
+    to_original: Affine = field(default_factory=lambda: [row[:] for row in IDENTITY])
+    steps: tuple[StepRecord, ...] = ()
+
+
+def discover(paths: Iterable[Path]) -> list[Path]:
+    """Files as given, folders expanded recursively to supported files; sorted, without repeats.
+
+    Hidden files and folders (names starting with ``.``) inside a folder are skipped. A file
+    named directly is kept whatever its extension, so a mis-named file still gets a record.
+    """
+    found: dict[Path, Path] = {}
+    for path in paths:
+        if path.is_dir():
+            files = _walk(path)
+        elif path.is_file():
+            files = [path]
+        elif path.exists():
+            raise ConfigurationError(f"{path} is neither a file nor a folder")
+        else:
+            raise ConfigurationError(f"{path} does not exist")
+        for file in files:
+            found.setdefault(file.resolve(), file)
+    return sorted(found.values())
+
+
+def _walk(folder: Path) -> list[Path]:
+    files = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = [name for name in dirs if not name.startswith(".")]  # pruned, so .git is never read
+        files += [
+            Path(root, name)
+            for name in names
+            if not name.startswith(".") and Path(name).suffix.lower() in SUPPORTED_SUFFIXES
+        ]
+    return files
+
+
+def identify(path: Path) -> SourceRef:
+    """Name a file by the SHA-256 of its bytes and sniff its type from its first bytes.
+
+    Raises :class:`InputError` only if the file cannot be read at all.
+    """
+    try:
+        with path.open("rb") as file:
+            head = file.read(_imageio.HEAD_BYTES)
+            file.seek(0)
+            digest = hashlib.file_digest(file, "sha256").hexdigest()  # reads in chunks
+            size = os.fstat(file.fileno()).st_size
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    media_type = _imageio.sniff_media_type(head)
+    return SourceRef(path=path, document_id=digest, size=size, media_type=media_type)
+
+
+def ingest(path: Path, work_dir: Path, options: IngestOptions) -> IngestResult:
+    """Split a document into page images under ``work_dir/<document_id>/``; never raises for bad input.
+
+    Re-ingesting the same bytes rewrites the same files. A file that cannot be read at all gets
+    the SHA-256 of its absolute path as ``document_id``, having no content to name it by.
+    """
+    try:
+        source = identify(path)
+    except InputError as exc:
+        path_id = hashlib.sha256(str(path.absolute()).encode()).hexdigest()
+        source = SourceRef(path=path, document_id=path_id, size=0, media_type=_imageio.UNKNOWN)
+        message = f"the file could not be read ({exc.message}); check that it exists and is readable"
+        return IngestResult(source=source, reasons=(_reason("unreadable_file", message),))
+    if source.size == 0:
+        message = "the file is empty (0 bytes); upload the document again"
+        return IngestResult(source=source, reasons=(_reason("empty_file", message),))
+    if source.size > options.max_file_bytes:
+        message = (
+            f"the file is {_megabytes(source.size)}, over the {_megabytes(options.max_file_bytes)} "
+            "limit; split or compress the document and upload it again"
+        )
+        return IngestResult(source=source, reasons=(_reason("file_too_large", message),))
+
+    folder = work_dir / source.document_id
+    pages: list[PageRef] = []
+    reasons: list[Reason] = []
+    with closing(iter_pages(source, options)) as items:
+        for item in items:
+            outcome = _save(item, folder, source.document_id) if isinstance(item, DecodedPage) else item
+            if isinstance(outcome, PageRef):
+                pages.append(outcome)
+            else:
+                reasons.append(outcome)
+    page_count = len(pages) + sum(1 for reason in reasons if reason.page is not None)
+    return IngestResult(source=source, pages=tuple(pages), reasons=tuple(reasons), page_count=page_count)
+
+
+def iter_pages(source: SourceRef, options: IngestOptions) -> Iterator[DecodedPage | Reason]:
+    """Decode a document one page at a time: each page, or the reason it cannot be used.
+
+    A reason with ``page=None`` means the whole document cannot be used; nothing follows it.
+    Nothing is kept from one page to the next, so memory holds one page at most.
+    """
+    if source.media_type == _imageio.PDF:
+        yield from _pdf_pages(source.path, options)
+    elif source.media_type in _imageio.PIL_FORMATS:
+        yield from _image_pages(source.path, source.media_type, options)
+    else:
+        with source.path.open("rb") as file:
+            yield _not_supported(file.read(_imageio.HEAD_BYTES))
+
+
+# --- PDF -----------------------------------------------------------------------------------
+
+
+def _pdf_pages(path: Path, options: IngestOptions) -> Iterator[DecodedPage | Reason]:
+    # The lock is held per call, never across a yield, so other threads' pages interleave.
+    with PDFIUM_LOCK:
+        opened = _open_pdf(path, options.max_pages)
+    if isinstance(opened, Reason):
+        yield opened
+        return
+    try:
+        for number in range(1, len(opened) + 1):
+            with PDFIUM_LOCK:
+                page = _render_page(opened, number, options.pdf_dpi)
+            yield page
+    finally:
+        with PDFIUM_LOCK:
+            opened.close()
+
+
+def _open_pdf(path: Path, max_pages: int) -> pdfium.PdfDocument | Reason:
+    # pdfium's raw loader, because pypdfium2 reports a PDF with no pages as a failure carrying
+    # whatever error an earlier call left behind. pdfium reads the file as it needs it.
+    handle = pdfium_c.FPDF_LoadDocument(os.fsencode(path), None)
+    if not handle:
+        error = pdfium_c.FPDF_GetLastError()
+        if error in (pdfium_c.FPDF_ERR_PASSWORD, pdfium_c.FPDF_ERR_SECURITY):
+            message = "the PDF is password-protected; remove the password and upload it again"
+            return _reason("encrypted_pdf", message)
+        message = "the PDF is damaged and cannot be opened; export or scan the document again and upload it"
+        return _reason("unreadable_pdf", message)
+    pdf = pdfium.PdfDocument(handle)
+    count = len(pdf)
+    if count == 0 or count > max_pages:
+        pdf.close()
+        if count == 0:
+            return _reason("empty_pdf", "the PDF has no pages; export the document again and upload it")
+        return _too_many_pages(count, max_pages)
+    pdf.init_forms()  # so filled-in form fields are rendered too
+    return pdf
+
+
+def _render_page(pdf: pdfium.PdfDocument, number: int, dpi: int) -> DecodedPage | Reason:
+    try:
+        page = pdf[number - 1]
+    except pdfium.PdfiumError:
+        return _unreadable_pdf_page(number)
+    try:
+        width_pt, height_pt = page.get_size()  # in points, with the page's /Rotate applied
+        scale = dpi / 72
+        refusal = _refuse_size(math.ceil(width_pt * scale), math.ceil(height_pt * scale), number)
+        if refusal is not None:
+            return refusal
+        render_scale = min(scale, _fitting_pdf_scale(width_pt, height_pt))
+        detail = f"rendered at {dpi} dpi"
+        if render_scale < scale:
+            # Rendering smaller beats rendering big and shrinking: less memory, same result.
+            detail = f"rendered at {render_scale * 72:.1f} dpi instead of {dpi} to meet the {_MP_LIMIT}"
+        bitmap = page.render(scale=render_scale)
+        try:
+            image = bitmap.to_pil()  # pdfium's BGR becomes RGB, so PIL copies and the bitmap can go
+        finally:
+            bitmap.close()
+    except pdfium.PdfiumError:
+        return _unreadable_pdf_page(number)
+    finally:
+        page.close()
+    # Coordinates map back to the page at the configured dpi, whatever it was rendered at.
+    ratio = scale / render_scale
+    step = _step(detail, dpi=round(render_scale * 72, 3))
+    return DecodedPage(number, image, [[ratio, 0.0, 0.0], [0.0, ratio, 0.0]], (step,))
+
+
+def _fitting_pdf_scale(width_pt: float, height_pt: float) -> float:
+    # pdfium rounds each side up, so solve (w*s + 1) * (h*s + 1) = MAX_PIXELS for s.
+    a, b, c = width_pt * height_pt, width_pt + height_pt, 1 - MAX_PIXELS
+    return (-b + math.sqrt(b * b - 4 * a * c)) / (2 * a)
+
+
+# --- images --------------------------------------------------------------------------------
+
+
+def _image_pages(path: Path, media_type: str, options: IngestOptions) -> Iterator[DecodedPage | Reason]:
+    try:
+        image = _imageio.open_image(path, media_type)
+    except _imageio.DECODE_ERRORS:
+        yield _damaged(path, media_type, None)
+        return
+    with image:
+        # Only a TIFF's frames are pages; other formats' extra frames are animation or thumbnails.
+        count = getattr(image, "n_frames", 1) if media_type == "image/tiff" else 1
+        if count > options.max_pages:
+            yield _too_many_pages(count, options.max_pages)
+            return
+        for number in range(1, count + 1):
+            yield _decode_frame(image, number, path, media_type, options.max_decoded_pixels)
+
+
+def _decode_frame(
+    image: ImageFile.ImageFile, number: int, path: Path, media_type: str, max_pixels: int
+) -> DecodedPage | Reason:
+    try:
+        image.seek(number - 1)
+        width, height = image.size  # from the header: nothing is decoded yet
+        if width * height > max_pixels:
+            return _bomb(number, width, height, max_pixels)
+        refusal = _refuse_size(width, height, number)
+        if refusal is not None:
+            return refusal
+        _imageio.load(image, max_pixels)
+    except Image.DecompressionBombError:
+        return _bomb(number, *image.size, max_pixels)
+    except _imageio.DECODE_ERRORS:
+        return _damaged(path, media_type, number)
+
+    steps = []
+    orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+    page = ImageOps.exif_transpose(image)  # always a new image, so the next seek leaves it alone
+    if orientation in range(2, 9):  # 1 is upright; PIL ignores values outside 1-8
+        steps.append(_step(f"applied EXIF orientation {orientation}", exif_orientation=orientation))
+    page, conversion = _imageio.to_rgb_or_l(page)
+    if conversion:
+        steps.append(_step(conversion))
+    return _downscale(DecodedPage(number, page, steps=tuple(steps)))
+
+
+def _downscale(page: DecodedPage) -> DecodedPage:
+    width, height = page.image.size
+    if width * height <= MAX_PIXELS:
+        return page
+    factor = math.sqrt(MAX_PIXELS / (width * height))
+    size = (math.floor(width * factor), math.floor(height * factor))  # floor keeps it under the limit
+    image = page.image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    step = _step(f"downscaled {width}x{height} -> {size[0]}x{size[1]} to meet the {_MP_LIMIT}", scale=factor)
+    to_original = [[width / size[0], 0.0, 0.0], [0.0, height / size[1], 0.0]]
+    return DecodedPage(page.number, image, to_original, (*page.steps, step))
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+def _save(page: DecodedPage, folder: Path, document_id: str) -> PageRef | Reason:
+    data, suffix, steps = _imageio.encode(page.image, "PNG"), "png", list(page.steps)
+    if len(data) > MAX_ENCODED_BYTES:
+        png_size = len(data)
+        for quality in JPEG_QUALITIES:
+            data = _imageio.encode(page.image, "JPEG", quality=quality)
+            if len(data) <= MAX_ENCODED_BYTES:
+                break
+        else:
+            message = (
+                f"page {page.number} is over the {_megabytes(MAX_ENCODED_BYTES)} OCR limit even as a "
+                f"JPEG at quality {JPEG_QUALITIES[-1]}; scan it at a lower resolution and upload it again"
+            )
+            return _reason("page_too_large", message, page.number)
+        suffix = "jpg"
+        detail = f"saved as JPEG quality {quality}: the PNG was {_megabytes(png_size)}, over the OCR limit"
+        steps.append(_step(detail, quality=quality))
+
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"page-{page.number:04d}.{suffix}"
+    _imageio.write_atomically(target, data)
+    target.with_suffix(".jpg" if suffix == "png" else ".png").unlink(missing_ok=True)  # an older run's
+    return PageRef(
+        document_id=document_id,
+        page_number=page.number,
+        path=target,
+        sha256=hashlib.sha256(data).hexdigest(),
+        width=page.image.width,
+        height=page.image.height,
+        to_original=page.to_original,
+        steps=tuple(steps),
+    )
+
+
+# --- reasons -------------------------------------------------------------------------------
+
+
+def _reason(code: str, message: str, page: int | None = None) -> Reason:
+    return Reason(stage=Stage.INGEST, code=code, message=message, page=page)
+
+
+def _step(detail: str, **measurements: float) -> StepRecord:
+    return StepRecord(step="ingest", applied=True, detail=detail, measurements=measurements)
+
+
+def _refuse_size(width: int, height: int, number: int) -> Reason | None:
+    """A reason when no repair can bring a page inside Qwen-OCR's size limits.
+
+    The shape is checked first: a 1x3000 strip is a strip, not just a small image.
+    """
+    ratio = max(width, height) / max(min(width, height), 1)
+    if ratio > MAX_ASPECT_RATIO:
+        message = (
+            f"page {number} is {width}x{height} pixels: its long side is {ratio:.0f} times its short side, "
+            f"and OCR accepts at most {MAX_ASPECT_RATIO}:1. Crop or split the image and upload it again"
+        )
+        return _reason("extreme_aspect_ratio", message, number)
+    if min(width, height) <= MIN_SIDE:
+        message = (
+            f"page {number} is {width}x{height} pixels; OCR needs each side longer than {MIN_SIDE} "
+            "pixels. Upload a larger scan or photo of the document"
+        )
+        return _reason("image_too_small", message, number)
+    return None
+
+
+def _bomb(number: int, width: int, height: int, limit: int) -> Reason:
+    message = (
+        f"page {number} is {width}x{height} pixels ({width * height:,} pixels), over the safety limit "
+        f"of {limit:,}; it may be a decompression bomb. Check where the file came from, or resize it "
+        "and upload it again"
+    )
+    return _reason("decompression_bomb", message, number)
+
+
+def _too_many_pages(count: int, limit: int) -> Reason:
+    message = f"the document has {count} pages, more than the limit of {limit}; split it and upload the parts"
+    return _reason("too_many_pages", message)
+
+
+def _unreadable_pdf_page(number: int) -> Reason:
+    message = f"page {number} of the PDF is damaged and cannot be rendered; export the document again"
+    return _reason("unreadable_pdf", message, number)
+
+
+def _damaged(path: Path, media_type: str, page: int | None) -> Reason:
+    kind = _imageio.PIL_FORMATS[media_type]
+    where = "the image" if page is None else f"page {page}"
+    if _imageio.looks_truncated(path, media_type):
+        message = (
+            f"{where} cannot be decoded: the {kind} file is cut short, probably by an incomplete upload "
+            "or copy; upload the complete file again"
+        )
+        return _reason("truncated_image", message, page)
+    message = f"{where} cannot be decoded: the {kind} file is damaged; export or scan it again and upload it"
+    return _reason("corrupt_image", message, page)
+
+
+def _not_supported(head: bytes) -> Reason:
+    image_format = _imageio.unsupported_image_format(head)
+    if image_format is not None:
+        message = (
+            f"the file is a {image_format} image, which ocrflow does not read; convert it to PNG or JPEG"
+        )
+        return _reason("unsupported_format", message)
+    message = (
+        f"the file is not an image or PDF (it {_imageio.describe_content(head)}); "
+        "upload a scan, photo or PDF of the document"
+    )
+    return _reason("not_an_image", message)
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"

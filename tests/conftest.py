@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ocrflow.doctypes import load_doctypes
+from ocrflow.engines.rapid import RapidOcrEngine
+from ocrflow.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+EVAL_DEV = Path(os.environ.get("OCRFLOW_EVAL_DEV", ROOT.parent / "shared" / "eval-dev"))
+POSTGRES_URL = os.environ.get("OCRFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def eval_dev(relative: str) -> Path:
+    path = EVAL_DEV / relative
+    if not path.exists():
+        pytest.skip(f"eval-dev document {relative} is not at {EVAL_DEV}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def engine() -> RapidOcrEngine:
+    return RapidOcrEngine()
+
+
+@pytest.fixture(scope="session")
+def doctypes():
+    return load_doctypes()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(out_dir=tmp_path / "out")
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """A fresh PostgreSQL schema on the machine's server, dropped afterwards."""
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    schema = f"ocrflow_test_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(POSTGRES_URL)
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    except sqlalchemy.exc.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {POSTGRES_URL} is not reachable: {exc}")
+    try:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()

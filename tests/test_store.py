@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ocrflow.models import DocumentResult, FieldResult, Reason, Stage, Status
+from ocrflow.store import ResultStore, write_json_atomically
+
+
+def _result(document_id: str, status: Status, **extra) -> DocumentResult:
+    reasons = [] if status is Status.ACCEPTED else [Reason(stage=Stage.VALIDATE, code="missing", message="Total was not found", field="total")]
+    return DocumentResult(document_id=document_id, source=f"/in/{document_id[:6]}.png", doc_type="receipt",
+                          status=status, reasons=reasons, fields={"total": FieldResult(value="9.00", confidence=0.99)}, **extra)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, tmp_path: Path) -> ResultStore:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    store = ResultStore(tmp_path / "out", url)
+    yield store
+    store.engine.dispose()
+
+
+def test_save_writes_the_json_contract_and_a_row(store: ResultStore):
+    path = store.save(_result("a" * 64, Status.ACCEPTED))
+    data = json.loads(path.read_text())
+    assert path.name == "a" * 64 + ".json"
+    assert set(data) >= {"document_id", "source", "doc_type", "status", "reasons", "fields", "text", "pages",
+                         "engine", "usage", "preprocessing"}
+    assert data["fields"]["total"] == {"value": "9.00", "confidence": 0.99, "errors": [], "raw": None, "page": None}
+    assert store.status_of("a" * 64) is Status.ACCEPTED
+    assert store.load("a" * 64).fields["total"].value == "9.00"
+
+
+def test_saving_the_same_document_again_updates_its_one_record(store: ResultStore):
+    store.save(_result("b" * 64, Status.NEEDS_REVIEW))
+    store.save(_result("b" * 64, Status.NEEDS_REVIEW))
+    assert store.counts() == {"accepted": 0, "needs_review": 1, "rejected": 0}
+    assert len(store.review_items()) == 1
+    store.save(_result("b" * 64, Status.ACCEPTED))
+    assert store.counts() == {"accepted": 1, "needs_review": 0, "rejected": 0}
+    assert store.review_items() == []
+
+
+def test_review_item_carries_the_reasons(store: ResultStore):
+    store.save(_result("c" * 64, Status.NEEDS_REVIEW))
+    (item,) = store.review_items()
+    assert item.state == "pending"
+    assert item.reasons[0]["code"] == "missing" and item.reasons[0]["field"] == "total"
+
+
+def test_find_by_prefix_is_unambiguous(store: ResultStore):
+    store.save(_result("abc1" + "0" * 60, Status.ACCEPTED))
+    store.save(_result("abc2" + "0" * 60, Status.ACCEPTED))
+    assert store.find("abc1") == "abc1" + "0" * 60
+    assert store.find("abc") is None
+    assert store.find("zzz") is None
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path: Path):
+    target = tmp_path / "doc.json"
+    write_json_atomically(target, '{"ok": 1}')
+
+    with pytest.raises(TypeError):
+        write_json_atomically(target, 12345)  # not text: the write fails midway
+    assert json.loads(target.read_text()) == {"ok": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["doc.json"]
