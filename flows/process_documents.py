@@ -75,7 +75,6 @@ def process_documents(
     in_flight: list[tuple[IngestResult, list, list]] = []
     seen: set[str] = set()
     skipped = 0
-    names: dict[str, str] = {}
     for future in ingests:
         ingested: IngestResult = future.result()
         document_id = ingested.source.document_id
@@ -84,9 +83,9 @@ def process_documents(
             skipped += 1
             continue
         seen.add(document_id)
-        names[document_id] = ingested.source.path.name
-        pages = preprocess_task.map(list(ingested.pages), settings=unmapped(settings), names=unmapped(names))
-        ocr = recognize_task.map(pages, settings=unmapped(settings), names=unmapped(names))
+        labels = [f"{ingested.source.path.name} p{page.page_number}" for page in ingested.pages]
+        pages = preprocess_task.map(list(ingested.pages), settings=unmapped(settings), label=labels)
+        ocr = recognize_task.map(pages, settings=unmapped(settings), label=labels)
         in_flight.append((ingested, pages, ocr))
 
     results: list[DocumentResult] = []

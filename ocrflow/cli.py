@@ -33,7 +33,7 @@ DbOption = Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL of th
 
 
 def _fail(message: str) -> None:
-    errors.print(f"[red]error:[/red] {message}", highlight=False)
+    errors.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -49,6 +49,7 @@ def _settings(out: Path, db: str | None, **overrides):
 def _quiet_prefect() -> None:
     # The progress bar and summary are the CLI's report; Prefect's own lines go to the UI.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL", "WARNING")
 

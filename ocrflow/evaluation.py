@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ocrflow import checks
-from ocrflow.models import DocumentResult, Status
+from ocrflow.layout import rows
+from ocrflow.models import DocumentResult, OcrLine, OcrResult, OcrTask, Status
 from ocrflow.normalize import amount, to_date
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".pdf")
@@ -72,23 +73,39 @@ def _fold_text(text: str, drop_spaces: bool) -> str:
     return text
 
 
+def _in_rows(pages: list[list[tuple[str, list[list[float]]]]]) -> str:
+    """Lines grouped into rows top to bottom, left to right: one order for truth and prediction."""
+    results = [
+        OcrResult(engine="-", model="-", task=OcrTask.TEXT_RECOGNITION, page_number=n,
+                  lines=tuple(OcrLine(text=text, box=box, score=1.0) for text, box in lines))
+        for n, lines in enumerate(pages, start=1)
+    ]
+    return "\n".join(row.text for row in rows(results))
+
+
 def reading_order_text(result: DocumentResult) -> str:
-    """Lines sorted top to bottom, then left to right, as the ground truth lists them."""
-    lines = []
-    for page in result.pages:
-        for line in page.lines:
-            top = min(y for _, y in line.box)
-            left = min(x for x, _ in line.box)
-            height = max(y for _, y in line.box) - top
-            lines.append((page.page_number, round(top / max(height, 1.0)), left, line.text))
-    return "\n".join(text for *_, text in sorted(lines))
+    return _in_rows([[(line.text, line.box) for line in page.lines] for page in result.pages])
+
+
+def _box(line: dict[str, Any]) -> list[list[float]] | None:
+    if "quad" in line:
+        q = line["quad"]
+        return [[q[0], q[1]], [q[2], q[3]], [q[4], q[5]], [q[6], q[7]]]
+    if "bbox" in line:
+        x0, y0, x1, y1 = line["bbox"]
+        return [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
+    return None
 
 
 def gt_text(gt: dict[str, Any]) -> str | None:
+    """The ground-truth text, put in the same reading order as predictions where lines have boxes."""
+    lines = gt.get("lines") or []
+    boxed = [(line["text"], _box(line)) for line in lines if isinstance(line, dict) and _box(line)]
+    if boxed and len(boxed) == len(lines):
+        return _in_rows([boxed])
     if gt.get("text"):
         return gt["text"]
-    lines = [line["text"] if isinstance(line, dict) else line for line in gt.get("lines") or []]
-    return "\n".join(lines) or None
+    return "\n".join(line["text"] if isinstance(line, dict) else line for line in lines) or None
 
 
 def character_error_rate(result: DocumentResult, gt: dict[str, Any]) -> float | None:

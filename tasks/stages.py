@@ -47,12 +47,6 @@ def _source_name() -> str:
     return Path(str(task_run.parameters["path"])).name
 
 
-def _page_name(prefix: str) -> str:
-    page: PageRef = task_run.parameters["page"]
-    names = task_run.parameters.get("names") or {}
-    return f"{prefix} {names.get(page.document_id, page.document_id[:12])} p{page.page_number}"
-
-
 def _document_name(prefix: str) -> str:
     ingested: IngestResult = task_run.parameters["ingested"]
     return f"{prefix} {ingested.source.path.name}"
@@ -66,21 +60,22 @@ def ingest_task(path: Path, settings: Settings) -> IngestResult:
     return ingest(Path(path), settings.work_dir, settings.ingest)
 
 
-@task(name="preprocess", task_run_name=lambda: _page_name("preprocess"), **_DEFAULTS)
-def preprocess_task(page: PageRef, settings: Settings, names: dict[str, str] | None = None) -> PageRef:
+@task(name="preprocess", task_run_name="preprocess {label}", **_DEFAULTS)
+def preprocess_task(page: PageRef, settings: Settings, label: str = "") -> PageRef:
+    """``label`` names the document and page in the UI (the page itself may still be a future)."""
     return preprocess(page, settings.preprocess)
 
 
 @task(
     name="ocr",
-    task_run_name=lambda: _page_name("ocr"),
+    task_run_name="ocr {label}",
     retries=3,
     retry_delay_seconds=[2, 8, 30],
     retry_jitter_factor=0.5,
     retry_condition_fn=_retry_transient,
     **_DEFAULTS,
 )
-def recognize_task(page: PageRef, settings: Settings, names: dict[str, str] | None = None) -> OcrResult:
+def recognize_task(page: PageRef, settings: Settings, label: str = "") -> OcrResult:
     return recognize(page, context_for(settings).engine)
 
 

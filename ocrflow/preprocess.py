@@ -1,0 +1,471 @@
+"""Page preprocessing: noise, lighting, orientation and skew, each decided from a measurement.
+
+:func:`preprocess` reads one page image, runs four steps and, if any of them changed
+the page, writes the result beside it (or into ``work_dir``) as ``<stem>.pre.png``.
+Every step measures the page first and changes it only when the measurement says it
+should, so clean scans pass through untouched; its :class:`StepRecord` says what was
+measured and what was decided. The steps run in this order:
+
+- ``denoise``: estimates Gaussian noise (robust sigma of a Laplacian high-pass) and the
+  share of isolated impulse pixels; median or non-local-means filtering above a threshold.
+  It runs first because every later measurement, and CLAHE, would amplify the noise.
+- ``clahe``: measures the paper brightness and ink contrast of the lightness channel and
+  equalises it locally (CLAHE on L of LAB) only when the paper is dark or the text faint.
+- ``orientation``: decides 0/90/180/270. Whether text lines run across or down the page
+  comes from the nearest-neighbour directions between character-sized blobs (cheap, and
+  unambiguous even for a single line); whether they are upside down comes from RapidOCR's
+  text-direction classifier run on a few word crops. Rotations are lossless.
+- ``deskew``: a projection-profile search over small angles on a binarised, downscaled
+  copy; the page is rotated onto an enlarged canvas so no content is cut off.
+
+Geometric steps compose into :attr:`PageRef.to_original`, so a point in the output maps
+back to the original page exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from ocrflow.errors import InputError
+from ocrflow.models import PageRef, StepRecord
+from ocrflow.settings import PreprocessOptions
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import onnxruntime
+
+# Analysis runs on a copy whose long side is at most this; text stays legible, and it
+# keeps a 35-megapixel scan as cheap to measure as a phone photo.
+_ANALYSIS_SIDE = 1600
+
+# denoise
+_NOISE_SIGMA_MIN = 4.0
+"""Estimated Gaussian sigma (grey levels) above which a page is denoised; clean scans measure <= 1."""
+_IMPULSE_SHARE_MIN = 0.004
+"""Share of isolated salt-and-pepper pixels above which a page is denoised; clean scans and
+FUNSD's speckled forms measure <= 0.0012, 1% salt-and-pepper about 0.009."""
+_IMPULSE_STEP = 50
+"""Grey levels a pixel must stand out from all eight neighbours to count as an impulse."""
+
+# clahe
+_PAPER_DARK_MAX = 150.0
+"""Paper lightness (L, 0-255) below which the page counts as underexposed."""
+_INK_CONTRAST_MIN = 60.0
+"""Paper-minus-ink lightness below which text counts as faint."""
+_CLAHE_CLIP = 2.0
+_CLAHE_TILES = (8, 8)
+
+# orientation
+_MIN_BLOBS = 20
+"""Character-sized blobs needed before orientation or skew are measured at all."""
+_VERTICAL_SHARE_MIN = 0.6
+"""Share of vertical nearest-neighbour links above which text runs down the page; upright
+pages measure <= 0.32, sideways ones >= 0.48 (a crumpled photo) and mostly >= 0.67."""
+_FLIP_PROBABILITY_MIN = 0.75
+"""Mean 180-degree probability of the word crops above which the page is turned over."""
+_CLS_CROPS = 16
+_CLS_HEIGHT = 48
+_CLS_WIDTH = 192
+_CLS_MODEL = "ch_ppocr_mobile_v2.0_cls_mobile.onnx"
+
+# deskew
+_SKEW_MIN = 0.8
+"""Degrees below which a page is left as it is; RapidOCR reads such pages unharmed."""
+_SKEW_MAX = 15.0
+_SKEW_COARSE_STEP = 0.5
+_SKEW_FINE_STEP = 0.05
+_SKEW_PEAK_MIN = 1.1
+"""Best profile score over the median of the search: below it the page has no clear lines."""
+_SKEW_TEXT_WIDTH_MIN = 200
+"""Analysis pixels of text extent needed before an angle is trusted: a short word's
+profile peaks at several angles."""
+_SKEW_MAX_POINTS = 150_000
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What one step did: the image after it, its record, and for a geometric step the
+    3x3 matrix mapping the new image's pixels to the old one's."""
+
+    image: np.ndarray
+    record: StepRecord
+    new_to_old: np.ndarray | None = None
+
+
+def preprocess(page: PageRef, options: PreprocessOptions, work_dir: Path | None = None) -> PageRef:
+    """Run the preprocessing steps on one page and return a reference to the result.
+
+    If no step changes the page, the input reference comes back with the step records
+    appended and no file is written.
+    """
+    image = _read(page.path)
+    to_original = np.vstack([np.asarray(page.to_original, dtype=np.float64), [0.0, 0.0, 1.0]])
+    records: list[StepRecord] = []
+    for name, step in _STEPS:
+        if not getattr(options, name):
+            records.append(StepRecord(step=name, applied=False, detail="switched off in the options"))
+            continue
+        outcome = step(image, options)
+        records.append(outcome.record)
+        if outcome.record.applied:
+            image = outcome.image
+            if outcome.new_to_old is not None:
+                to_original = to_original @ outcome.new_to_old
+    steps = page.steps + tuple(records)
+    if not any(record.applied for record in records):
+        return page.model_copy(update={"steps": steps})
+    path = (work_dir or page.path.parent) / f"{page.path.stem}.pre.png"
+    sha256 = _write_png(image, path)
+    return PageRef(
+        document_id=page.document_id,
+        page_number=page.page_number,
+        path=path,
+        sha256=sha256,
+        width=image.shape[1],
+        height=image.shape[0],
+        to_original=[[float(v) for v in row] for row in to_original[:2]],
+        steps=steps,
+    )
+
+
+def _read(path: Path) -> np.ndarray:
+    # IMREAD_COLOR applies the EXIF orientation, as ingest and RapidOCR do when they decode.
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise InputError(f"page image {path} cannot be read", code="unreadable_page_image")
+    return image
+
+
+def _write_png(image: np.ndarray, path: Path) -> str:
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise InputError(f"cannot encode the preprocessed page {path}", code="unwritable_page_image")
+    data = encoded.tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Write then rename, so a retried task never sees half a file under the final name.
+    partial = path.with_name(path.name + ".part")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+    return hashlib.sha256(data).hexdigest()
+
+
+# --- denoise -------------------------------------------------------------------------
+
+_LAPLACIAN = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
+"""Immerkaer's noise kernel: it cancels flat areas and linear ramps; its L2 norm is 6."""
+_RING = np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1]], dtype=np.uint8)
+
+
+def measure_noise(gray: np.ndarray) -> tuple[float, float]:
+    """Return (Gaussian sigma estimate, share of impulse pixels) of a greyscale image.
+
+    The sigma is the median absolute high-pass response scaled to a standard deviation;
+    the median ignores text edges, which cover a minority of a page.
+    """
+    response = cv2.filter2D(gray.astype(np.float32), -1, _LAPLACIAN, borderType=cv2.BORDER_REFLECT)
+    sigma = 1.4826 * float(np.median(np.abs(response[::2, ::2]))) / 6.0
+    signed = gray.astype(np.int16)
+    brighter = signed > cv2.dilate(gray, _RING).astype(np.int16) + _IMPULSE_STEP
+    darker = signed < cv2.erode(gray, _RING).astype(np.int16) - _IMPULSE_STEP
+    return sigma, float(np.count_nonzero(brighter | darker)) / gray.size
+
+
+def _denoise(image: np.ndarray, options: PreprocessOptions) -> _Outcome:
+    sigma, impulses = measure_noise(_gray(image))
+    measurements = {"noise_sigma": round(sigma, 3), "impulse_share": round(impulses, 6)}
+    if sigma < _NOISE_SIGMA_MIN and impulses < _IMPULSE_SHARE_MIN:
+        detail = f"noise sigma {sigma:.1f} and impulse share {impulses:.4f} are below the thresholds"
+        return _Outcome(image, StepRecord(step="denoise", applied=False, detail=detail, measurements=measurements))
+    if options.denoise_method == "median":
+        result = cv2.medianBlur(image, 3)
+    else:
+        # h a little above sigma removes the grain but keeps strokes.
+        strength = float(np.clip(1.2 * sigma, 3.0, 20.0))
+        result = cv2.fastNlMeansDenoisingColored(image, None, strength, strength, 7, 21)
+    after_sigma, after_impulses = measure_noise(_gray(result))
+    measurements |= {"noise_sigma_after": round(after_sigma, 3), "impulse_share_after": round(after_impulses, 6)}
+    detail = f"{options.denoise_method} filter: noise sigma {sigma:.1f}, impulse share {impulses:.4f}"
+    return _Outcome(result, StepRecord(step="denoise", applied=True, detail=detail, measurements=measurements))
+
+
+# --- clahe ---------------------------------------------------------------------------
+
+
+def measure_lighting(image: np.ndarray) -> tuple[float, float]:
+    """Return (paper lightness, ink contrast) of the LAB lightness channel.
+
+    Paper is the 90th percentile of L where text is (character-sized blobs and their
+    surroundings); ink contrast is paper minus the 5th percentile there. Measuring only
+    around the text ignores dark tables behind a photographed receipt.
+    """
+    lightness = cv2.cvtColor(_downscale(image), cv2.COLOR_BGR2LAB)[:, :, 0]
+    mask, _, height = _text_blobs(lightness)
+    if height:
+        size = int(2 * height) | 1
+        near_text = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))) > 0
+        values = lightness[near_text] if np.count_nonzero(near_text) > 100 else lightness.ravel()
+    else:
+        values = lightness.ravel()
+    ink, paper = np.percentile(values, [5, 90])
+    return float(paper), float(paper - ink)
+
+
+def _clahe(image: np.ndarray, options: PreprocessOptions) -> _Outcome:
+    paper, contrast = measure_lighting(image)
+    measurements = {"paper_lightness": round(paper, 1), "ink_contrast": round(contrast, 1)}
+    if paper >= _PAPER_DARK_MAX and contrast >= _INK_CONTRAST_MIN:
+        detail = f"paper lightness {paper:.0f} and ink contrast {contrast:.0f} need no correction"
+        return _Outcome(image, StepRecord(step="clahe", applied=False, detail=detail, measurements=measurements))
+    lab = cv2.cvtColor(image, cv2.COLOR_BGR2LAB)
+    clahe = cv2.createCLAHE(clipLimit=_CLAHE_CLIP, tileGridSize=_CLAHE_TILES)
+    lab[:, :, 0] = clahe.apply(lab[:, :, 0])
+    result = cv2.cvtColor(lab, cv2.COLOR_LAB2BGR)
+    paper_after, contrast_after = measure_lighting(result)
+    measurements |= {"paper_lightness_after": round(paper_after, 1), "ink_contrast_after": round(contrast_after, 1)}
+    why = "dark paper" if paper < _PAPER_DARK_MAX else "faint text"
+    detail = f"{why}: ink contrast {contrast:.0f} -> {contrast_after:.0f}, paper {paper:.0f} -> {paper_after:.0f}"
+    return _Outcome(result, StepRecord(step="clahe", applied=True, detail=detail, measurements=measurements))
+
+
+# --- orientation ---------------------------------------------------------------------
+
+
+def measure_vertical_share(gray: np.ndarray) -> tuple[float, int]:
+    """Return (share of vertical nearest-neighbour links, number of blobs) of an analysis image.
+
+    A character's nearest neighbour sits beside it on the same line, so on an upright
+    page almost all links are horizontal; on a sideways page they are vertical.
+    """
+    _, centroids, _ = _text_blobs(gray)
+    if len(centroids) < _MIN_BLOBS:
+        return 0.0, len(centroids)
+    nearest = np.empty(len(centroids), dtype=np.int64)
+    for start in range(0, len(centroids), 512):  # chunks keep the distance matrix small
+        chunk = centroids[start : start + 512]
+        distances = ((chunk[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=-1)
+        distances[np.arange(len(chunk)), np.arange(start, start + len(chunk))] = np.inf
+        nearest[start : start + len(chunk)] = distances.argmin(axis=1)
+    links = np.abs(centroids[nearest] - centroids)
+    angles = np.degrees(np.arctan2(links[:, 1], links[:, 0]))
+    horizontal, vertical = np.count_nonzero(angles < 30), np.count_nonzero(angles > 60)
+    return vertical / max(horizontal + vertical, 1), len(centroids)
+
+
+def measure_upside_down(gray: np.ndarray, skew: float) -> tuple[float, int]:
+    """Return (mean probability that the text is upside down, number of word crops).
+
+    ``gray`` is an analysis image whose lines run across; ``skew`` is straightened out
+    of the crops first, since the classifier was trained on level text.
+    """
+    if abs(skew) >= _SKEW_FINE_STEP:
+        gray, _ = _rotate_expanded(gray, -skew, 255)
+    mask, _, height = _text_blobs(gray)
+    if not height:
+        return 0.0, 0
+    # Close the gaps between characters (about half their height) to get words.
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (max(3, round(0.8 * height)), 1))
+    count, _, stats, _ = cv2.connectedComponentsWithStats(cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel))
+    x, y, w, h = (stats[1:, i] for i in range(4))
+    wordlike = (h >= 0.6 * height) & (h <= 2.5 * height) & (w >= 2 * h)
+    chosen = [i for i in np.argsort(-w) if wordlike[i]][:_CLS_CROPS]
+    if not chosen:
+        return 0.0, 0
+    batch = []
+    for i in chosen:
+        pad = round(0.2 * h[i])
+        crop = gray[max(0, y[i] - pad) : y[i] + h[i] + pad, max(0, x[i] - pad) : x[i] + w[i] + pad]
+        batch.append(_classifier_input(crop))
+    session = _angle_classifier()
+    probabilities = session.run(None, {session.get_inputs()[0].name: np.stack(batch)})[0]
+    return float(probabilities[:, 1].mean()), len(batch)
+
+
+def _classifier_input(crop: np.ndarray) -> np.ndarray:
+    # The same resizing and normalisation as rapidocr's TextClassifier: height 48, width at
+    # most 192 (longer crops are squeezed), right-padded with zeros, values in [-1, 1].
+    width = min(_CLS_WIDTH, int(np.ceil(_CLS_HEIGHT * crop.shape[1] / crop.shape[0])))
+    resized = cv2.resize(crop, (width, _CLS_HEIGHT), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    tensor = np.zeros((3, _CLS_HEIGHT, _CLS_WIDTH), dtype=np.float32)
+    tensor[:, :, :width] = resized / 127.5 - 1.0
+    return tensor
+
+
+@lru_cache(maxsize=1)
+def _angle_classifier() -> onnxruntime.InferenceSession:
+    import onnxruntime
+    import rapidocr
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1  # a batch of 16 small crops; more threads only contend
+    model = Path(rapidocr.__file__).parent / "models" / _CLS_MODEL
+    return onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+
+
+_ROTATIONS = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
+
+
+def _orientation(image: np.ndarray, options: PreprocessOptions) -> _Outcome:
+    gray = _downscale(_gray(image))
+    vertical_share, blobs = measure_vertical_share(gray)
+    measurements = {"vertical_share": round(vertical_share, 3), "blobs": float(blobs)}
+    if blobs < _MIN_BLOBS:
+        detail = f"only {blobs} character-sized blobs: too little text to judge"
+        return _Outcome(image, StepRecord(step="orientation", applied=False, detail=detail, measurements=measurements))
+    sideways = vertical_share >= _VERTICAL_SHARE_MIN
+    across = cv2.rotate(gray, cv2.ROTATE_90_CLOCKWISE) if sideways else gray
+    skew, _ = measure_skew(across)
+    flipped, crops = measure_upside_down(across, skew)
+    measurements |= {"upside_down_probability": round(flipped, 3), "crops": float(crops)}
+    confident = flipped >= _FLIP_PROBABILITY_MIN or flipped <= 1.0 - _FLIP_PROBABILITY_MIN
+    if sideways and not confident:
+        angle = 0
+        detail = f"text runs down the page (vertical share {vertical_share:.2f}) but its direction is unclear"
+    elif sideways:
+        angle = 270 if flipped >= _FLIP_PROBABILITY_MIN else 90
+        detail = f"text runs down the page (vertical share {vertical_share:.2f})"
+    else:
+        angle = 180 if flipped >= _FLIP_PROBABILITY_MIN else 0
+        detail = f"text runs across the page (vertical share {vertical_share:.2f})"
+    measurements["angle"] = float(angle)
+    if not angle:
+        return _Outcome(image, StepRecord(step="orientation", applied=False, detail=detail, measurements=measurements))
+    detail += f"; turned {angle} degrees clockwise (upside-down probability {flipped:.2f})"
+    record = StepRecord(step="orientation", applied=True, detail=detail, measurements=measurements)
+    return _Outcome(cv2.rotate(image, _ROTATIONS[angle]), record, _rotation_new_to_old(angle, image.shape))
+
+
+def _rotation_new_to_old(angle: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Map pixel indices of the image turned ``angle`` degrees clockwise back to the original."""
+    height, width = shape[:2]
+    matrix = {
+        90: [[0, 1, 0], [-1, 0, height - 1]],
+        180: [[-1, 0, width - 1], [0, -1, height - 1]],
+        270: [[0, -1, width - 1], [1, 0, 0]],
+    }[angle]
+    return np.array([*matrix, [0, 0, 1]], dtype=np.float64)
+
+
+# --- deskew --------------------------------------------------------------------------
+
+
+def measure_skew(gray: np.ndarray) -> tuple[float, float]:
+    """Return (skew in degrees, counter-clockwise positive; peak ratio) of an analysis image.
+
+    The angle maximises the sum of squares of the ink's projection profile (lines then
+    fall into few rows); the peak ratio, best score over the median one, says how clear
+    the answer is. Pages with too little text return (0.0, 0.0).
+    """
+    mask, _, _ = _text_blobs(gray)
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0 or np.subtract(*np.percentile(xs, [99, 1])) < _SKEW_TEXT_WIDTH_MIN:
+        return 0.0, 0.0
+    if len(xs) > _SKEW_MAX_POINTS:
+        keep = np.random.default_rng(0).choice(len(xs), _SKEW_MAX_POINTS, replace=False)
+        ys, xs = ys[keep], xs[keep]
+    ys, xs = ys.astype(np.float64), xs.astype(np.float64)
+
+    def score(angle: float) -> float:
+        theta = np.radians(angle)
+        rows = ys * np.cos(theta) + xs * np.sin(theta)  # constant along a line at this angle
+        profile = np.bincount(np.round(rows - rows.min()).astype(np.int64)).astype(np.float64)
+        return float(profile @ profile)
+
+    coarse = np.arange(-_SKEW_MAX, _SKEW_MAX + 1e-9, _SKEW_COARSE_STEP)
+    coarse_scores = np.array([score(a) for a in coarse])
+    best = coarse[coarse_scores.argmax()]
+    fine = np.arange(best - _SKEW_COARSE_STEP, best + _SKEW_COARSE_STEP + 1e-9, _SKEW_FINE_STEP)
+    fine_scores = np.array([score(a) for a in fine])
+    return float(fine[fine_scores.argmax()]), float(fine_scores.max() / np.median(coarse_scores))
+
+
+def _deskew(image: np.ndarray, options: PreprocessOptions) -> _Outcome:
+    skew, peak = measure_skew(_downscale(_gray(image)))
+    measurements = {"angle": round(skew, 2), "peak_ratio": round(peak, 3)}
+    if peak < _SKEW_PEAK_MIN:
+        detail = "no clear text lines to measure the skew on"
+    elif abs(skew) < _SKEW_MIN:
+        detail = f"skew {skew:.2f} degrees is below {_SKEW_MIN}"
+    elif abs(skew) > _SKEW_MAX - _SKEW_COARSE_STEP:
+        detail = f"skew {skew:.2f} degrees is at the edge of the search: not a small skew"
+    else:
+        result, new_to_old = _rotate_expanded(image, -skew, _border_colour(image))
+        detail = f"rotated {-skew:.2f} degrees (counter-clockwise positive) onto a {result.shape[1]}x{result.shape[0]} canvas"
+        record = StepRecord(step="deskew", applied=True, detail=detail, measurements=measurements)
+        return _Outcome(result, record, new_to_old)
+    return _Outcome(image, StepRecord(step="deskew", applied=False, detail=detail, measurements=measurements))
+
+
+def _rotate_expanded(
+    image: np.ndarray, angle: float, fill: float | tuple[float, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rotate ``angle`` degrees counter-clockwise onto a canvas that holds all of the image.
+
+    Returns the rotated image and the 3x3 matrix mapping its pixels back to the input's.
+    """
+    height, width = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), angle, 1.0)
+    cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
+    new_width, new_height = int(np.ceil(width * cos + height * sin)), int(np.ceil(width * sin + height * cos))
+    matrix[0, 2] += (new_width - width) / 2
+    matrix[1, 2] += (new_height - height) / 2
+    rotated = cv2.warpAffine(
+        image, matrix, (new_width, new_height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT, borderValue=fill
+    )
+    return rotated, np.linalg.inv(np.vstack([matrix, [0.0, 0.0, 1.0]]))
+
+
+def _border_colour(image: np.ndarray) -> tuple[float, ...]:
+    # The new corners get the page's own edge colour: white on a scan, the table on a photo.
+    edge = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    return tuple(float(v) for v in np.median(edge, axis=0))
+
+
+# --- shared helpers ------------------------------------------------------------------
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+
+
+def _downscale(image: np.ndarray) -> np.ndarray:
+    scale = _ANALYSIS_SIDE / max(image.shape[:2])
+    if scale >= 1.0:
+        return image
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+
+def _text_blobs(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Find the character-sized dark blobs of an analysis image.
+
+    Returns their mask, their centroids and their median height (0 when there are none).
+    Rules, pictures and the edges of a dark background are far larger than a character and
+    specks far smaller, so a size window around the median keeps mostly characters.
+    """
+    ink = cv2.adaptiveThreshold(gray, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, 31, 15)
+    count, labels, stats, centroids = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    widths, heights, areas = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT], stats[:, cv2.CC_STAT_AREA]
+    candidate = areas >= 4
+    candidate[0] = False  # the background
+    if not candidate.any():
+        return np.zeros_like(ink), np.empty((0, 2)), 0.0
+    height = float(np.median(heights[candidate]))
+    keep = candidate & (heights >= 0.3 * height) & (heights <= 3 * height) & (widths <= 3 * height)
+    mask = np.where(keep[labels], 255, 0).astype(np.uint8)
+    return mask, centroids[keep], height
+
+
+_STEPS: tuple[tuple[str, Callable[[np.ndarray, PreprocessOptions], _Outcome]], ...] = (
+    ("denoise", _denoise),
+    ("clahe", _clahe),
+    ("orientation", _orientation),
+    ("deskew", _deskew),
+)
