@@ -2,8 +2,8 @@
 
 Metrics:
 - character error rate (edit distance / ground-truth length) of the text, lines put in
-  reading order on both sides and white space folded (removed for WildReceipt, whose
-  transcriptions have none);
+  the same reading order on both sides and white space folded (removed for WildReceipt,
+  whose transcriptions have none; case folded where the truth is all upper case, as SROIE's);
 - per-field exact match after normalisation (dates to ISO, amounts to two decimals,
   names and addresses upper-cased with white space and spaces before punctuation folded);
 - MRZ: share of documents whose MRZ passes every ICAO check digit;
@@ -115,6 +115,9 @@ def character_error_rate(result: DocumentResult, gt: dict[str, Any]) -> float | 
     drop_spaces = str(gt.get("id", "")).startswith("wildreceipt")
     hypothesis = _fold_text(reading_order_text(result), drop_spaces)
     reference = _fold_text(truth, drop_spaces)
+    if reference.isupper():
+        # SROIE's transcriptions are upper-cased: case is not what they record.
+        hypothesis = hypothesis.upper()
     return levenshtein(hypothesis, reference) / max(len(reference), 1)
 
 
