@@ -17,8 +17,8 @@ from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from ocrflow.errors import OcrflowError
-from ocrflow.ingest import discover
-from ocrflow.models import DocumentResult, IngestResult, Reason, Stage
+from ocrflow.ingest import discover, unreadable
+from ocrflow.models import DocumentResult, IngestResult, Reason, Stage, Status
 from ocrflow.pipeline import AUTO, ocr_failure
 from ocrflow.report import outcome_rows, summary_markdown
 from ocrflow.routing import failure_result
@@ -75,10 +75,17 @@ def process_documents(
     in_flight: list[tuple[IngestResult, list, list]] = []
     seen: set[str] = set()
     skipped = 0
-    for future in ingests:
-        ingested: IngestResult = future.result()
+    for source, future in zip(sources, ingests):
+        if exc := _failed(future):
+            # ingest reports bad input as data; this is a bug, and the document still gets a record.
+            logger.error("ingest of %s failed: %s", source.name, type(exc).__name__)
+            ingested = unreadable(source, "internal_error", f"reading the file failed unexpectedly ({type(exc).__name__})")
+        else:
+            ingested = future.result()
         document_id = ingested.source.document_id
-        if document_id in seen or (not reprocess and ctx.store.status_of(document_id) is not None):
+        # A rejected document is tried again: an engine outage must not leave it rejected for good.
+        done_before = ctx.store.status_of(document_id) in (Status.ACCEPTED, Status.NEEDS_REVIEW)
+        if document_id in seen or (done_before and not reprocess):
             logger.info("%s already processed (%s); skipping", ingested.source.path.name, document_id[:12])
             skipped += 1
             continue

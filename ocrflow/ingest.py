@@ -126,10 +126,8 @@ def ingest(path: Path, work_dir: Path, options: IngestOptions) -> IngestResult:
     try:
         source = identify(path)
     except InputError as exc:
-        path_id = hashlib.sha256(str(path.absolute()).encode()).hexdigest()
-        source = SourceRef(path=path, document_id=path_id, size=0, media_type=_imageio.UNKNOWN)
         message = f"the file could not be read ({exc.message}); check that it exists and is readable"
-        return IngestResult(source=source, reasons=(_reason("unreadable_file", message),))
+        return unreadable(path, "unreadable_file", message)
     if source.size == 0:
         message = "the file is empty (0 bytes); upload the document again"
         return IngestResult(source=source, reasons=(_reason("empty_file", message),))
@@ -152,6 +150,13 @@ def ingest(path: Path, work_dir: Path, options: IngestOptions) -> IngestResult:
                 reasons.append(outcome)
     page_count = len(pages) + sum(1 for reason in reasons if reason.page is not None)
     return IngestResult(source=source, pages=tuple(pages), reasons=tuple(reasons), page_count=page_count)
+
+
+def unreadable(path: Path, code: str, message: str) -> IngestResult:
+    """The ingest record of a file with no content to name it by: its absolute path's SHA-256 is its id."""
+    path_id = hashlib.sha256(str(Path(path).absolute()).encode()).hexdigest()
+    source = SourceRef(path=Path(path), document_id=path_id, size=0, media_type=_imageio.UNKNOWN)
+    return IngestResult(source=source, reasons=(_reason(code, message),))
 
 
 def iter_pages(source: SourceRef, options: IngestOptions) -> Iterator[DecodedPage | Reason]:

@@ -24,6 +24,15 @@ def eval_dev(relative: str) -> Path:
 
 
 @pytest.fixture(scope="session")
+def prefect_server():
+    """One temporary Prefect server (a few seconds to start) for every test that runs a flow."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
 def engine() -> RapidOcrEngine:
     return RapidOcrEngine()
 

@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 from typer.testing import CliRunner
 
 os.environ["COLUMNS"] = "200"  # rich wraps tables at the terminal's width; keep rows on one line
@@ -35,14 +34,13 @@ def test_user_errors_are_one_clear_line(args, message, tmp_path):
     assert len(result.output.strip().splitlines()) == 1
 
 
-def test_run_then_review(tmp_path):
+def test_run_then_review(tmp_path, prefect_server):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     for name in ("bank_card_valid.png", "bank_card_bad_luhn.png"):
         shutil.copy(EXAMPLES / name, inbox / name)
     out = tmp_path / "out"
-    with prefect_test_harness(server_startup_timeout=120):
-        result = runner.invoke(app, ["run", str(inbox), "--out", str(out)])
+    result = runner.invoke(app, ["run", str(inbox), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "1 accepted, 1 needs_review, 0 rejected" in result.output
 
