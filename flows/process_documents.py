@@ -11,15 +11,21 @@ import os
 from pathlib import Path
 
 from prefect import flow, get_run_logger, unmapped
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.futures import PrefectFuture
 from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from ocrflow.doctypes import get_doctype
 from ocrflow.errors import OcrflowError
 from ocrflow.ingest import discover, unreadable
 from ocrflow.models import DocumentResult, IngestResult, Reason, Stage, Status
-from ocrflow.pipeline import AUTO, ocr_failure
+from ocrflow.pipeline import AUTO, Context, ocr_failure
 from ocrflow.report import outcome_rows, summary_markdown
 from ocrflow.routing import failure_result
 from ocrflow.settings import Settings
@@ -64,8 +70,6 @@ def process_documents(
     settings = (settings or Settings()).model_copy(update={"out_dir": Path(out)})
     ctx = context_for(settings)
     if doc_type != AUTO:
-        from ocrflow.doctypes import get_doctype
-
         get_doctype(ctx.doctypes, doc_type)
     sources = discover([Path(p) for p in paths])
     logger.info("found %d documents", len(sources))
@@ -75,11 +79,13 @@ def process_documents(
     in_flight: list[tuple[IngestResult, list, list]] = []
     seen: set[str] = set()
     skipped = 0
-    for source, future in zip(sources, ingests):
+    for source, future in zip(sources, ingests, strict=True):
         if exc := _failed(future):
             # ingest reports bad input as data; this is a bug, and the document still gets a record.
             logger.error("ingest of %s failed: %s", source.name, type(exc).__name__)
-            ingested = unreadable(source, "internal_error", f"reading the file failed unexpectedly ({type(exc).__name__})")
+            ingested = unreadable(
+                source, "internal_error", f"reading the file failed unexpectedly ({type(exc).__name__})"
+            )
         else:
             ingested = future.result()
         document_id = ingested.source.document_id
@@ -100,22 +106,41 @@ def process_documents(
         results.append(_finish_document(ctx, settings, doc_type, ingested, page_futures, ocr_futures))
         update_progress_artifact(progress, 100.0 * done / max(len(in_flight), 1))
 
-    create_table_artifact(outcome_rows(results, ctx.doctypes), key="ocrflow-outcomes",
-                          description="Outcome of each document (ID and card numbers masked)")
-    create_markdown_artifact(summary_markdown(results, title=f"ocrflow: {len(results)} documents"),
-                             key="ocrflow-summary", description="Counts per status and reason")
+    create_table_artifact(
+        outcome_rows(results, ctx.doctypes),
+        key="ocrflow-outcomes",
+        description="Outcome of each document (ID and card numbers masked)",
+    )
+    create_markdown_artifact(
+        summary_markdown(results, title=f"ocrflow: {len(results)} documents"),
+        key="ocrflow-summary",
+        description="Counts per status and reason",
+    )
     if skipped:
         logger.info("%d documents were skipped as already processed", skipped)
     return results
 
 
-def _finish_document(ctx, settings, doc_type, ingested, page_futures, ocr_futures) -> DocumentResult:
+def _finish_document(
+    ctx: Context,
+    settings: Settings,
+    doc_type: str,
+    ingested: IngestResult,
+    page_futures: list[PrefectFuture],
+    ocr_futures: list[PrefectFuture],
+) -> DocumentResult:
     """Collect one document's page results and store its outcome, whatever failed."""
     pages, ocr_results, failures = [], [], []
-    for page, page_future, ocr_future in zip(ingested.pages, page_futures, ocr_futures):
+    for page, page_future, ocr_future in zip(ingested.pages, page_futures, ocr_futures, strict=True):
         if exc := _failed(page_future):
-            failures.append(Reason(stage=Stage.PREPROCESS, code="preprocess_failed",
-                                   message=f"page {page.page_number}: {exc}", page=page.page_number))
+            failures.append(
+                Reason(
+                    stage=Stage.PREPROCESS,
+                    code="preprocess_failed",
+                    message=f"page {page.page_number}: {exc}",
+                    page=page.page_number,
+                )
+            )
             continue
         pages.append(page_future.result())
         if exc := _failed(ocr_future):

@@ -22,14 +22,22 @@ from rich.table import Table
 from ocrflow.errors import OcrflowError
 from ocrflow.models import DocumentResult, Status
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Validated structured data out of scans, photos and PDFs.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Validated structured data out of scans, photos and PDFs.",
+)
 review_app = typer.Typer(no_args_is_help=True, help="The human-review queue.")
 app.add_typer(review_app, name="review")
 console = Console()
 errors = Console(stderr=True)
 
-OutOption = Annotated[Path, typer.Option("--out", "-o", help="Folder for results (and the default SQLite database).")]
-DbOption = Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL of the database; default: a SQLite file in --out.")]
+OutOption = Annotated[
+    Path, typer.Option("--out", "-o", help="Folder for results (and the default SQLite database).")
+]
+DbOption = Annotated[
+    str | None, typer.Option("--db", help="SQLAlchemy URL of the database; default: a SQLite file in --out.")
+]
 
 
 def _fail(message: str) -> None:
@@ -71,7 +79,9 @@ def _summary_table(results: list[DocumentResult], doctypes) -> Table:
         table.add_column(column, overflow="fold")
     colours = {"accepted": "green", "needs_review": "yellow", "rejected": "red"}
     for row in outcome_rows(results, doctypes):
-        table.add_row(row["document"], row["type"], f"[{colours[row['status']]}]{row['status']}[/]", row["reasons"])
+        table.add_row(
+            row["document"], row["type"], f"[{colours[row['status']]}]{row['status']}[/]", row["reasons"]
+        )
     return table
 
 
@@ -80,7 +90,9 @@ def run(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders of documents.")],
     out: OutOption = Path("ocrflow-out"),
     doc_type: Annotated[str, typer.Option("--doc-type", "-t", help="A document type, or auto.")] = "auto",
-    reprocess: Annotated[bool, typer.Option(help="Process documents that already have an outcome again.")] = False,
+    reprocess: Annotated[
+        bool, typer.Option(help="Process documents that already have an outcome again.")
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Process documents through the Prefect flow; print a summary table."""
@@ -105,7 +117,11 @@ def run(
     watcher.start()
     try:
         results = process_documents(
-            paths=[str(p) for p in paths], out=str(out), doc_type=doc_type, reprocess=reprocess, settings=settings
+            paths=[str(p) for p in paths],
+            out=str(out),
+            doc_type=doc_type,
+            reprocess=reprocess,
+            settings=settings,
         )
     except OcrflowError as exc:
         _fail(exc.message)
@@ -126,7 +142,9 @@ def run(
 def review_list(
     out: OutOption = Path("ocrflow-out"),
     db: DbOption = None,
-    state: Annotated[str, typer.Option(help="pending, claimed, approved, corrected, rejected or all.")] = "pending",
+    state: Annotated[
+        str, typer.Option(help="pending, claimed, approved, corrected, rejected or all.")
+    ] = "pending",
 ) -> None:
     """List review items (ID and card numbers are never shown here)."""
     from ocrflow.store import ResultStore
@@ -177,8 +195,12 @@ def review_show(
     for column in ("field", "value", "confidence", "errors"):
         table.add_column(column, overflow="fold")
     for name, field in result.fields.items():
-        table.add_row(name, "" if shown[name] is None else str(shown[name]), f"{field.confidence:.2f}",
-                      "; ".join(e.message for e in field.errors))
+        table.add_row(
+            name,
+            "" if shown[name] is None else str(shown[name]),
+            f"{field.confidence:.2f}",
+            "; ".join(e.message for e in field.errors),
+        )
     console.print(table)
     for reason in result.reasons:
         where = "".join(f" {k}={v}" for k, v in (("field", reason.field), ("page", reason.page)) if v)
@@ -190,8 +212,12 @@ def evaluate(
     directory: Annotated[Path, typer.Argument(help="A folder of documents with *.gt.json ground truth.")],
     out: OutOption = Path("ocrflow-eval"),
     limit: Annotated[int, typer.Option(help="Score at most this many documents (0: all).")] = 0,
-    category: Annotated[list[str] | None, typer.Option(help="Only these categories (receipts, id_docs, ...).")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the figures to this file.")] = None,
+    category: Annotated[
+        list[str] | None, typer.Option(help="Only these categories (receipts, id_docs, ...).")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the figures to this file.")
+    ] = None,
 ) -> None:
     """Score the pipeline on documents with ground truth; print the figures."""
     from ocrflow.evaluation import Report, doc_type_for, iter_ground_truth, score_document
@@ -199,7 +225,9 @@ def evaluate(
 
     if not directory.is_dir():
         _fail(f"{directory} is not a folder")
-    samples = [(p, gt) for p, gt in iter_ground_truth(directory) if not category or gt.get("category") in category]
+    samples = [
+        (p, gt) for p, gt in iter_ground_truth(directory) if not category or gt.get("category") in category
+    ]
     if limit:
         samples = samples[:limit]
     if not samples:
@@ -207,8 +235,14 @@ def evaluate(
     ctx = Context(_settings(out, f"sqlite:///{(out / 'eval.sqlite3').resolve()}"))
     out.mkdir(parents=True, exist_ok=True)
     scores = []
-    with Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=errors,
-                  transient=True) as progress:
+    with Progress(
+        TextColumn("scoring"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=errors,
+        transient=True,
+    ) as progress:
         bar = progress.add_task("eval", total=len(samples))
         for path, gt in samples:
             doc_type = doc_type_for(gt)
@@ -219,13 +253,28 @@ def evaluate(
             scores.append(score_document(result, gt, doc_type))
             progress.advance(bar)
     summary = Report(scores).summary()
-    by_category = {c: Report([s for s in scores if s.category == c]).summary() for c in sorted({s.category for s in scores})}
+    by_category = {
+        c: Report([s for s in scores if s.category == c]).summary()
+        for c in sorted({s.category for s in scores})
+    }
     table = Table(title=f"ocrflow eval: {directory}")
-    for column in ("category", "docs", "CER", "fields right", "accepted", "review", "escaped errors", "MRZ valid"):
+    for column in (
+        "category",
+        "docs",
+        "CER",
+        "fields right",
+        "accepted",
+        "review",
+        "escaped errors",
+        "MRZ valid",
+    ):
         table.add_column(column)
     for name, s in [*by_category.items(), ("all", summary)]:
         table.add_row(
-            name, str(s["documents"]), _pct(s["cer_mean"], 2), _pct(s["all_fields_right"]),
+            name,
+            str(s["documents"]),
+            _pct(s["cer_mean"], 2),
+            _pct(s["all_fields_right"]),
             _pct(s["accept_rate"]) + (f" ({s['accepted']})" if s["field_documents"] else ""),
             _pct(s["review_rate"]),
             _pct(s["escaped_error_rate"]) + (f" ({s['escaped_errors']})" if s["accepted"] else ""),
@@ -233,7 +282,9 @@ def evaluate(
         )
     console.print(table)
     if summary["field_accuracy"]:
-        console.print("field accuracy: " + ", ".join(f"{k} {_pct(v)}" for k, v in summary["field_accuracy"].items()))
+        console.print(
+            "field accuracy: " + ", ".join(f"{k} {_pct(v)}" for k, v in summary["field_accuracy"].items())
+        )
     if json_out:
         json_out.write_text(json.dumps({"all": summary, "by_category": by_category}, indent=2) + "\n")
 

@@ -30,8 +30,12 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".p
 
 # eval-dev field names -> the receipt schema's; a list value is joined (WildReceipt).
 RECEIPT_FIELDS = {
-    "company": "company", "date": "date", "address": "address", "total": "total",
-    "store_name": "company", "store_addr": "address",
+    "company": "company",
+    "date": "date",
+    "address": "address",
+    "total": "total",
+    "store_name": "company",
+    "store_addr": "address",
 }
 
 
@@ -76,8 +80,13 @@ def _fold_text(text: str, drop_spaces: bool) -> str:
 def _in_rows(pages: list[list[tuple[str, list[list[float]]]]]) -> str:
     """Lines grouped into rows top to bottom, left to right: one order for truth and prediction."""
     results = [
-        OcrResult(engine="-", model="-", task=OcrTask.TEXT_RECOGNITION, page_number=n,
-                  lines=tuple(OcrLine(text=text, box=box, score=1.0) for text, box in lines))
+        OcrResult(
+            engine="-",
+            model="-",
+            task=OcrTask.TEXT_RECOGNITION,
+            page_number=n,
+            lines=tuple(OcrLine(text=text, box=box, score=1.0) for text, box in lines),
+        )
         for n, lines in enumerate(pages, start=1)
     ]
     return "\n".join(row.text for row in rows(results))
@@ -164,7 +173,9 @@ class DocumentScore:
 
 
 def score_document(result: DocumentResult, gt: dict[str, Any], doc_type: str) -> DocumentScore:
-    score = DocumentScore(document=Path(result.source).name, category=gt.get("category", "?"), status=result.status)
+    score = DocumentScore(
+        document=Path(result.source).name, category=gt.get("category", "?"), status=result.status
+    )
     score.cer = character_error_rate(result, gt)
     if doc_type == "receipt":
         truth = field_truth(gt)
@@ -172,8 +183,11 @@ def score_document(result: DocumentResult, gt: dict[str, Any], doc_type: str) ->
             found = result.fields.get(name)
             score.fields_right[name] = bool(found) and normalize_field(name, found.value) == expected
     if doc_type == "passport":
-        lines = [result.fields[n].value for n in ("mrz_line1", "mrz_line2", "mrz_line3")
-                 if n in result.fields and result.fields[n].value]
+        lines = [
+            result.fields[n].value
+            for n in ("mrz_line1", "mrz_line2", "mrz_line3")
+            if n in result.fields and result.fields[n].value
+        ]
         try:
             score.mrz_valid = bool(lines) and checks.parse_mrz(lines).valid
         except ValueError:

@@ -20,4 +20,6 @@ def mask_value(value: Any) -> str:
 def masked_values(values: dict[str, Any], doctype: DocType | None) -> dict[str, Any]:
     """A copy of ``{field: value}`` with the schema's ``mask`` fields masked."""
     secret = doctype.masked_fields() if doctype else set()
-    return {name: mask_value(v) if name in secret and v not in (None, "") else v for name, v in values.items()}
+    return {
+        name: mask_value(v) if name in secret and v not in (None, "") else v for name, v in values.items()
+    }

@@ -19,7 +19,8 @@ def recognize(page: PageRef, engine: OcrEngine, task: OcrTask = OcrTask.TEXT_REC
     """Read one page; engine errors propagate as :mod:`ocrflow.errors` types for the caller to route."""
     result = engine.recognize(page.path, task, page_number=page.page_number)
     lines = tuple(
-        OcrLine(text=line.text, box=map_box(line.box, page.to_original), score=line.score) for line in result.lines
+        OcrLine(text=line.text, box=map_box(line.box, page.to_original), score=line.score)
+        for line in result.lines
     )
     return result.model_copy(
         update={"lines": lines, "page_number": page.page_number, "reading_frame": invert(page.to_original)}

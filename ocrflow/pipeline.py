@@ -52,8 +52,12 @@ class Context:
 
 
 def ocr_failure(page: PageRef, exc: OcrflowError) -> Reason:
-    return Reason(stage=Stage.OCR, code=exc.code, message=f"page {page.page_number}: {exc.message}",
-                  page=page.page_number)
+    return Reason(
+        stage=Stage.OCR,
+        code=exc.code,
+        message=f"page {page.page_number}: {exc.message}",
+        page=page.page_number,
+    )
 
 
 def interpret(

@@ -18,14 +18,19 @@ def outcome_rows(results: Sequence[DocumentResult], doctypes: dict[str, DocType]
         doctype = doctypes.get(result.doc_type or "")
         values = masked_values({name: field.value for name, field in result.fields.items()}, doctype)
         shown = ", ".join(f"{name}={value}" for name, value in values.items() if value not in (None, ""))
-        rows.append({
-            "document": Path(result.source).name,
-            "id": result.document_id[:12],
-            "type": result.doc_type or "-",
-            "status": result.status.value,
-            "reasons": "; ".join(f"{r.code}" + (f" ({r.field})" if r.field else "") for r in result.reasons) or "-",
-            "fields": shown or "-",
-        })
+        rows.append(
+            {
+                "document": Path(result.source).name,
+                "id": result.document_id[:12],
+                "type": result.doc_type or "-",
+                "status": result.status.value,
+                "reasons": "; ".join(
+                    f"{r.code}" + (f" ({r.field})" if r.field else "") for r in result.reasons
+                )
+                or "-",
+                "fields": shown or "-",
+            }
+        )
     return rows
 
 
@@ -35,8 +40,14 @@ def summary_markdown(results: Sequence[DocumentResult], title: str = "ocrflow ru
     reasons = Counter((r.stage.value, r.code) for result in results for r in result.reasons)
     pages = sum(result.usage.pages for result in results)
     seconds = sum(result.usage.seconds for result in results)
-    lines = [f"# {title}", "", f"{len(results)} documents, {pages} pages, {seconds:.1f} s of OCR", "",
-             "| status | documents |", "|---|---|"]
+    lines = [
+        f"# {title}",
+        "",
+        f"{len(results)} documents, {pages} pages, {seconds:.1f} s of OCR",
+        "",
+        "| status | documents |",
+        "|---|---|",
+    ]
     lines += [f"| {status.value} | {statuses.get(status, 0)} |" for status in Status]
     if reasons:
         lines += ["", "| stage | reason | count |", "|---|---|---|"]

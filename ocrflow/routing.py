@@ -34,7 +34,9 @@ def decide(
 ) -> tuple[Status, list[Reason]]:
     reasons: list[Reason] = [*ingest.reasons, *ocr_failures]
     if not ingest.pages:
-        return Status.REJECTED, reasons or [_reason(Stage.INGEST, "no_pages", "the document has no pages to read")]
+        return Status.REJECTED, reasons or [
+            _reason(Stage.INGEST, "no_pages", "the document has no pages to read")
+        ]
     if not ocr_results:
         return Status.REJECTED, reasons
     if not any(line.text.strip() for result in ocr_results for line in result.lines):
@@ -50,7 +52,9 @@ def decide(
         for name, field in extraction.fields.items():
             for error in blocking_errors(field, doctype.fields.get(name)):
                 if (name, error.code) not in explained:
-                    reasons.append(_reason(Stage.EXTRACT, error.code, error.message, field=name, page=field.page))
+                    reasons.append(
+                        _reason(Stage.EXTRACT, error.code, error.message, field=name, page=field.page)
+                    )
     return (Status.NEEDS_REVIEW if reasons else Status.ACCEPTED), _unique(reasons)
 
 
@@ -112,7 +116,9 @@ def _original_size(page: PageRef) -> tuple[int, int]:
 
 def failure_result(ingest: IngestResult, stage: Stage, message: str) -> DocumentResult:
     """The record of a document whose processing broke: rejected, with the reason, never lost."""
-    reason = _reason(stage, "internal_error", f"processing failed unexpectedly ({message}); it can be run again")
+    reason = _reason(
+        stage, "internal_error", f"processing failed unexpectedly ({message}); it can be run again"
+    )
     return DocumentResult(
         document_id=ingest.source.document_id,
         source=str(ingest.source.path),

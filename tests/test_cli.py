@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -49,8 +48,9 @@ def test_run_then_review(tmp_path, prefect_server):
     assert "bank_card_bad_luhn.png" in listing.output and "invalid_checksum" in listing.output
     assert "bank_card_valid.png" not in listing.output
 
-    document_id = next(p.stem for p in out.glob("*.json")
-                       if json.loads(p.read_text())["status"] == "needs_review")
+    document_id = next(
+        p.stem for p in out.glob("*.json") if json.loads(p.read_text())["status"] == "needs_review"
+    )
     shown = runner.invoke(app, ["review", "show", document_id[:10], "--out", str(out)])
     assert shown.exit_code == 0
     assert "6222********7897" in shown.output, "card numbers are masked unless asked"
@@ -65,8 +65,9 @@ def test_eval_scores_a_folder_with_ground_truth(tmp_path):
     image = eval_dev("receipts/sroie_000.jpg")
     shutil.copy(image, folder)
     shutil.copy(image.with_suffix(".gt.json"), folder)
-    result = runner.invoke(app, ["eval", str(folder), "--out", str(tmp_path / "ev"),
-                                 "--json", str(tmp_path / "figures.json")])
+    result = runner.invoke(
+        app, ["eval", str(folder), "--out", str(tmp_path / "ev"), "--json", str(tmp_path / "figures.json")]
+    )
     assert result.exit_code == 0, result.output
     figures = json.loads((tmp_path / "figures.json").read_text())["all"]
     assert figures["documents"] == 1

@@ -6,14 +6,27 @@ from ocrflow.models import DocumentResult, FieldResult, OcrLine, PageResult, Sta
 
 def _result(status: Status, **fields) -> DocumentResult:
     lines = [OcrLine(text="SHOP SDN BHD", box=[[0, 0], [100, 0], [100, 20], [0, 20]], score=1.0)]
-    return DocumentResult(document_id="x" * 64, source="/in/r.jpg", doc_type="receipt", status=status,
-                          fields={k: FieldResult(value=v, confidence=1.0) for k, v in fields.items()},
-                          pages=[PageResult(page_number=1, width=100, height=20, lines=lines)])
+    return DocumentResult(
+        document_id="x" * 64,
+        source="/in/r.jpg",
+        doc_type="receipt",
+        status=status,
+        fields={k: FieldResult(value=v, confidence=1.0) for k, v in fields.items()},
+        pages=[PageResult(page_number=1, width=100, height=20, lines=lines)],
+    )
 
 
-GT = {"id": "sroie_x", "category": "receipts", "fields": {
-    "company": "SHOP SDN BHD", "date": "25/12/2018", "address": "NO. 1, JALAN A , 81100 JOHOR.", "total": "9.00"},
-    "text": "SHOP SDN BHD"}
+GT = {
+    "id": "sroie_x",
+    "category": "receipts",
+    "fields": {
+        "company": "SHOP SDN BHD",
+        "date": "25/12/2018",
+        "address": "NO. 1, JALAN A , 81100 JOHOR.",
+        "total": "9.00",
+    },
+    "text": "SHOP SDN BHD",
+}
 
 
 def test_levenshtein():
@@ -22,13 +35,19 @@ def test_levenshtein():
 
 
 def test_fields_compare_after_normalisation():
-    assert field_truth(GT) == {"company": "SHOP SDN BHD", "date": "2018-12-25",
-                               "address": "NO. 1, JALAN A, 81100 JOHOR.", "total": "9.00"}
+    assert field_truth(GT) == {
+        "company": "SHOP SDN BHD",
+        "date": "2018-12-25",
+        "address": "NO. 1, JALAN A, 81100 JOHOR.",
+        "total": "9.00",
+    }
     assert normalize_field("address", "no. 1,  jalan a , 81100 johor.") == "NO. 1, JALAN A, 81100 JOHOR."
 
 
 def test_escaped_errors_count_only_accepted_documents_with_a_wrong_field():
-    right = dict(company="SHOP SDN BHD", date="2018-12-25", address="NO. 1, JALAN A, 81100 JOHOR.", total="9.00")
+    right = dict(
+        company="SHOP SDN BHD", date="2018-12-25", address="NO. 1, JALAN A, 81100 JOHOR.", total="9.00"
+    )
     scores = [
         score_document(_result(Status.ACCEPTED, **right), GT, "receipt"),
         score_document(_result(Status.ACCEPTED, **{**right, "total": "9.01"}), GT, "receipt"),

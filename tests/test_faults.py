@@ -53,8 +53,9 @@ def fake_engines(monkeypatch, prefect_server):
 
 def _run(engine: str, tmp_path: Path, name: str = "bank_card_valid.png"):
     shutil.copy(EXAMPLES / name, tmp_path / name)
-    return process_documents(paths=[str(tmp_path / name)], out=str(tmp_path / "out"),
-                             settings=Settings(engine=engine))
+    return process_documents(
+        paths=[str(tmp_path / name)], out=str(tmp_path / "out"), settings=Settings(engine=engine)
+    )
 
 
 def test_transient_errors_are_retried(tmp_path):

@@ -33,7 +33,9 @@ def inbox(tmp_path: Path) -> Path:
 
 async def _task_run_names(flow_run_id) -> list[str]:
     async with get_client() as client:
-        runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
     return [run.name for run in runs]
 
 
@@ -49,7 +51,12 @@ def test_flow_processes_a_folder_and_never_loses_a_document(inbox: Path, tmp_pat
     by_name = {Path(r.source).name: r for r in results}
 
     # The duplicate (same bytes as the valid card) is processed once.
-    assert sorted(by_name) == ["broken.jpg", "cn_id_card_bad_checksum.png", "cn_id_card_valid.png", "receipt_pages.pdf"]
+    assert sorted(by_name) == [
+        "broken.jpg",
+        "cn_id_card_bad_checksum.png",
+        "cn_id_card_valid.png",
+        "receipt_pages.pdf",
+    ]
     assert by_name["cn_id_card_valid.png"].status is Status.ACCEPTED
     assert by_name["cn_id_card_bad_checksum.png"].status is Status.NEEDS_REVIEW
     assert by_name["broken.jpg"].status is Status.REJECTED
@@ -61,10 +68,18 @@ def test_flow_processes_a_folder_and_never_loses_a_document(inbox: Path, tmp_pat
     assert "ingest broken.jpg" in names
     assert "store cn_id_card_valid.png" in names
 
-    (table,) = [a for a in asyncio.run(_artifacts("ocrflow-outcomes")) if a.flow_run_id == state.state_details.flow_run_id]
+    (table,) = [
+        a
+        for a in asyncio.run(_artifacts("ocrflow-outcomes"))
+        if a.flow_run_id == state.state_details.flow_run_id
+    ]
     assert "110101199003071233" not in str(table.data), "ID numbers are masked in artifacts"
     assert "1101**********1233" in str(table.data)
-    (summary,) = [a for a in asyncio.run(_artifacts("ocrflow-summary")) if a.flow_run_id == state.state_details.flow_run_id]
+    (summary,) = [
+        a
+        for a in asyncio.run(_artifacts("ocrflow-summary"))
+        if a.flow_run_id == state.state_details.flow_run_id
+    ]
     assert "| needs_review | 2 |" in summary.data and "| rejected | 1 |" in summary.data
 
 

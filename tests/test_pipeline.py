@@ -41,7 +41,8 @@ def test_examples_end_as_expected_and_are_stored(name, ctx):
     assert stored["status"] == status.value
     assert ctx.store.status_of(result.document_id) is status
     assert [item.document_id for item in ctx.store.review_items()] == (
-        [result.document_id] if status is Status.NEEDS_REVIEW else [])
+        [result.document_id] if status is Status.NEEDS_REVIEW else []
+    )
 
 
 def test_result_boxes_are_in_original_pixels(ctx, tmp_path):
@@ -69,9 +70,15 @@ def _bad_inputs(folder: Path) -> dict[str, str]:
     Image.new("L", (1, 3000), 255).save(folder / "strip.png")
     pdfium.PdfDocument.new().save(folder / "nopages.pdf")
     (folder / "broken.pdf").write_bytes(b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog /Pa")
-    return {"empty.jpg": "empty_file", "truncated.jpg": "truncated_image", "notes.png": "not_an_image",
-            "tiny.png": "image_too_small", "strip.png": "extreme_aspect_ratio", "nopages.pdf": "empty_pdf",
-            "broken.pdf": "unreadable_pdf"}
+    return {
+        "empty.jpg": "empty_file",
+        "truncated.jpg": "truncated_image",
+        "notes.png": "not_an_image",
+        "tiny.png": "image_too_small",
+        "strip.png": "extreme_aspect_ratio",
+        "nopages.pdf": "empty_pdf",
+        "broken.pdf": "unreadable_pdf",
+    }
 
 
 def test_bad_inputs_are_rejected_with_a_reason_and_stored(ctx, tmp_path):

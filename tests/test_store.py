@@ -10,9 +10,20 @@ from ocrflow.store import ResultStore, write_json_atomically
 
 
 def _result(document_id: str, status: Status, **extra) -> DocumentResult:
-    reasons = [] if status is Status.ACCEPTED else [Reason(stage=Stage.VALIDATE, code="missing", message="Total was not found", field="total")]
-    return DocumentResult(document_id=document_id, source=f"/in/{document_id[:6]}.png", doc_type="receipt",
-                          status=status, reasons=reasons, fields={"total": FieldResult(value="9.00", confidence=0.99)}, **extra)
+    reasons = (
+        []
+        if status is Status.ACCEPTED
+        else [Reason(stage=Stage.VALIDATE, code="missing", message="Total was not found", field="total")]
+    )
+    return DocumentResult(
+        document_id=document_id,
+        source=f"/in/{document_id[:6]}.png",
+        doc_type="receipt",
+        status=status,
+        reasons=reasons,
+        fields={"total": FieldResult(value="9.00", confidence=0.99)},
+        **extra,
+    )
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -30,9 +41,26 @@ def test_save_writes_the_json_contract_and_a_row(store: ResultStore):
     path = store.save(_result("a" * 64, Status.ACCEPTED))
     data = json.loads(path.read_text())
     assert path.name == "a" * 64 + ".json"
-    assert set(data) >= {"document_id", "source", "doc_type", "status", "reasons", "fields", "text", "pages",
-                         "engine", "usage", "preprocessing"}
-    assert data["fields"]["total"] == {"value": "9.00", "confidence": 0.99, "errors": [], "raw": None, "page": None}
+    assert set(data) >= {
+        "document_id",
+        "source",
+        "doc_type",
+        "status",
+        "reasons",
+        "fields",
+        "text",
+        "pages",
+        "engine",
+        "usage",
+        "preprocessing",
+    }
+    assert data["fields"]["total"] == {
+        "value": "9.00",
+        "confidence": 0.99,
+        "errors": [],
+        "raw": None,
+        "page": None,
+    }
     assert store.status_of("a" * 64) is Status.ACCEPTED
     assert store.load("a" * 64).fields["total"].value == "9.00"
 
