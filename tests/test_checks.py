@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 
 import pytest
 from stdnum.iban import calc_check_digits as iban_check_digits
@@ -25,8 +24,7 @@ from ocrflow.checks import (
     mrz_score,
     parse_mrz,
 )
-
-EVAL_DEV = Path(__file__).resolve().parents[2] / "shared/eval-dev"
+from tests.conftest import EVAL_DEV  # noqa: E402
 
 # ICAO 9303 specimens (the "ERIKSSON ANNA MARIA" documents of Parts 4 to 7).
 TD3 = ["P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<", "L898902C36UTO7408122F1204159ZE184226B<<<<<10"]

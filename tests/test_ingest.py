@@ -30,9 +30,7 @@ from ocrflow.ingest import (
 )
 from ocrflow.models import IDENTITY, IngestResult, Reason, Stage
 from ocrflow.settings import IngestOptions
-
-EVAL_DEV = Path(__file__).parents[2] / "shared/eval-dev"
-
+from tests.conftest import EVAL_DEV  # noqa: E402
 
 # --- helpers -------------------------------------------------------------------------------
 
