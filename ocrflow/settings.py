@@ -42,9 +42,115 @@ class LocalEngineOptions(BaseModel):
     """onnxruntime intra-op threads; 0 lets onnxruntime decide."""
 
 
+DashScopeRegion = Literal["singapore", "virginia", "beijing"]
+
+DASHSCOPE_HOSTS: dict[str, str] = {
+    "singapore": "https://dashscope-intl.aliyuncs.com",
+    "virginia": "https://dashscope-us.aliyuncs.com",
+    "beijing": "https://dashscope.aliyuncs.com",
+}
+"""Each region's endpoint; an API key works only in the region that issued it."""
+
+QwenOcrModel = Literal[
+    "qwen-vl-ocr",
+    "qwen-vl-ocr-latest",
+    "qwen-vl-ocr-2025-11-20",
+    "qwen-vl-ocr-2025-08-28",
+    "qwen-vl-ocr-2025-04-13",
+    "qwen3.5-ocr",
+]
+"""Qwen-OCR models with the built-in tasks (``qwen-vl-ocr-2024-10-28`` has none, so it is not offered)."""
+
+class DashScopeOptions(BaseModel):
+    """The ``dashscope`` engine: Qwen-OCR through DashScope's native API.
+
+    The API key is read from the environment variable ``api_key_env`` or, when that is
+    unset, from the Prefect Secret block ``api_key_secret_block``, at call time only.
+    Each image's ``min_pixels``/``max_pixels`` come from :class:`CostOptions`, so what is
+    estimated is what is sent.
+    """
+
+    model: QwenOcrModel = "qwen-vl-ocr"
+    region: DashScopeRegion = "beijing"
+    base_url: str | None = None
+    """Overrides the region, e.g. a workspace endpoint ``https://{WorkspaceId}.cn-beijing.maas.aliyuncs.com/api/v1``."""
+    api_key_env: str = "DASHSCOPE_API_KEY"
+    api_key_secret_block: str | None = "dashscope-api-key"
+    enable_rotate: bool = False
+    """Let the service straighten skewed pages; off because preprocessing deskews already."""
+    timeout_seconds: float = Field(180.0, gt=0)
+    """DashScope ends non-streaming calls after 180 s and marks the answer partial."""
+    max_input_tokens: int = Field(30_000, ge=1000)
+    """Multi-page requests are packed to stay under this (Qwen-OCR's input limit)."""
+
+    @property
+    def api_url(self) -> str:
+        """The native API root the SDK is pointed at (``.../api/v1``)."""
+        return (self.base_url or f"{DASHSCOPE_HOSTS[self.region]}/api/v1").rstrip("/")
+
+
+class OpenAIOptions(BaseModel):
+    """The ``openai`` engine: any OpenAI-compatible chat endpoint.
+
+    With no ``base_url`` it is DashScope's compatible mode in ``region``. For a
+    self-hosted server (vLLM serving Qianfan-OCR or Qwen3-VL) set ``base_url``,
+    ``model`` and ``prompt_style``; such a server needs no key unless started with one.
+    In the ``qwen-ocr`` style each image carries ``min_pixels``/``max_pixels`` from
+    :class:`CostOptions`; other servers do not know them.
+    """
+
+    base_url: str | None = None
+    region: DashScopeRegion = "beijing"
+    model: str = "qwen-vl-ocr"
+    prompt_style: Literal["qwen-ocr", "qianfan-ocr", "generic"] = "qwen-ocr"
+    """Which model family's prompts the built-in tasks become; see ``ocrflow.engines.prompts``."""
+    qwen_prompt_language: Literal["zh", "en"] = "zh"
+    """Qwen-OCR's documentation gives the extraction prompts in Chinese and in English."""
+    api_key_env: str = "DASHSCOPE_API_KEY"
+    api_key_secret_block: str | None = "dashscope-api-key"
+    timeout_seconds: float = Field(180.0, gt=0)
+    max_input_tokens: int = Field(30_000, ge=1000)
+    max_tokens: int | None = Field(None, ge=1)
+    """The answer's token limit; ``None`` leaves the server's default."""
+
+    @property
+    def api_url(self) -> str:
+        return (self.base_url or f"{DASHSCOPE_HOSTS[self.region]}/compatible-mode/v1").rstrip("/")
+
+
 class RoutingOptions(BaseModel):
     min_field_confidence: float = Field(0.9, ge=0.0, le=1.0)
     """A required field below this confidence sends the document to review."""
+
+
+class ModelPrice(BaseModel):
+    """What one model costs, per million tokens, as Model Studio's price lists give it."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+
+class CostOptions(BaseModel):
+    """Token estimates, prices and the per-run token budget (see :mod:`ocrflow.cost`).
+
+    Prices are not built in: they differ by region and change, so a model without one
+    here is estimated in tokens only and its cost shown as unknown. For example
+    ``OCRFLOW_COST__PRICES='{"qwen-vl-ocr": {"input": 0.07, "output": 0.16}}'``.
+    """
+
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    """Model name (exactly as sent) to its price per million input and output tokens."""
+    currency: str = "USD"
+    token_budget: int | None = Field(None, ge=1)
+    """Tokens one run may spend; documents that do not fit stay pending for the next run."""
+    max_pixels_mode: Literal["fixed", "adaptive"] = "fixed"
+    """``adaptive`` gives each page the smallest pixel budget that keeps its text legible."""
+    min_pixels: int | None = Field(None, ge=1)
+    """``None`` uses the model's documented default."""
+    max_pixels: int | None = Field(None, ge=1)
+    """``None`` uses the model's documented default; in adaptive mode, the ceiling."""
+    legible_text_height: float = Field(12.0, gt=0)
+    """Median glyph height, in pixels after resizing, that adaptive mode keeps (bench/RESULTS-cost.md)."""
 
 
 class Settings(BaseSettings):
@@ -60,6 +166,9 @@ class Settings(BaseSettings):
     preprocess: PreprocessOptions = Field(default_factory=PreprocessOptions)
     local_engine: LocalEngineOptions = Field(default_factory=LocalEngineOptions)
     routing: RoutingOptions = Field(default_factory=RoutingOptions)
+    cost: CostOptions = Field(default_factory=CostOptions)
+    dashscope: DashScopeOptions = Field(default_factory=DashScopeOptions)
+    openai: OpenAIOptions = Field(default_factory=OpenAIOptions)
 
     @property
     def work_dir(self) -> Path:

@@ -64,3 +64,12 @@ def postgres_url() -> str:
         with admin.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         admin.dispose()
+
+
+@pytest.fixture
+def fake_dashscope():
+    """The loopback fake of DashScope's native and compatible APIs, on a random port for one test."""
+    from tests.fake_dashscope import FakeDashScope
+
+    with FakeDashScope() as fake:
+        yield fake

@@ -15,7 +15,23 @@ def _local(settings: Settings) -> OcrEngine:
     return RapidOcrEngine(settings.local_engine)
 
 
-ENGINES: dict[str, Callable[[Settings], OcrEngine]] = {"local": _local}
+def _dashscope(settings: Settings) -> OcrEngine:
+    from ocrflow.engines.dashscope import DashScopeEngine
+
+    return DashScopeEngine(settings.dashscope, settings.cost)
+
+
+def _openai(settings: Settings) -> OcrEngine:
+    from ocrflow.engines.openai_compat import OpenAICompatEngine
+
+    return OpenAICompatEngine(settings.openai, settings.cost)
+
+
+ENGINES: dict[str, Callable[[Settings], OcrEngine]] = {
+    "local": _local,
+    "dashscope": _dashscope,
+    "openai": _openai,
+}
 
 
 def create_engine(settings: Settings) -> OcrEngine:
@@ -23,7 +39,7 @@ def create_engine(settings: Settings) -> OcrEngine:
     try:
         factory = ENGINES[settings.engine]
     except KeyError:
-        known = ", ".join(sorted(ENGINES))
+        known = ", ".join(ENGINES)  # registry order: the offline default first
         raise ConfigurationError(f"unknown OCR engine {settings.engine!r}; known engines: {known}") from None
     return factory(settings)
 

@@ -1,0 +1,148 @@
+"""A cache of OCR results, so a re-run or a retry never pays twice for the same request.
+
+A result is stored under a key made of everything that decides the answer: the page
+image's SHA-256, the engine's name, the model, the task, and whatever else the engine's
+request carries (pixel bounds, prompt). Engines say what that is by implementing the
+optional :meth:`Fingerprinted.request_fingerprint`; an engine without it is keyed by
+name, model and task alone. Files live in ``<out>/.cache/ocr/<2 hex>/<key>.json``,
+written atomically, so concurrent workers and interrupted runs never leave half a file.
+
+On a hit, the result comes back with zero tokens in its ``usage`` (nothing was paid this
+run), and the tokens the original call cost are added to :attr:`CachedEngine.saved`
+instead: summing the results' usage gives the tokens paid this run, honestly, while
+``saved`` says what the cache spared. Failures are never cached: they raise through.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from pydantic import ValidationError
+
+from ocrflow import _imageio
+from ocrflow.engines.base import OcrEngine
+from ocrflow.models import OcrResult, OcrTask, Usage
+
+CACHE_FORMAT = "1"
+"""Part of every key: changing how results are stored invalidates the old entries."""
+
+
+@runtime_checkable
+class Fingerprinted(Protocol):
+    """An engine whose requests depend on more than its name, model and task.
+
+    ``request_fingerprint`` returns the parts that change the answer for ``task``, as
+    strings: e.g. ``{"min_pixels": "3072", "max_pixels": "8388608", "prompt": <text or
+    its hash>, "max_pixels_mode": "adaptive"}``. Anything derived from the image alone
+    (such as adaptive pixel bounds) is covered by the image hash and need not be listed.
+    """
+
+    def request_fingerprint(self, task: OcrTask) -> dict[str, str]: ...
+
+
+def cache_dir(out_dir: Path) -> Path:
+    """Where a run writing to ``out_dir`` keeps its OCR cache."""
+    return Path(out_dir) / ".cache" / "ocr"
+
+
+def request_parts(engine: OcrEngine, task: OcrTask) -> dict[str, str]:
+    """Everything besides the image that decides an engine's answer to ``task``."""
+    parts = {"engine": engine.name, "model": engine.model, "task": task.value}
+    if isinstance(engine, Fingerprinted):
+        parts |= {f"request.{name}": str(value) for name, value in engine.request_fingerprint(task).items()}
+    return parts
+
+
+def cache_key(image_sha256: str, parts: dict[str, str]) -> str:
+    """The SHA-256 of the image hash and the request parts, in a canonical form."""
+    canonical = json.dumps({"format": CACHE_FORMAT, "image": image_sha256, **parts}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class OcrCache:
+    """Results on disk by key, two hex characters of fan-out so no folder grows huge."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> OcrResult | None:
+        """The stored result, or ``None`` if there is none or it cannot be read (then it is redone)."""
+        try:
+            return OcrResult.model_validate_json(self.path(key).read_bytes())
+        except (OSError, ValidationError):
+            return None
+
+    def put(self, key: str, result: OcrResult) -> None:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _imageio.write_atomically(target, result.model_dump_json().encode())
+
+
+def file_sha256(path: Path) -> str:
+    with Path(path).open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+class CachedEngine:
+    """Any engine behind the cache, itself an :class:`~ocrflow.engines.base.OcrEngine`.
+
+    Thread-safe: Prefect runs pages in threads, and two may share a page image (the same
+    scan in two documents); both then call the engine once each at worst, never corrupt it.
+    """
+
+    def __init__(self, engine: OcrEngine, cache_dir: Path) -> None:
+        self.engine = engine
+        self.cache = OcrCache(cache_dir)
+        self.hits = 0
+        self.misses = 0
+        self.paid = Usage()
+        """What the calls that reached the engine cost."""
+        self.saved = Usage()
+        """What the cached answers originally cost: not paid again this run."""
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.engine.name
+
+    @property
+    def model(self) -> str:
+        return self.engine.model
+
+    @property
+    def supported_tasks(self) -> frozenset[OcrTask]:
+        return self.engine.supported_tasks
+
+    def request_fingerprint(self, task: OcrTask) -> dict[str, str]:
+        # Passed through, so a wrapped engine is keyed exactly like the bare one.
+        return self.engine.request_fingerprint(task) if isinstance(self.engine, Fingerprinted) else {}
+
+    def recognize(self, image: Path, task: OcrTask, *, page_number: int = 1) -> OcrResult:
+        started = time.perf_counter()
+        try:
+            digest = file_sha256(image)
+        except OSError:
+            # A missing or unreadable page is the engine's to report, in its own words.
+            return self.engine.recognize(image, task, page_number=page_number)
+        key = cache_key(digest, request_parts(self.engine, task))
+        cached = self.cache.get(key)
+        if cached is not None:
+            with self._lock:
+                self.hits += 1
+                self.saved += cached.usage
+            free = Usage(pages=1, seconds=round(time.perf_counter() - started, 3))
+            return cached.model_copy(update={"page_number": page_number, "usage": free})
+        result = self.engine.recognize(image, task, page_number=page_number)
+        self.cache.put(key, result)
+        with self._lock:
+            self.misses += 1
+            self.paid += result.usage
+        return result

@@ -1,0 +1,257 @@
+"""The openai engine against the fake's compatible mode, through the real OpenAI SDK."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from ocrflow.engines import create_engine
+from ocrflow.engines._kie import result_schema
+from ocrflow.engines.openai_compat import OpenAICompatEngine
+from ocrflow.errors import ConfigurationError, EngineError, TransientError, is_retryable
+from ocrflow.models import OcrTask
+from ocrflow.settings import CostOptions, OpenAIOptions, Settings
+from tests.fake_dashscope import COMPAT_PATH, MALFORMED
+
+KEY = "sk-test-compat-0123456789"
+
+# The prompts as Qwen-OCR's documentation prints them for OpenAI-compatible callers
+# ("Call built-in tasks"), copied here independently of ocrflow.engines.prompts.
+DOC_TEXT = (
+    "Please output only the text content from the image without any additional descriptions or formatting."
+)
+DOC_TABLE = (
+    "In a safe, sandbox environment, you're tasked with converting tables from a synthetic image into HTML. "
+    "Transcribe each table using <tr> and <td> tags, reflecting the image's layout from top-left to "
+    "bottom-right. Ensure merged cells are accurately represented. This is purely a simulation with no "
+    "real-world implications. Begin."
+)
+DOC_DOCUMENT = (
+    "In a secure sandbox, transcribe the image's text, tables, and equations into LaTeX format without "
+    "alteration. This is a simulation with fabricated data. Demonstrate your transcription skills by "
+    "accurately converting visual elements into LaTeX format. Begin."
+)
+DOC_FORMULA = (
+    "Extract and output the LaTeX representation of the formula from the image, without any additional text "
+    "or descriptions."
+)
+DOC_ADVANCED = "定位所有的文字行，并且返回旋转矩形([cx, cy, width, height, angle])的坐标结果。"
+DOC_KIE_ZH = (
+    "假设你是一名信息提取专家。现在给你一个JSON模式，用图像中的信息填充该模式的值部分。请注意，如果值是一个列表，"
+    "模式将为每个元素提供一个模板。当图像中有多个列表元素时，将使用此模板。最后，只需要输出合法的JSON。所见即所得，"
+    "并且输出语言需要与图像保持一致。模糊或者强光遮挡的单个文字可以用英文问号?代替。如果没有对应的值则用null填充。"
+    "不需要解释。请注意，输入图像均来自公共基准数据集，不包含任何真实的个人隐私数据。请按要求输出结果。"
+    "输入的JSON模式内容如下: {result_schema}。"
+)
+DOC_KIE_EN = """Assume you are an information extraction expert. You are given a JSON schema. Fill the value part of this schema with information from the image. Note that if the value is a list, the schema will provide a template for each element.
+            This template will be used when there are multiple list elements in the image. Finally, only output valid JSON. What You See Is What You Get, and the output language needs to be consistent with the image. Replace any single character that is blurry or obscured by glare with an English question mark (?).
+            If there is no corresponding value, fill it with null. No explanation is needed. Please note that the input images are all from public benchmark datasets and do not contain any real personal privacy data. Please output the result as required. The content of the input JSON schema is as follows:
+            {result_schema}."""  # noqa: E501 - the documentation's Python example, line breaks and all
+DOC_KIE_ALL_ZH = (
+    "假设你是一名信息提取专家。请提取图像中的全部键值对，结果以json字典格式。请注意，如果值是一个列表，模式将为每个"
+    "元素提供一个模板。当图像中有多个列表元素时，将使用此模板。最后，只需要输出合法的JSON。所见即所得，并且输出语言"
+    "需要与图像保持一致。模糊或者强光遮挡的单个文字可以用英文问号?代替。如果没有对应的值则用null填充。不需要解释，"
+    "请按照上面要求输出："
+)
+
+
+@pytest.fixture(autouse=True)
+def api_key(monkeypatch):
+    monkeypatch.setenv("DASHSCOPE_API_KEY", KEY)
+
+
+def page(tmp_path: Path, width: int = 800, height: int = 600, name: str = "page.png") -> Path:
+    path = tmp_path / name
+    Image.new("RGB", (width, height), "white").save(path)
+    return path
+
+
+def engine_for(fake, cost: CostOptions | None = None, **options) -> OpenAICompatEngine:
+    return OpenAICompatEngine(OpenAIOptions(base_url=fake.compat_url, **options), cost)
+
+
+def sent_parts(fake) -> tuple[list[dict], str]:
+    (request,) = fake.requests
+    assert request.path == COMPAT_PATH
+    content = request.body["messages"][0]["content"]
+    texts = [part["text"] for part in content if part["type"] == "text"]
+    assert len(texts) == 1 and content[-1]["type"] == "text"  # images first, then the prompt
+    return [part for part in content if part["type"] == "image_url"], texts[0]
+
+
+def test_registered(fake_dashscope):
+    engine = create_engine(
+        Settings(engine="openai", openai=OpenAIOptions(base_url=fake_dashscope.compat_url))
+    )
+    assert isinstance(engine, OpenAICompatEngine)
+
+
+@pytest.mark.parametrize(
+    ("task", "prompt"),
+    [
+        (OcrTask.TEXT_RECOGNITION, DOC_TEXT),
+        (OcrTask.MULTI_LAN, DOC_TEXT),
+        (OcrTask.TABLE_PARSING, DOC_TABLE),
+        (OcrTask.DOCUMENT_PARSING, DOC_DOCUMENT),
+        (OcrTask.FORMULA_RECOGNITION, DOC_FORMULA),
+        (OcrTask.ADVANCED_RECOGNITION, DOC_ADVANCED),
+        (OcrTask.KEY_INFORMATION_EXTRACTION, DOC_KIE_ALL_ZH),
+    ],
+)
+def test_qwen_ocr_tasks_become_the_documented_prompts(fake_dashscope, tmp_path, task, prompt):
+    engine_for(fake_dashscope, CostOptions(min_pixels=3072, max_pixels=8388608)).recognize(
+        page(tmp_path), task
+    )
+    images, text = sent_parts(fake_dashscope)
+    assert text == prompt
+    (image,) = images
+    assert image["image_url"]["url"].startswith("data:image/png;base64,")
+    assert (image["min_pixels"], image["max_pixels"]) == (3072, 8388608)
+    request = fake_dashscope.requests[0]
+    assert request.headers["authorization"] == f"Bearer {KEY}"
+    assert request.body["model"] == "qwen-vl-ocr"
+    assert "ocr_options" not in request.body
+
+
+def test_kie_prompt_has_the_doctype_schema_appended(fake_dashscope, tmp_path, doctypes):
+    invoice = doctypes["invoice"]
+    fake_dashscope.kv = {"invoice_code": "044031900111", "total": "1130.00"}
+    result = engine_for(fake_dashscope).recognize(
+        page(tmp_path), OcrTask.KEY_INFORMATION_EXTRACTION, doctype=invoice
+    )
+    _, text = sent_parts(fake_dashscope)
+    schema = json.dumps(result_schema(invoice), ensure_ascii=False)
+    assert text == DOC_KIE_ZH.format(result_schema=schema)
+    assert result.key_values["invoice_code"] == "044031900111" and result.key_values["total"] == "1130.00"
+    assert result.text.startswith("```json")  # the raw answer is kept
+
+
+def test_english_kie_prompt(fake_dashscope, tmp_path, doctypes):
+    invoice = doctypes["invoice"]
+    engine_for(fake_dashscope, qwen_prompt_language="en").recognize(
+        page(tmp_path), OcrTask.KEY_INFORMATION_EXTRACTION, doctype=invoice
+    )
+    _, text = sent_parts(fake_dashscope)
+    expected = DOC_KIE_EN.format(result_schema=json.dumps(result_schema(invoice), ensure_ascii=False))
+    assert " ".join(text.split()) == " ".join(expected.split())
+
+
+def test_qianfan_ocr_prompts(fake_dashscope, tmp_path, doctypes):
+    engine = engine_for(fake_dashscope, prompt_style="qianfan-ocr", model="baidu/Qianfan-OCR")
+    assert OcrTask.ADVANCED_RECOGNITION not in engine.supported_tasks
+    engine.recognize(page(tmp_path), OcrTask.DOCUMENT_PARSING)
+    images, text = sent_parts(fake_dashscope)
+    assert text == "Parse this document to Markdown."
+    assert set(images[0]) == {"type", "image_url"}  # no DashScope-only pixel bounds for vLLM
+    fake_dashscope.requests.clear()
+    engine.recognize(page(tmp_path), OcrTask.KEY_INFORMATION_EXTRACTION, doctype=doctypes["invoice"])
+    _, text = sent_parts(fake_dashscope)
+    assert "JSON" in text and json.dumps(result_schema(doctypes["invoice"]), ensure_ascii=False) in text
+
+
+def test_generic_style_uses_the_english_prompts_without_pixel_bounds(fake_dashscope, tmp_path):
+    engine = engine_for(fake_dashscope, prompt_style="generic", model="Qwen/Qwen3-VL-8B-Instruct")
+    engine.recognize(page(tmp_path), OcrTask.TABLE_PARSING)
+    images, text = sent_parts(fake_dashscope)
+    assert text == DOC_TABLE and set(images[0]) == {"type", "image_url"}
+
+
+def test_an_unsupported_task_fails_before_any_request(fake_dashscope, tmp_path):
+    engine = engine_for(fake_dashscope, prompt_style="generic")
+    with pytest.raises(EngineError) as caught:
+        engine.recognize(page(tmp_path), OcrTask.ADVANCED_RECOGNITION)
+    assert caught.value.code == "unsupported_task" and fake_dashscope.requests == []
+
+
+def test_advanced_recognition_lines_are_read_from_the_answer(fake_dashscope, tmp_path):
+    result = engine_for(fake_dashscope).recognize(page(tmp_path), OcrTask.ADVANCED_RECOGNITION)
+    assert [line.text for line in result.lines][:2] == ["发票代码 044031900111", "发票号码 12345678"]
+    assert result.lines[0].box == [[52, 54], [250, 57], [249, 106], [52, 103]]
+    assert result.lines[2].box == [[100, 235], [300, 235], [300, 265], [100, 265]]
+
+
+def test_table_answer_loses_its_fence_and_usage_is_recorded(fake_dashscope, tmp_path):
+    result = engine_for(fake_dashscope).recognize(page(tmp_path), OcrTask.TABLE_PARSING)
+    assert result.text.startswith("<table>") and result.text.endswith("</table>")
+    assert result.usage.image_tokens == 19 * 25 + 2  # 600x800 at 32 px per token side
+    assert result.usage.input_tokens > result.usage.image_tokens and result.usage.output_tokens > 0
+    assert result.usage.pages == 1
+
+
+def test_pages_are_packed_into_one_request(fake_dashscope, tmp_path):
+    pages = [page(tmp_path, 500, 500, f"p{i}.png") for i in range(3)]
+    (result,) = engine_for(fake_dashscope).recognize_pages(pages, OcrTask.KEY_INFORMATION_EXTRACTION)
+    images, _ = sent_parts(fake_dashscope)
+    assert len(images) == 3 and result.usage.pages == 3
+
+
+@pytest.mark.parametrize(
+    ("fault", "error", "code"),
+    [
+        ("rate_limit", TransientError, "rate_limited"),
+        ("server_error", TransientError, "server_error"),
+        ("invalid_key", EngineError, "invalid_api_key"),
+        ("forbidden", EngineError, "access_denied"),
+        ("content_refused", EngineError, "content_refused"),
+        ("bad_request", EngineError, "bad_request"),
+        ("partial", TransientError, "partial_response"),
+    ],
+)
+def test_errors_are_translated_by_status_and_code(fake_dashscope, tmp_path, fault, error, code):
+    fake_dashscope.inject(fault)
+    with pytest.raises(error) as caught:
+        engine_for(fake_dashscope).recognize(page(tmp_path), OcrTask.TEXT_RECOGNITION)
+    assert caught.value.code == code
+    assert is_retryable(caught.value) is (error is TransientError)
+    assert len(fake_dashscope.requests) == 1  # the SDK's own retries are off
+
+
+def test_invalid_key_names_what_to_fix(fake_dashscope, tmp_path):
+    fake_dashscope.inject("invalid_key")
+    with pytest.raises(
+        EngineError, match="DASHSCOPE_API_KEY or the Prefect Secret block 'dashscope-api-key'"
+    ):
+        engine_for(fake_dashscope).recognize(page(tmp_path), OcrTask.TEXT_RECOGNITION)
+
+
+def test_timeout_and_unreachable_server_are_transient(fake_dashscope, tmp_path):
+    fake_dashscope.inject("slow", seconds=3)
+    with pytest.raises(TransientError) as caught:
+        engine_for(fake_dashscope, timeout_seconds=0.5).recognize(page(tmp_path), OcrTask.TEXT_RECOGNITION)
+    assert caught.value.code == "timeout"
+    closed = OpenAICompatEngine(OpenAIOptions(base_url="http://127.0.0.1:9/v1"))
+    with pytest.raises(TransientError) as caught:
+        closed.recognize(page(tmp_path), OcrTask.TEXT_RECOGNITION)
+    assert caught.value.code == "connection_error"
+
+
+def test_malformed_output_keeps_the_raw_text(fake_dashscope, tmp_path, doctypes):
+    fake_dashscope.inject("malformed")
+    result = engine_for(fake_dashscope).recognize(
+        page(tmp_path), OcrTask.KEY_INFORMATION_EXTRACTION, doctype=doctypes["invoice"]
+    )
+    assert result.key_values is None and result.text == MALFORMED
+
+
+def test_a_self_hosted_server_needs_no_key(fake_dashscope, tmp_path, monkeypatch):
+    monkeypatch.delenv("DASHSCOPE_API_KEY")
+    engine_for(fake_dashscope, api_key_secret_block=None, prompt_style="qianfan-ocr").recognize(
+        page(tmp_path), OcrTask.TEXT_RECOGNITION
+    )
+    assert fake_dashscope.requests[0].headers["authorization"] == "Bearer EMPTY"
+
+
+def test_dashscope_compatible_mode_needs_a_key(tmp_path, monkeypatch):
+    monkeypatch.delenv("DASHSCOPE_API_KEY")
+    engine = OpenAICompatEngine(OpenAIOptions(api_key_secret_block=None))  # the real endpoint: never reached
+    with pytest.raises(ConfigurationError, match="DASHSCOPE_API_KEY"):
+        engine.recognize(page(tmp_path), OcrTask.TEXT_RECOGNITION)
+
+
+def test_another_key_variable(fake_dashscope, tmp_path, monkeypatch):
+    monkeypatch.setenv("VLLM_KEY", "sk-vllm")
+    engine_for(fake_dashscope, api_key_env="VLLM_KEY").recognize(page(tmp_path), OcrTask.TEXT_RECOGNITION)
+    assert fake_dashscope.requests[0].headers["authorization"] == "Bearer sk-vllm"
