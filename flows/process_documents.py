@@ -98,7 +98,9 @@ def process_documents(
         seen.add(document_id)
         labels = [f"{ingested.source.path.name} p{page.page_number}" for page in ingested.pages]
         pages = preprocess_task.map(list(ingested.pages), settings=unmapped(settings), label=labels)
-        ocr = recognize_task.map(pages, settings=unmapped(settings), label=labels)
+        ocr = recognize_task.map(
+            pages, settings=unmapped(settings), doc_type=unmapped(doc_type), label=labels
+        )
         in_flight.append((ingested, pages, ocr))
 
     results: list[DocumentResult] = []

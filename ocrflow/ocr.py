@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ocrflow.doctypes import DocType
 from ocrflow.engines.base import OcrEngine
 from ocrflow.models import Affine, OcrLine, OcrResult, OcrTask, PageRef
 
@@ -15,9 +16,19 @@ def map_box(box: list[list[float]], affine: Affine) -> list[list[float]]:
     return [[round(float(x), 1), round(float(y), 1)] for x, y in mapped]
 
 
-def recognize(page: PageRef, engine: OcrEngine, task: OcrTask = OcrTask.TEXT_RECOGNITION) -> OcrResult:
+def choose_task(engine: OcrEngine, doctype: DocType | None) -> OcrTask:
+    """The richest task the engine offers: the schema's fields if the type is known, else lines with boxes."""
+    if doctype is not None and OcrTask.KEY_INFORMATION_EXTRACTION in engine.supported_tasks:
+        return OcrTask.KEY_INFORMATION_EXTRACTION
+    if OcrTask.ADVANCED_RECOGNITION in engine.supported_tasks:
+        return OcrTask.ADVANCED_RECOGNITION
+    return OcrTask.TEXT_RECOGNITION
+
+
+def recognize(page: PageRef, engine: OcrEngine, doctype: DocType | None = None) -> OcrResult:
     """Read one page; engine errors propagate as :mod:`ocrflow.errors` types for the caller to route."""
-    result = engine.recognize(page.path, task, page_number=page.page_number)
+    task = choose_task(engine, doctype)
+    result = engine.recognize(page.path, task, page_number=page.page_number, doctype=doctype)
     lines = tuple(
         OcrLine(text=line.text, box=map_box(line.box, page.to_original), score=line.score)
         for line in result.lines

@@ -46,6 +46,10 @@ class Context:
     def doctypes(self) -> dict[str, DocType]:
         return load_doctypes(self.settings.schema_dir)
 
+    def known_doctype(self, doc_type: str) -> DocType | None:
+        """The type named up front, which API engines fill by key-information extraction."""
+        return None if doc_type == AUTO else get_doctype(self.doctypes, doc_type)
+
     @cached_property
     def store(self) -> ResultStore:
         return ResultStore(self.settings.out_dir, self.settings.resolved_database_url())
@@ -103,7 +107,7 @@ def process_document(ctx: Context, path: Path, doc_type: str = AUTO) -> Document
     failures: list[Reason] = []
     for page in pages:
         try:
-            ocr_results.append(recognize(page, ctx.engine))
+            ocr_results.append(recognize(page, ctx.engine, ctx.known_doctype(doc_type)))
         except OcrflowError as exc:
             failures.append(ocr_failure(page, exc))
     extraction, type_reason = (

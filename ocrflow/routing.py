@@ -39,7 +39,7 @@ def decide(
         ]
     if not ocr_results:
         return Status.REJECTED, reasons
-    if not any(line.text.strip() for result in ocr_results for line in result.lines):
+    if not any(result.text.strip() or result.key_values for result in ocr_results):
         message = "no text was found on any page; the scan may be blank, too faint or not a document"
         return Status.REJECTED, [*reasons, _reason(Stage.OCR, "no_text", message)]
     if type_reason is not None:

@@ -75,8 +75,9 @@ def preprocess_task(page: PageRef, settings: Settings, label: str = "") -> PageR
     retry_condition_fn=_retry_transient,
     **_DEFAULTS,
 )
-def recognize_task(page: PageRef, settings: Settings, label: str = "") -> OcrResult:
-    return recognize(page, context_for(settings).engine)
+def recognize_task(page: PageRef, settings: Settings, doc_type: str, label: str = "") -> OcrResult:
+    ctx = context_for(settings)
+    return recognize(page, ctx.engine, ctx.known_doctype(doc_type))
 
 
 @task(name="extract+validate", task_run_name=lambda: _document_name("extract"), **_DEFAULTS)

@@ -468,3 +468,27 @@ def test_the_flow_retries_only_transient_errors_and_stores_no_key(fake_dashscope
         stored += [artifact.model_dump_json().encode() for artifact in client.read_artifacts()]
         stored += [log.model_dump_json().encode() for log in client.read_logs()]
     assert stored and not [blob for blob in stored if KEY.encode() in blob]
+
+
+def test_pipeline_fills_a_known_type_by_key_information_extraction(fake_dashscope, tmp_path):
+    from ocrflow.models import Status
+    from ocrflow.pipeline import Context, process_document
+
+    fake_dashscope.kv = {
+        "card_number": "6222 0212 3456 7894",
+        "bank": "中国工商银行",
+        "expiry": "09/28",
+        "holder": "WANG XIAOMING",
+    }
+    settings = Settings(
+        out_dir=tmp_path / "out",
+        engine="dashscope",
+        dashscope=DashScopeOptions(base_url=fake_dashscope.native_url),
+    )
+    result = process_document(Context(settings), EXAMPLES / "bank_card_valid.png", "bank_card")
+    sent = fake_dashscope.requests[0].body["parameters"]["ocr_options"]
+    assert sent["task"] == "key_information_extraction"
+    assert set(sent["task_config"]["result_schema"]) == {"card_number", "bank", "expiry", "holder"}
+    assert result.status is Status.ACCEPTED, result.reasons
+    assert result.fields["card_number"].value == "6222021234567894"
+    assert result.engine.startswith("dashscope:") and result.usage.image_tokens > 0

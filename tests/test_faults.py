@@ -22,18 +22,18 @@ class FlakyEngine(RapidOcrEngine):
     name = "flaky"
     calls: dict[str, int] = {}
 
-    def recognize(self, image: Path, task: OcrTask, *, page_number: int = 1):
+    def recognize(self, image: Path, task: OcrTask, *, page_number: int = 1, doctype=None):
         FlakyEngine.calls[str(image)] = FlakyEngine.calls.get(str(image), 0) + 1
         if FlakyEngine.calls[str(image)] == 1:
             raise TransientError("HTTP 429: rate limit reached", code="rate_limited")
-        return super().recognize(image, task, page_number=page_number)
+        return super().recognize(image, task, page_number=page_number, doctype=doctype)
 
 
 class RefusingEngine(RapidOcrEngine):
     name = "refusing"
     calls = 0
 
-    def recognize(self, image: Path, task: OcrTask, *, page_number: int = 1):
+    def recognize(self, image: Path, task: OcrTask, *, page_number: int = 1, doctype=None):
         RefusingEngine.calls += 1
         raise EngineError("the API key is invalid; set DASHSCOPE_API_KEY", code="invalid_api_key")
 
@@ -41,7 +41,7 @@ class RefusingEngine(RapidOcrEngine):
 class BuggyEngine(RapidOcrEngine):
     name = "buggy"
 
-    def recognize(self, image: Path, task: OcrTask, *, page_number: int = 1):
+    def recognize(self, image: Path, task: OcrTask, *, page_number: int = 1, doctype=None):
         raise ZeroDivisionError("a bug")
 
 

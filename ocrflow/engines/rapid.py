@@ -6,6 +6,7 @@ import threading
 import time
 from pathlib import Path
 
+from ocrflow.doctypes import DocType
 from ocrflow.errors import EngineError, InputError
 from ocrflow.models import OcrLine, OcrResult, OcrTask, Usage
 from ocrflow.settings import LocalEngineOptions
@@ -46,7 +47,9 @@ class RapidOcrEngine:
             ocr = self._local.ocr = RapidOCR(params=params)
         return ocr
 
-    def recognize(self, image: Path, task: OcrTask, *, page_number: int = 1) -> OcrResult:
+    def recognize(
+        self, image: Path, task: OcrTask, *, page_number: int = 1, doctype: DocType | None = None
+    ) -> OcrResult:
         if task not in self.supported_tasks:
             supported = ", ".join(sorted(t.value for t in self.supported_tasks))
             raise EngineError(
@@ -61,9 +64,10 @@ class RapidOcrEngine:
             output = self._engine()(str(image))
         except (ValueError, RuntimeError) as exc:
             raise EngineError(f"RapidOCR failed on page {page_number}: {exc}") from exc
+        boxes = output.boxes if output.boxes is not None else ()
         lines = tuple(
             OcrLine(text=text, box=[[float(x), float(y)] for x, y in box], score=float(score))
-            for box, text, score in zip(output.boxes if output.boxes is not None else (), output.txts or (), output.scores or ())
+            for box, text, score in zip(boxes, output.txts or (), output.scores or (), strict=True)
         )
         return OcrResult(
             engine=self.name,
