@@ -151,6 +151,27 @@ class CostOptions(BaseModel):
     """``None`` uses the model's documented default; in adaptive mode, the ceiling."""
     legible_text_height: float = Field(12.0, gt=0)
     """Median glyph height, in pixels after resizing, that adaptive mode keeps (bench/RESULTS-cost.md)."""
+    cache: Literal["api", "all", "off"] = "api"
+    """Whose results are cached under ``<out>/.cache/ocr``: the paid API engines, every engine, none."""
+
+
+class ApiLimits(BaseModel):
+    """The request rate every worker shares, as a Prefect global concurrency limit.
+
+    ``ocrflow setup`` creates the limit ``name`` with ``burst`` slots and
+    ``slot_decay_per_second``; inside a flow run the API engines take one slot of it
+    (``prefect.concurrency.sync.rate_limit``) before each request.
+    """
+
+    name: str = "ocrflow-api"
+    requests_per_minute: int = Field(60, ge=1)
+    """The account's request quota for the model, e.g. 60 RPM; every worker together stays under it."""
+    burst: int = Field(1, ge=1)
+    """Slots of the limit: requests that may start at once after a quiet spell."""
+
+    @property
+    def slot_decay_per_second(self) -> float:
+        return self.requests_per_minute / 60
 
 
 class Settings(BaseSettings):
@@ -169,6 +190,7 @@ class Settings(BaseSettings):
     cost: CostOptions = Field(default_factory=CostOptions)
     dashscope: DashScopeOptions = Field(default_factory=DashScopeOptions)
     openai: OpenAIOptions = Field(default_factory=OpenAIOptions)
+    api_limits: ApiLimits = Field(default_factory=ApiLimits)
 
     @property
     def work_dir(self) -> Path:
