@@ -4,8 +4,10 @@ A result is stored under a key made of everything that decides the answer: the p
 image's SHA-256, the engine's name, the model, the task, and whatever else the engine's
 request carries (pixel bounds, prompt). Engines say what that is by implementing the
 optional :meth:`Fingerprinted.request_fingerprint`; an engine without it is keyed by
-name, model and task alone. Files live in ``<out>/.cache/ocr/<2 hex>/<key>.json``,
-written atomically, so concurrent workers and interrupted runs never leave half a file.
+name, model and task alone. For key-information extraction the document type's JSON
+Schema is part of the key too, since it becomes the template of fields to fill. Files
+live in ``<out>/.cache/ocr/<2 hex>/<key>.json``, written atomically, so concurrent
+workers and interrupted runs never leave half a file.
 
 On a hit, the result comes back with zero tokens in its ``usage`` (nothing was paid this
 run), and the tokens the original call cost are added to :attr:`CachedEngine.saved`
@@ -25,6 +27,7 @@ from typing import Protocol, runtime_checkable
 from pydantic import ValidationError
 
 from ocrflow import _imageio
+from ocrflow.doctypes import DocType
 from ocrflow.engines.base import OcrEngine
 from ocrflow.models import OcrResult, OcrTask, Usage
 
@@ -50,11 +53,15 @@ def cache_dir(out_dir: Path) -> Path:
     return Path(out_dir) / ".cache" / "ocr"
 
 
-def request_parts(engine: OcrEngine, task: OcrTask) -> dict[str, str]:
-    """Everything besides the image that decides an engine's answer to ``task``."""
+def request_parts(engine: OcrEngine, task: OcrTask, doctype: DocType | None = None) -> dict[str, str]:
+    """Everything besides the image that decides an engine's answer to ``task`` (for ``doctype``)."""
     parts = {"engine": engine.name, "model": engine.model, "task": task.value}
     if isinstance(engine, Fingerprinted):
         parts |= {f"request.{name}": str(value) for name, value in engine.request_fingerprint(task).items()}
+    if doctype is not None and task is OcrTask.KEY_INFORMATION_EXTRACTION:
+        schema = json.dumps(doctype.schema, sort_keys=True, ensure_ascii=False)
+        parts["doctype"] = doctype.name
+        parts["schema"] = hashlib.sha256(schema.encode()).hexdigest()
     return parts
 
 
@@ -125,14 +132,16 @@ class CachedEngine:
         # Passed through, so a wrapped engine is keyed exactly like the bare one.
         return self.engine.request_fingerprint(task) if isinstance(self.engine, Fingerprinted) else {}
 
-    def recognize(self, image: Path, task: OcrTask, *, page_number: int = 1) -> OcrResult:
+    def recognize(
+        self, image: Path, task: OcrTask, *, page_number: int = 1, doctype: DocType | None = None
+    ) -> OcrResult:
         started = time.perf_counter()
         try:
             digest = file_sha256(image)
         except OSError:
             # A missing or unreadable page is the engine's to report, in its own words.
-            return self.engine.recognize(image, task, page_number=page_number)
-        key = cache_key(digest, request_parts(self.engine, task))
+            return self.engine.recognize(image, task, page_number=page_number, doctype=doctype)
+        key = cache_key(digest, request_parts(self.engine, task, doctype))
         cached = self.cache.get(key)
         if cached is not None:
             with self._lock:
@@ -140,7 +149,7 @@ class CachedEngine:
                 self.saved += cached.usage
             free = Usage(pages=1, seconds=round(time.perf_counter() - started, 3))
             return cached.model_copy(update={"page_number": page_number, "usage": free})
-        result = self.engine.recognize(image, task, page_number=page_number)
+        result = self.engine.recognize(image, task, page_number=page_number, doctype=doctype)
         self.cache.put(key, result)
         with self._lock:
             self.misses += 1

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from ocrflow.cache import CachedEngine, cache_dir
 from ocrflow.doctypes import DocType, get_doctype, load_doctypes
 from ocrflow.engines import OcrEngine, create_engine
+from ocrflow.engines._api import ApiEngine
 from ocrflow.errors import OcrflowError
 from ocrflow.extract import detect_doctype, extract
 from ocrflow.ingest import ingest
@@ -32,7 +34,8 @@ AUTO = "auto"
 class Context:
     """What the stages need, built once per process from explicit settings.
 
-    An engine may be handed in (tests share one; models take a second to load).
+    An engine may be handed in (tests share one; models take a second to load). Either
+    way it runs behind the OCR cache when ``settings.cost.cache`` covers it.
     """
 
     settings: Settings
@@ -40,7 +43,13 @@ class Context:
 
     @cached_property
     def engine(self) -> OcrEngine:
-        return self.given_engine or create_engine(self.settings)
+        return with_cache(self.given_engine or create_engine(self.settings), self.settings)
+
+    @property
+    def bills_tokens(self) -> bool:
+        """Whether the engine is a paid API, whose tokens the run's budget counts."""
+        engine = self.engine.engine if isinstance(self.engine, CachedEngine) else self.engine
+        return isinstance(engine, ApiEngine)
 
     @cached_property
     def doctypes(self) -> dict[str, DocType]:
@@ -53,6 +62,18 @@ class Context:
     @cached_property
     def store(self) -> ResultStore:
         return ResultStore(self.settings.out_dir, self.settings.resolved_database_url())
+
+
+def with_cache(engine: OcrEngine, settings: Settings) -> OcrEngine:
+    """``engine`` behind the OCR cache in ``<out>/.cache/ocr`` if ``settings.cost.cache`` covers it.
+
+    By default only API engines are cached: their calls are paid for, so a re-run or a
+    retried task must not pay twice. The embedded engine is cheap to run again.
+    """
+    mode = settings.cost.cache
+    if mode == "all" or (mode == "api" and isinstance(engine, ApiEngine)):
+        return CachedEngine(engine, cache_dir(settings.out_dir))
+    return engine
 
 
 def ocr_failure(page: PageRef, exc: OcrflowError) -> Reason:

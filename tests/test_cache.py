@@ -8,9 +8,12 @@ import pytest
 from conftest import EXAMPLES
 
 from ocrflow.cache import CachedEngine, cache_dir, cache_key, request_parts
+from ocrflow.doctypes import DocType
 from ocrflow.engines.base import OcrEngine
 from ocrflow.errors import TransientError
 from ocrflow.models import OcrLine, OcrResult, OcrTask, Usage
+from ocrflow.pipeline import Context, process_document
+from ocrflow.settings import DashScopeOptions, Settings
 
 PAID = Usage(pages=1, input_tokens=1300, output_tokens=120, image_tokens=1234, seconds=2.5)
 
@@ -19,7 +22,9 @@ class PlainEngine:
     """A fake API engine without ``request_fingerprint``: counts the calls that reach it."""
 
     name = "fake"
-    supported_tasks = frozenset({OcrTask.TEXT_RECOGNITION, OcrTask.TABLE_PARSING})
+    supported_tasks = frozenset(
+        {OcrTask.TEXT_RECOGNITION, OcrTask.TABLE_PARSING, OcrTask.KEY_INFORMATION_EXTRACTION}
+    )
 
     def __init__(self, model: str = "qwen-vl-ocr", max_pixels: int = 8_388_608, fail_first: bool = False):
         self.model = model
@@ -28,14 +33,21 @@ class PlainEngine:
         self.fail_first = fail_first
         self._lock = threading.Lock()
 
-    def recognize(self, image: Path, task: OcrTask, *, page_number: int = 1) -> OcrResult:
+    def recognize(self, image: Path, task: OcrTask, *, page_number: int = 1, doctype=None) -> OcrResult:
         with self._lock:
             self.calls += 1
             if self.fail_first and self.calls == 1:
                 raise TransientError("HTTP 429")
         line = OcrLine(text=f"text of {Path(image).name}", box=[[0, 0], [10, 0], [10, 5], [0, 5]], score=0.99)
-        return OcrResult(engine=self.name, model=self.model, task=task, page_number=page_number,
-                         lines=(line,), text=line.text, usage=PAID)
+        return OcrResult(
+            engine=self.name,
+            model=self.model,
+            task=task,
+            page_number=page_number,
+            lines=(line,),
+            text=line.text,
+            usage=PAID,
+        )
 
 
 class CountingEngine(PlainEngine):
@@ -96,7 +108,9 @@ def test_anything_that_changes_the_request_misses(tmp_path: Path, page: Path):
 def test_an_engine_without_a_fingerprint_is_keyed_by_name_model_and_task():
     engine = PlainEngine()
     assert request_parts(engine, OcrTask.TEXT_RECOGNITION) == {
-        "engine": "fake", "model": "qwen-vl-ocr", "task": "text_recognition"
+        "engine": "fake",
+        "model": "qwen-vl-ocr",
+        "task": "text_recognition",
     }
     fingerprinted = request_parts(CountingEngine(), OcrTask.TEXT_RECOGNITION)
     assert fingerprinted["request.max_pixels"] == "8388608"
@@ -178,3 +192,44 @@ def test_a_wrapped_engine_is_keyed_like_the_bare_one(tmp_path: Path):
     for inner in (CountingEngine(), PlainEngine()):
         wrapped = CachedEngine(inner, tmp_path / "cache")
         assert request_parts(wrapped, OcrTask.TABLE_PARSING) == request_parts(inner, OcrTask.TABLE_PARSING)
+
+
+def test_key_information_extraction_is_keyed_by_the_doc_types_schema(tmp_path: Path, page: Path, doctypes):
+    inner = CountingEngine()
+    engine = CachedEngine(inner, tmp_path / "cache")
+    receipt, ticket = doctypes["receipt"], doctypes["train_ticket"]
+    kie = OcrTask.KEY_INFORMATION_EXTRACTION
+    engine.recognize(page, kie, doctype=receipt)
+    engine.recognize(page, kie, doctype=receipt)
+    engine.recognize(page, kie, doctype=ticket)
+    assert inner.calls == 2, "another type's schema is another request"
+
+    edited = DocType(receipt.name, {**receipt.schema, "required": ["total"]})
+    engine.recognize(page, kie, doctype=edited)
+    assert inner.calls == 3, "an edited schema asks for other fields, so it is not served the old answer"
+    # Text recognition does not send a schema, so the type does not split its entries.
+    engine.recognize(page, OcrTask.TEXT_RECOGNITION, doctype=receipt)
+    engine.recognize(page, OcrTask.TEXT_RECOGNITION, doctype=ticket)
+    assert inner.calls == 4
+
+
+def test_a_rerun_through_the_pipeline_never_pays_twice(tmp_path: Path, fake_dashscope, monkeypatch):
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-test-cache")
+    settings = Settings(
+        out_dir=tmp_path / "out",
+        engine="dashscope",
+        dashscope=DashScopeOptions(base_url=fake_dashscope.native_url),
+    )
+    source = tmp_path / "receipt.png"
+    shutil.copy(EXAMPLES / "receipt_valid.png", source)
+
+    first = process_document(Context(settings), source, "receipt")
+    # A new context is a new process: only the cache on disk can remember the answer.
+    again = process_document(Context(settings), source, "receipt")
+    assert len(fake_dashscope.requests) == 1
+    assert first.usage.input_tokens > 0 and again.usage.input_tokens == 0, "the re-run paid nothing"
+    assert again.fields == first.fields
+
+    other_type = process_document(Context(settings), source, "train_ticket")
+    assert len(fake_dashscope.requests) == 2, "another schema is another request"
+    assert other_type.usage.input_tokens > 0

@@ -18,13 +18,13 @@ def _local(settings: Settings) -> OcrEngine:
 def _dashscope(settings: Settings) -> OcrEngine:
     from ocrflow.engines.dashscope import DashScopeEngine
 
-    return DashScopeEngine(settings.dashscope, settings.cost)
+    return DashScopeEngine(settings.dashscope, settings.cost, settings.api_limits)
 
 
 def _openai(settings: Settings) -> OcrEngine:
     from ocrflow.engines.openai_compat import OpenAICompatEngine
 
-    return OpenAICompatEngine(settings.openai, settings.cost)
+    return OpenAICompatEngine(settings.openai, settings.cost, settings.api_limits)
 
 
 ENGINES: dict[str, Callable[[Settings], OcrEngine]] = {

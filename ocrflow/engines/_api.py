@@ -23,9 +23,10 @@ from ocrflow.doctypes import DocType
 from ocrflow.engines._images import EncodedImage, encode_image, pack
 from ocrflow.engines._kie import result_schema
 from ocrflow.engines._parse import parse_key_values, strip_fences, word_box
+from ocrflow.engines._ratelimit import SharedRateLimit
 from ocrflow.errors import EngineError
 from ocrflow.models import OcrLine, OcrResult, OcrTask, Usage
-from ocrflow.settings import CostOptions
+from ocrflow.settings import ApiLimits, CostOptions
 
 _FENCED_TASKS = {OcrTask.TABLE_PARSING, OcrTask.DOCUMENT_PARSING, OcrTask.FORMULA_RECOGNITION}
 _PROMPT_MARGIN = 64
@@ -61,9 +62,12 @@ class ApiEngine:
     model: str
     supported_tasks: frozenset[OcrTask]
 
-    def __init__(self, *, cost_options: CostOptions | None, max_input_tokens: int) -> None:
+    def __init__(
+        self, *, cost_options: CostOptions | None, max_input_tokens: int, limits: ApiLimits | None = None
+    ) -> None:
         self.cost_options = cost_options or CostOptions()
         self._max_input_tokens = max_input_tokens
+        self.rate_limit = SharedRateLimit(limits)
 
     def recognize(
         self, image: Path, task: OcrTask, *, page_number: int = 1, doctype: DocType | None = None
@@ -103,6 +107,7 @@ class ApiEngine:
             first = first_page_number + group[0]
             last = first_page_number + group[-1]
             label = f"page {first}" if first == last else f"pages {first}-{last}"
+            self.rate_limit.acquire()
             started = time.perf_counter()
             answer = self._ask([prepared[i] for i in group], task, schema, label)
             usage = answer.usage.model_copy(

@@ -27,7 +27,7 @@ from ocrflow.engines._remote import PARTIAL_RESPONSE_HEADER, KeySource, redact, 
 from ocrflow.engines.prompts import prompt_for
 from ocrflow.errors import ConfigurationError, TransientError
 from ocrflow.models import OcrTask, Usage
-from ocrflow.settings import CostOptions, DashScopeOptions
+from ocrflow.settings import ApiLimits, CostOptions, DashScopeOptions
 
 SERVICE = "DashScope"
 
@@ -39,12 +39,17 @@ class DashScopeEngine(ApiEngine):
     supported_tasks = frozenset(OcrTask)
 
     def __init__(
-        self, options: DashScopeOptions | None = None, cost_options: CostOptions | None = None
+        self,
+        options: DashScopeOptions | None = None,
+        cost_options: CostOptions | None = None,
+        limits: ApiLimits | None = None,
     ) -> None:
         self.options = options or DashScopeOptions()
         self.model = self.options.model
         self._keys = KeySource(self.options.api_key_env, self.options.api_key_secret_block)
-        super().__init__(cost_options=cost_options, max_input_tokens=self.options.max_input_tokens)
+        super().__init__(
+            cost_options=cost_options, max_input_tokens=self.options.max_input_tokens, limits=limits
+        )
 
     def request_fingerprint(self, task: OcrTask) -> dict[str, str]:
         return super().request_fingerprint(task) | {"enable_rotate": str(self.options.enable_rotate)}

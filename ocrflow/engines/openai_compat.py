@@ -29,7 +29,7 @@ from ocrflow.engines._remote import PARTIAL_RESPONSE_HEADER, KeySource, redact, 
 from ocrflow.engines.prompts import SUPPORTED_TASKS, prompt_for
 from ocrflow.errors import ConfigurationError, OcrflowError, TransientError
 from ocrflow.models import OcrTask, Usage
-from ocrflow.settings import CostOptions, OpenAIOptions
+from ocrflow.settings import ApiLimits, CostOptions, OpenAIOptions
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -43,7 +43,12 @@ class OpenAICompatEngine(ApiEngine):
 
     name = "openai"
 
-    def __init__(self, options: OpenAIOptions | None = None, cost_options: CostOptions | None = None) -> None:
+    def __init__(
+        self,
+        options: OpenAIOptions | None = None,
+        cost_options: CostOptions | None = None,
+        limits: ApiLimits | None = None,
+    ) -> None:
         self.options = options or OpenAIOptions()
         self.model = self.options.model
         self.supported_tasks = SUPPORTED_TASKS[self.options.prompt_style]
@@ -52,7 +57,9 @@ class OpenAICompatEngine(ApiEngine):
         self._service = "DashScope" if self._hosted else f"the server at {self.options.api_url}"
         self._lock = threading.Lock()
         self._client_cache: tuple[str, OpenAI] | None = None
-        super().__init__(cost_options=cost_options, max_input_tokens=self.options.max_input_tokens)
+        super().__init__(
+            cost_options=cost_options, max_input_tokens=self.options.max_input_tokens, limits=limits
+        )
 
     def request_fingerprint(self, task: OcrTask) -> dict[str, str]:
         return super().request_fingerprint(task) | {"endpoint": self.options.api_url}
