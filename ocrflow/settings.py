@@ -123,6 +123,37 @@ class RoutingOptions(BaseModel):
     """A required field below this confidence sends the document to review."""
 
 
+class ReviewRule(BaseModel):
+    """When a document type goes to a person, beyond its validation errors (A2I's activation conditions).
+
+    ``min_confidence`` maps a field (or ``"*"`` for every field) to the confidence it needs;
+    ``required`` names fields that must have a value; ``audit_percent`` of the documents
+    that would be accepted go to review anyway, picked by document hash, so the same
+    document is always in or out of the sample and quality on the accepted stream is measured.
+    """
+
+    min_confidence: dict[str, float] = Field(default_factory=dict)
+    required: list[str] = Field(default_factory=list)
+    validation_failures: bool = True
+    """Send documents with validation errors to review (off: only the conditions above do)."""
+    audit_percent: float = Field(0.0, ge=0.0, le=100.0)
+
+
+class ReviewOptions(BaseModel):
+    """The human-review queue and its web app."""
+
+    lease_seconds: int = Field(900, ge=10)
+    """How long a claim lasts; an item whose reviewer walked away comes back after this."""
+    session_hours: float = Field(12.0, gt=0)
+    secure_cookies: bool = False
+    """Mark the session cookie Secure: set this when the app is served over HTTPS."""
+    rules: dict[str, ReviewRule] = Field(default_factory=dict)
+    """Routing rules by document type; ``"*"`` applies to types without their own."""
+
+    def rule_for(self, doc_type: str | None) -> ReviewRule | None:
+        return self.rules.get(doc_type or "") or self.rules.get("*")
+
+
 class ModelPrice(BaseModel):
     """What one model costs, per million tokens, as Model Studio's price lists give it."""
 
@@ -187,10 +218,13 @@ class Settings(BaseSettings):
     preprocess: PreprocessOptions = Field(default_factory=PreprocessOptions)
     local_engine: LocalEngineOptions = Field(default_factory=LocalEngineOptions)
     routing: RoutingOptions = Field(default_factory=RoutingOptions)
+    review: ReviewOptions = Field(default_factory=ReviewOptions)
     cost: CostOptions = Field(default_factory=CostOptions)
     dashscope: DashScopeOptions = Field(default_factory=DashScopeOptions)
     openai: OpenAIOptions = Field(default_factory=OpenAIOptions)
     api_limits: ApiLimits = Field(default_factory=ApiLimits)
+    review_url: str | None = None
+    """Root of the review web app (e.g. ``http://review.example:8080``); run summaries link to ``/items/{id}``."""
 
     @property
     def work_dir(self) -> Path:

@@ -1,0 +1,47 @@
+"""The database schema's history as Alembic migrations, shipped inside the package.
+
+:func:`upgrade` brings any database to the newest revision; a store calls it when it
+opens. A database made before migrations existed (tables, no ``alembic_version``) is
+first marked as being at the foundation revision it already matches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
+from sqlalchemy.engine import Engine
+
+FOUNDATION = "0001"
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent))
+    return config
+
+
+def head_revision() -> str:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate ``engine``'s database to ``revision``; cheap when it is there already."""
+    if revision == "head" and current_revision(engine) == head_revision():
+        return
+    with engine.begin() as connection:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        context = MigrationContext.configure(connection)
+        if context.get_current_revision() is None and inspect(connection).has_table("documents"):
+            command.stamp(config, FOUNDATION)
+        command.upgrade(config, revision)

@@ -1,0 +1,293 @@
+"""The review queue: claims with leases, decisions, and an audit event for every change.
+
+States::
+
+    pending ──claim──> claimed ──approve / correct / reject──> approved | corrected | rejected
+       ^                  │
+       └──release─────────┘   (or the lease runs out: anyone may claim it again)
+
+Two reviewers never hold one item: a claim is an UPDATE guarded by the item's version
+(and on PostgreSQL a row lock taken with SKIP LOCKED, so claimers pass each other by), and
+a decision needs the caller's own unexpired lease. An item is decided exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from ocrflow.doctypes import DocType
+from ocrflow.errors import OcrflowError
+from ocrflow.models import DocumentResult
+from ocrflow.review.decisions import Decision, changed_fields, decision_for, final_result, normalize_values
+from ocrflow.review.events import emit_review_completed
+from ocrflow.store import ResultStore, ReviewEventRow, ReviewItemRow, ReviewState, now, snapshot
+
+logger = logging.getLogger(__name__)
+
+
+class ReviewError(OcrflowError):
+    """A queue operation that cannot be done as asked; the message says why."""
+
+    code = "review"
+
+
+class ItemNotFound(ReviewError):
+    code = "not_found"
+
+
+class ClaimConflict(ReviewError):
+    """Someone else holds the item, it was decided already, or the caller's lease ran out."""
+
+    code = "claim_conflict"
+
+
+@dataclass(frozen=True)
+class Claim:
+    item_id: int
+    document_id: str
+    reviewer: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A stored decision: the final result, where it was written, whether Prefect was told."""
+
+    item_id: int
+    decision: Decision
+    result: DocumentResult
+    result_path: Path
+    event_sent: bool
+
+
+class ReviewQueue:
+    def __init__(
+        self,
+        store: ResultStore,
+        doctypes: dict[str, DocType],
+        *,
+        lease_seconds: int = 900,
+        clock: Callable[[], datetime] = now,
+    ) -> None:
+        self.store = store
+        self.doctypes = doctypes
+        self.lease = timedelta(seconds=lease_seconds)
+        self.clock = clock
+
+    # --- reading -------------------------------------------------------------------------
+
+    def items(
+        self,
+        *,
+        states: tuple[str, ...] = ReviewState.OPEN,
+        doc_type: str | None = None,
+        reason: str | None = None,
+        older_than: timedelta | None = None,
+        newer_than: timedelta | None = None,
+    ) -> list[ReviewItemRow]:
+        """Items oldest first, filtered by state, document type, reason code and age."""
+        query = select(ReviewItemRow).order_by(ReviewItemRow.created_at, ReviewItemRow.id)
+        if states:
+            query = query.where(ReviewItemRow.state.in_(states))
+        if doc_type:
+            query = query.where(ReviewItemRow.doc_type == doc_type)
+        current = self.clock()
+        if older_than is not None:
+            query = query.where(ReviewItemRow.created_at <= current - older_than)
+        if newer_than is not None:
+            query = query.where(ReviewItemRow.created_at >= current - newer_than)
+        with Session(self.store.engine) as session:
+            rows = list(session.scalars(query).all())
+        if reason:
+            # Reasons are a JSON list; filtering here keeps the query the same on every backend.
+            rows = [row for row in rows if any(r.get("code") == reason for r in row.reasons)]
+        return rows
+
+    def get(self, item_id: int) -> ReviewItemRow:
+        with Session(self.store.engine) as session:
+            item = session.get(ReviewItemRow, item_id)
+        if item is None:
+            raise ItemNotFound(f"there is no review item {item_id}")
+        return item
+
+    def find(self, ref: str) -> ReviewItemRow:
+        """An item by its number or by its document id's first characters."""
+        if ref.isdigit() and len(ref) < 12:
+            return self.get(int(ref))
+        document_id = self.store.find(ref)
+        with Session(self.store.engine) as session:
+            item = session.scalars(
+                select(ReviewItemRow).where(ReviewItemRow.document_id == document_id)
+            ).one_or_none()
+        if document_id is None or item is None:
+            raise ItemNotFound(f"no single review item matches {ref!r}; 'ocrflow review list' shows them")
+        return item
+
+    def events(self, item_id: int) -> list[ReviewEventRow]:
+        with Session(self.store.engine) as session:
+            query = select(ReviewEventRow).where(ReviewEventRow.item_id == item_id)
+            return list(session.scalars(query.order_by(ReviewEventRow.id)).all())
+
+    def is_held_by(self, item: ReviewItemRow, reviewer: str) -> bool:
+        return (
+            item.state == ReviewState.CLAIMED
+            and item.claimed_by == reviewer
+            and item.lease_expires_at is not None
+            and item.lease_expires_at > self.clock()
+        )
+
+    # --- claims --------------------------------------------------------------------------
+
+    def claim(
+        self, reviewer: str, item_id: int | None = None, *, doc_type: str | None = None
+    ) -> Claim | None:
+        """Claim ``item_id``, or the oldest free item; ``None`` when nothing is free.
+
+        Claiming an item one already holds renews the lease. Raises :class:`ClaimConflict`
+        when ``item_id`` is held by someone else or decided.
+        """
+        for _ in range(50):
+            current = self.clock()
+            free = or_(
+                ReviewItemRow.state == ReviewState.PENDING,
+                and_(ReviewItemRow.state == ReviewState.CLAIMED, ReviewItemRow.lease_expires_at <= current),
+            )
+            if item_id is not None:
+                free = or_(
+                    free,
+                    and_(ReviewItemRow.state == ReviewState.CLAIMED, ReviewItemRow.claimed_by == reviewer),
+                )
+                query = select(ReviewItemRow).where(ReviewItemRow.id == item_id)
+            else:
+                query = select(ReviewItemRow).where(free).order_by(ReviewItemRow.created_at, ReviewItemRow.id)
+                if doc_type:
+                    query = query.where(ReviewItemRow.doc_type == doc_type)
+            try:
+                with Session(self.store.engine) as session, session.begin():
+                    item = session.scalars(
+                        query.limit(1).with_for_update(skip_locked=item_id is None)
+                    ).first()
+                    if item is None:
+                        if item_id is not None:
+                            raise ItemNotFound(f"there is no review item {item_id}")
+                        return None
+                    if (
+                        item_id is not None
+                        and not session.scalars(
+                            select(ReviewItemRow.id).where(ReviewItemRow.id == item_id, free)
+                        ).first()
+                    ):
+                        raise ClaimConflict(_held_message(item, current))
+                    before = snapshot(item)
+                    action = (
+                        "renewed"
+                        if item.claimed_by == reviewer and item.state == ReviewState.CLAIMED
+                        else "claimed"
+                    )
+                    item.state = ReviewState.CLAIMED
+                    item.claimed_by = reviewer
+                    item.lease_expires_at = current + self.lease
+                    session.flush()
+                    session.add(_event(item, action, reviewer, before))
+                    return Claim(item.id, item.document_id, reviewer, item.lease_expires_at)
+            except StaleDataError:
+                continue  # another reviewer changed it between our read and write: look again
+        raise ClaimConflict("the queue is too busy to claim an item; try again")
+
+    def release(self, item_id: int, reviewer: str) -> None:
+        """Give a claimed item back to the queue."""
+        with Session(self.store.engine) as session, session.begin():
+            item = session.get(ReviewItemRow, item_id, with_for_update=True)
+            if item is None:
+                raise ItemNotFound(f"there is no review item {item_id}")
+            if not self.is_held_by(item, reviewer):
+                raise ClaimConflict(f"item {item_id} is not held by {reviewer}")
+            before = snapshot(item)
+            item.state = ReviewState.PENDING
+            item.claimed_by = item.lease_expires_at = None
+            session.flush()
+            session.add(_event(item, "released", reviewer, before))
+
+    # --- decisions -----------------------------------------------------------------------
+
+    def decide(
+        self,
+        item_id: int,
+        reviewer: str,
+        *,
+        reject: bool = False,
+        values: dict[str, Any] | None = None,
+        note: str = "",
+    ) -> Outcome:
+        """Approve (values unchanged), correct (some changed) or reject a held item.
+
+        The final result file and row are written in the transaction that marks the item
+        decided, under its row lock; the Prefect event follows the commit.
+        """
+        try:
+            with Session(self.store.engine) as session, session.begin():
+                item = session.get(ReviewItemRow, item_id, with_for_update=True)
+                if item is None:
+                    raise ItemNotFound(f"there is no review item {item_id}")
+                if not self.is_held_by(item, reviewer):
+                    raise ClaimConflict(_decide_refusal(item, reviewer, self.clock()))
+                result = self.store.load(item.document_id)
+                if result is None:
+                    raise ItemNotFound(f"the result of document {item.document_id[:12]} is missing")
+                changes = {} if reject else changed_fields(result, normalize_values(values or {}))
+                decision = decision_for(reject, changes)
+                doctype = self.doctypes.get(result.doc_type or "")
+                final = final_result(result, decision, changes, doctype, reviewer, note)
+                before = snapshot(item)
+                item.state = decision.value
+                item.decided_by = reviewer
+                item.decided_at = self.clock()
+                item.lease_expires_at = None
+                if decision is not Decision.REJECTED:
+                    item.final_values = {name: field.value for name, field in final.fields.items()}
+                session.flush()
+                session.add(_event(item, decision.value, reviewer, before, note=note, changes=changes))
+                path = self.store.write_result(final)
+                self.store.record(session, final, path)
+        except StaleDataError:
+            raise ClaimConflict(f"item {item_id} was changed by someone else; reload it") from None
+        sent = emit_review_completed(
+            document_id=final.document_id,
+            source=final.source,
+            status=final.status.value,
+            decision=decision.value,
+            result_path=path,
+            reviewer=reviewer,
+        )
+        return Outcome(item_id, decision, final, path, sent)
+
+
+def _event(item: ReviewItemRow, action: str, actor: str, before: dict | None, **extra: Any) -> ReviewEventRow:
+    after = {**snapshot(item), **{k: v for k, v in extra.items() if v}}
+    return ReviewEventRow(item_id=item.id, action=action, actor=actor, before=before, after=after)
+
+
+def _held_message(item: ReviewItemRow, current: datetime) -> str:
+    if item.state in ReviewState.DECIDED:
+        return f"item {item.id} was {item.state} by {item.decided_by}"
+    if item.state == ReviewState.CLAIMED:
+        minutes = max(1, round((item.lease_expires_at - current).total_seconds() / 60))
+        return f"item {item.id} is claimed by {item.claimed_by} for about {minutes} more minute(s)"
+    return f"item {item.id} is {item.state}"
+
+
+def _decide_refusal(item: ReviewItemRow, reviewer: str, current: datetime) -> str:
+    if item.state == ReviewState.CLAIMED and item.claimed_by == reviewer:
+        return f"your claim on item {item.id} ran out; claim it again"
+    if item.state == ReviewState.PENDING:
+        return f"item {item.id} is not claimed; claim it first"
+    return _held_message(item, current)

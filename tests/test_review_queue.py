@@ -1,0 +1,214 @@
+"""The review queue on SQLite and PostgreSQL: leases, states, audit trail, decisions, concurrency."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+
+from ocrflow.doctypes import load_doctypes
+from ocrflow.migrations import current_revision, head_revision
+from ocrflow.models import Status
+from ocrflow.review.queue import ClaimConflict, ReviewQueue
+from ocrflow.store import ResultStore, ReviewState, now
+from tests.review_support import CARD, needs_review
+
+VALID_CARD = "6222020200112233446"
+
+
+class Clock:
+    """A clock the test moves by hand, so a lease can run out without waiting."""
+
+    def __init__(self) -> None:
+        self.current = now()
+
+    def __call__(self):
+        return self.current
+
+    def advance(self, seconds: float) -> None:
+        self.current += timedelta(seconds=seconds)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'queue.sqlite3'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def store(database_url: str, tmp_path: Path):
+    store = ResultStore(tmp_path / "out", database_url)
+    yield store
+    store.engine.dispose()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def queue(store: ResultStore, clock: Clock) -> ReviewQueue:
+    return ReviewQueue(store, load_doctypes(), lease_seconds=60, clock=clock)
+
+
+def test_migrations_bring_a_new_database_to_the_newest_revision(store: ResultStore):
+    assert current_revision(store.engine) == head_revision()
+    tables = set(inspect(store.engine).get_table_names())
+    assert {"documents", "review_items", "review_events", "reviewers", "review_sessions"} <= tables
+
+
+def test_a_claim_is_exclusive_until_its_lease_runs_out(queue: ReviewQueue, store: ResultStore, clock: Clock):
+    store.save(needs_review(1))
+    claim = queue.claim("alice")
+    assert claim is not None and claim.reviewer == "alice"
+    assert queue.claim("bob") is None
+    with pytest.raises(ClaimConflict, match="claimed by alice"):
+        queue.claim("bob", claim.item_id)
+    with pytest.raises(ClaimConflict):
+        queue.decide(claim.item_id, "bob")
+
+    clock.advance(61)  # alice walked away
+    with pytest.raises(ClaimConflict, match="ran out"):
+        queue.decide(claim.item_id, "alice")
+    taken = queue.claim("bob")
+    assert taken is not None and taken.item_id == claim.item_id
+    outcome = queue.decide(claim.item_id, "bob")
+    assert outcome.decision == "approved"
+    actions = [(e.action, e.actor) for e in queue.events(claim.item_id)]
+    assert actions == [("queued", "pipeline"), ("claimed", "alice"), ("claimed", "bob"), ("approved", "bob")]
+
+
+def test_release_gives_the_item_back(queue: ReviewQueue, store: ResultStore):
+    store.save(needs_review(1))
+    claim = queue.claim("alice")
+    queue.release(claim.item_id, "alice")
+    assert queue.get(claim.item_id).state == ReviewState.PENDING
+    assert queue.claim("bob").item_id == claim.item_id
+
+
+def test_every_change_is_an_audit_event_with_before_and_after(queue: ReviewQueue, store: ResultStore):
+    store.save(needs_review(1))
+    claim = queue.claim("alice")
+    queue.decide(claim.item_id, "alice", values={"card_number": VALID_CARD, "bank_name": "中国工商银行"})
+    events = queue.events(claim.item_id)
+    assert [e.action for e in events] == ["queued", "claimed", "corrected"]
+    decided = events[-1]
+    assert decided.actor == "alice" and decided.at is not None
+    assert decided.before["state"] == "claimed" and decided.before["claimed_by"] == "alice"
+    assert decided.after["state"] == "corrected" and decided.after["decided_by"] == "alice"
+    assert decided.after["changes"] == {"card_number": VALID_CARD}
+    assert decided.after["version"] == decided.before["version"] + 1
+
+
+def test_a_correction_writes_the_final_result_like_an_accepted_document(
+    queue: ReviewQueue, store: ResultStore
+):
+    store.save(needs_review(1))
+    claim = queue.claim("alice")
+    outcome = queue.decide(claim.item_id, "alice", values={"card_number": f" {VALID_CARD} "})
+    data = json.loads(outcome.result_path.read_text())
+    assert outcome.result_path == store.result_path(claim.document_id)
+    assert data["status"] == "accepted" and data["reasons"] == []
+    assert data["fields"]["card_number"]["value"] == VALID_CARD
+    assert data["fields"]["card_number"]["errors"] == []
+    assert data["fields"]["bank_name"]["value"] == "中国工商银行"  # untouched fields stay
+    assert data["pages"][0]["lines"][0]["text"] == CARD  # what OCR saw is kept
+    assert store.status_of(claim.document_id) is Status.ACCEPTED
+    item = queue.get(claim.item_id)
+    assert item.state == "corrected" and item.final_values["card_number"] == VALID_CARD
+    assert item.extracted_values["card_number"] == CARD
+
+
+def test_a_rejection_keeps_the_reasons_and_adds_the_reviewers(queue: ReviewQueue, store: ResultStore):
+    store.save(needs_review(1))
+    claim = queue.claim("alice")
+    outcome = queue.decide(claim.item_id, "alice", reject=True, note="not a bank card")
+    assert outcome.result.status is Status.REJECTED
+    assert [r.code for r in outcome.result.reasons] == ["invalid_checksum", "rejected_in_review"]
+    assert "not a bank card" in outcome.result.reasons[-1].message
+    with pytest.raises(ClaimConflict, match="rejected by alice"):
+        queue.claim("bob", claim.item_id)
+
+
+def test_filters_by_type_reason_and_age(queue: ReviewQueue, store: ResultStore, clock: Clock):
+    store.save(needs_review(1))
+    store.save(needs_review(2))
+    assert len(queue.items(doc_type="bank_card")) == 2
+    assert queue.items(doc_type="receipt") == []
+    assert len(queue.items(reason="invalid_checksum")) == 2
+    assert queue.items(reason="missing") == []
+    assert len(queue.items(newer_than=timedelta(hours=1))) == 2
+    assert queue.items(older_than=timedelta(hours=1)) == []
+    clock.advance(2 * 3600)
+    assert len(queue.items(older_than=timedelta(hours=1))) == 2
+
+
+def test_reprocessing_a_reviewed_document_queues_it_again(queue: ReviewQueue, store: ResultStore):
+    store.save(needs_review(1))
+    claim = queue.claim("alice")
+    queue.decide(claim.item_id, "alice")
+    store.save(needs_review(1))
+    assert queue.get(claim.item_id).state == ReviewState.PENDING
+    assert queue.events(claim.item_id)[-1].action == "requeued"
+
+
+def test_twenty_reviewers_decide_two_hundred_items_each_exactly_once(
+    queue: ReviewQueue, store: ResultStore, clock: Clock
+):
+    for n in range(200):
+        store.save(needs_review(n))
+    queue.lease = timedelta(hours=1)  # the fake clock stands still; no lease may run out here
+    decided: list[tuple[str, int, str]] = []
+    conflicts = Counter()
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+    start = threading.Barrier(20)
+
+    def reviewer(name: str) -> None:
+        rng = random.Random(name)
+        try:
+            start.wait()
+            while (claim := queue.claim(name)) is not None:
+                # Try to steal a random item first: it must never work.
+                victim = rng.randrange(1, 201)
+                if victim != claim.item_id:
+                    try:
+                        queue.decide(victim, name, reject=True)
+                    except ClaimConflict:
+                        with lock:
+                            conflicts[name] += 1
+                    else:
+                        raise AssertionError(f"{name} decided item {victim} without holding it")
+                typed = f"{claim.item_id:019d}"  # a per-item value, so a lost update would show
+                outcome = queue.decide(claim.item_id, name, values={"card_number": typed})
+                with lock:
+                    decided.append((name, claim.item_id, outcome.result.fields["card_number"].value))
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=reviewer, args=(f"reviewer-{i:02d}",)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+    assert not failures, failures[:3]
+    assert sorted(item for _, item, _ in decided) == list(range(1, 201))  # each exactly once
+    assert len({name for name, _, _ in decided}) > 1  # the work really was shared
+    assert sum(conflicts.values()) > 0
+    items = {item.id: item for item in queue.items(states=ReviewState.ALL)}
+    for name, item_id, value in decided:
+        item = items[item_id]
+        assert (item.state, item.decided_by, item.final_values["card_number"]) == ("corrected", name, value)
+        data = json.loads(store.result_path(item.document_id).read_text())
+        assert data["fields"]["card_number"]["value"] == value == f"{item_id:019d}"
+        actions = [e.action for e in queue.events(item_id)]
+        assert actions.count("corrected") == 1 and actions.count("claimed") == 1
+    assert store.counts()["accepted"] == 200
