@@ -21,6 +21,7 @@ from prefect.futures import PrefectFuture
 from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.monitoring import documents_run_name, review_links_markdown
 from ocrflow.doctypes import get_doctype
 from ocrflow.errors import OcrflowError
 from ocrflow.ingest import discover, unreadable
@@ -35,10 +36,7 @@ from tasks import context_for, finish_task, ingest_task, interpret_task, preproc
 def _run_name() -> str:
     from prefect.runtime import flow_run
 
-    paths = flow_run.parameters.get("paths") or []
-    first = Path(str(paths[0])).name if paths else "nothing"
-    more = f" +{len(paths) - 1}" if len(paths) > 1 else ""
-    return f"process {first}{more}"
+    return documents_run_name(flow_run.parameters.get("paths") or [])
 
 
 def _failed(future: PrefectFuture) -> BaseException | None:
@@ -114,7 +112,8 @@ def process_documents(
         description="Outcome of each document (ID and card numbers masked)",
     )
     create_markdown_artifact(
-        summary_markdown(results, title=f"ocrflow: {len(results)} documents"),
+        summary_markdown(results, title=f"ocrflow: {len(results)} documents")
+        + review_links_markdown(results, settings.review_url),
         key="ocrflow-summary",
         description="Counts per status and reason",
     )

@@ -1,4 +1,4 @@
-"""The ``ocrflow`` command line: run, review, eval.
+"""The ``ocrflow`` command line: run, review, eval, and setup, serve, watch for a Prefect server.
 
 A user error is one clear line on stderr and exit code 2, never a traceback.
 """
@@ -291,6 +291,95 @@ def evaluate(
 
 def _pct(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{100 * value:.{digits}f}%"
+
+
+@app.command()
+def setup(
+    work_pool: Annotated[str, typer.Option(help="Name of the process work pool to create.")] = "ocrflow",
+    local_ocr_slots: Annotated[
+        int | None, typer.Option(help="Local OCR pages at once across workers (default: CPU cores here).")
+    ] = None,
+) -> None:
+    """Create the work pool, concurrency and rate limits and Secret placeholders on the Prefect server."""
+    import httpx
+
+    from ocrflow.prefect_setup import set_up
+    from ocrflow.settings import Settings
+
+    _quiet_prefect()
+    try:
+        steps = set_up(Settings(), work_pool=work_pool, local_ocr_slots=local_ocr_slots)
+    except OcrflowError as exc:
+        _fail(exc.message)
+    except httpx.HTTPError as exc:
+        _fail(f"the Prefect server cannot be reached ({exc}); set PREFECT_API_URL")
+    for step in steps:
+        console.print(
+            f"{step.action:9} {step.kind} {step.name}" + (f" ({step.detail})" if step.detail else "")
+        )
+
+
+@app.command()
+def serve(
+    deployment: Annotated[
+        list[str] | None, typer.Option("--deployment", "-d", help="Serve only these deployments.")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="The prefect.yaml to read (default: the project's).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Flow runs at once (default: no limit).")] = None,
+) -> None:
+    """Run the deployments of prefect.yaml (schedules, triggers) from this one process."""
+    from ocrflow.deploy import PREFECT_YAML, serve_deployments
+
+    try:
+        serve_deployments(config or PREFECT_YAML, names=deployment, limit=limit)
+    except OcrflowError as exc:
+        _fail(exc.message)
+
+
+@app.command()
+def watch(
+    inbox: Annotated[Path, typer.Argument(help="The folder uploads land in.")],
+    state: Annotated[
+        Path | None, typer.Option(help="State file of emitted hashes (default: INBOX/.ocrflow-watch.json).")
+    ] = None,
+    backfill: Annotated[bool, typer.Option(help="Also emit files already in INBOX at start.")] = False,
+    poll: Annotated[float, typer.Option(help="Seconds between looks at INBOX.")] = 1.0,
+    settle: Annotated[
+        float, typer.Option(help="Seconds a file must stay unchanged to count as complete.")
+    ] = 2.0,
+    quiet: Annotated[float, typer.Option(help="Seconds without new files that end a burst.")] = 5.0,
+    max_batch: Annotated[int, typer.Option(help="Files per batch at most.")] = 100,
+    max_wait: Annotated[float, typer.Option(help="Seconds a batch may wait for its burst to end.")] = 60.0,
+) -> None:
+    """Emit ocrflow.document.uploaded events for complete new files in INBOX, debounced into batches."""
+    from ocrflow.watch import InboxWatcher, WatchOptions
+
+    options = WatchOptions(
+        poll_seconds=poll,
+        settle_seconds=settle,
+        quiet_seconds=quiet,
+        max_batch=max_batch,
+        max_wait_seconds=max_wait,
+    )
+    try:
+        watcher = InboxWatcher(inbox, state, options, backfill=backfill)
+    except OcrflowError as exc:
+        _fail(exc.message)
+    errors.print(f"watching {watcher.inbox} (state {watcher.state.path})", highlight=False)
+    try:
+        watcher.run(
+            on_batch=lambda batch: errors.print(
+                f"emitted {len(batch)} upload events: {', '.join(u.path.name for u in batch)}",
+                highlight=False,
+            ),
+            on_error=lambda exc: errors.print(f"[yellow]will retry:[/yellow] {exc}", highlight=False),
+        )
+    except OcrflowError as exc:
+        _fail(exc.message)
+    except KeyboardInterrupt:
+        errors.print("stopped")
 
 
 def main() -> None:  # pragma: no cover - the console-script entry point

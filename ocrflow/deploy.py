@@ -1,0 +1,91 @@
+"""ocrflow's deployments, read from ``prefect.yaml`` so ``prefect deploy`` and ``ocrflow serve`` agree.
+
+``prefect deploy --all`` registers the deployments for a work pool; ``ocrflow serve``
+turns the very same entries (entrypoint, parameters, schedules, triggers, concurrency)
+into :class:`~prefect.deployments.runner.RunnerDeployment` objects and serves them from
+one process. ``{{ $ENV_VAR }}`` placeholders are filled from the environment the way
+``prefect deploy`` fills them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ocrflow.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from prefect.deployments.runner import RunnerDeployment
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PREFECT_YAML = PROJECT_ROOT / "prefect.yaml"
+
+
+def deployment_specs(config: Path = PREFECT_YAML) -> list[dict[str, Any]]:
+    """The ``deployments`` entries of a ``prefect.yaml``, environment placeholders filled."""
+    import yaml
+    from prefect.utilities.templating import apply_values
+
+    if not config.is_file():
+        raise ConfigurationError(f"{config} does not exist; pass --config with the project's prefect.yaml")
+    specs = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("deployments") or []
+    return [apply_values(spec, os.environ, remove_notset=False) for spec in specs]
+
+
+def load_entrypoint(entrypoint: str):
+    """The flow a ``path/to/module.py:flow`` entrypoint names, imported as a module of the project."""
+    path, _, name = entrypoint.partition(":")
+    module = importlib.import_module(Path(path).with_suffix("").as_posix().replace("/", "."))
+    return getattr(module, name)
+
+
+def runner_deployment(spec: dict[str, Any]) -> RunnerDeployment:
+    """One ``prefect.yaml`` entry as a deployment ``serve`` can run."""
+    from prefect.events import DeploymentTriggerTypes
+    from prefect.schedules import Cron, Interval
+    from prefect.types.entrypoint import EntrypointType
+    from pydantic import TypeAdapter
+
+    name = spec["name"]
+    schedules = []
+    for schedule in spec.get("schedules") or []:
+        if "cron" in schedule:
+            schedules.append(Cron(schedule["cron"], timezone=schedule.get("timezone")))
+        elif "interval" in schedule:
+            schedules.append(Interval(schedule["interval"], timezone=schedule.get("timezone")))
+        else:
+            raise ConfigurationError(f"deployment {name}: only cron and interval schedules can be served")
+    adapter = TypeAdapter(DeploymentTriggerTypes)
+    triggers = [
+        # Named as `prefect deploy` names them, so both create the same automations.
+        adapter.validate_python({"name": f"{name}__automation_{i}", **trigger})
+        for i, trigger in enumerate(spec.get("triggers") or [], start=1)
+    ]
+    return load_entrypoint(spec["entrypoint"]).to_deployment(
+        name=name,
+        description=spec.get("description"),
+        parameters=spec.get("parameters") or {},
+        schedules=schedules,
+        triggers=triggers,
+        concurrency_limit=spec.get("concurrency_limit"),
+        tags=spec.get("tags") or [],
+        # The project is installed, so runs import the flow by module wherever they start.
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    )
+
+
+def serve_deployments(config: Path = PREFECT_YAML, names: list[str] | None = None, limit: int | None = None):
+    """Serve the deployments of ``config`` (all, or those ``names``) until interrupted."""
+    from prefect import serve
+
+    specs = deployment_specs(config)
+    unknown = set(names or []) - {spec["name"] for spec in specs}
+    if unknown:
+        raise ConfigurationError(
+            f"no deployment named {', '.join(sorted(unknown))} in {config}; "
+            f"known: {', '.join(spec['name'] for spec in specs)}"
+        )
+    chosen = [runner_deployment(spec) for spec in specs if not names or spec["name"] in names]
+    serve(*chosen, limit=limit, print_starting_message=False)

@@ -1,0 +1,97 @@
+"""``ocrflow setup``: create what the deployments need on a Prefect server, changing nothing twice.
+
+- the work pool the deployments in ``prefect.yaml`` name (type ``process``);
+- the global concurrency limit the API engines take a slot of before each request
+  (:class:`~ocrflow.settings.ApiLimits`: ``burst`` slots, decaying at the requests-per-minute
+  rate, so it is a rate limit shared by every worker);
+- a concurrency limit for local OCR (slots = CPU-bound OCR pages at once, across workers);
+- a Secret block per API key the engines may read, with an empty value as placeholder.
+
+Each step reads what exists first. An existing work pool and a Secret's value are never
+touched; a limit whose numbers differ from the settings is brought in line with them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ocrflow.settings import Settings
+
+WORK_POOL = "ocrflow"
+LOCAL_OCR_LIMIT = "ocrflow-local-ocr"
+
+
+@dataclass(frozen=True)
+class Step:
+    """What setup did to one object: ``created``, ``updated`` or ``unchanged``."""
+
+    kind: str
+    name: str
+    action: str
+    detail: str = ""
+
+
+def secret_block_names(settings: Settings) -> list[str]:
+    names = {settings.dashscope.api_key_secret_block, settings.openai.api_key_secret_block}
+    return sorted(name for name in names if name)
+
+
+def set_up(settings: Settings, work_pool: str = WORK_POOL, local_ocr_slots: int | None = None) -> list[Step]:
+    """Create or align every object on the server ``PREFECT_API_URL`` points at."""
+    from prefect.client.orchestration import get_client
+
+    local_ocr_slots = local_ocr_slots or os.cpu_count() or 1
+    limits = settings.api_limits
+    with get_client(sync_client=True) as client:
+        return [
+            _work_pool(client, work_pool),
+            _global_limit(client, limits.name, limits.burst, limits.slot_decay_per_second),
+            _global_limit(client, LOCAL_OCR_LIMIT, local_ocr_slots, 0.0),
+            *(_secret_placeholder(name) for name in secret_block_names(settings)),
+        ]
+
+
+def _work_pool(client, name: str) -> Step:
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+    from prefect.workers.process import ProcessWorker
+
+    try:
+        pool = client.read_work_pool(name)
+    except ObjectNotFound:
+        template = ProcessWorker.get_default_base_job_template()
+        client.create_work_pool(WorkPoolCreate(name=name, type="process", base_job_template=template))
+        return Step("work pool", name, "created", "type process")
+    return Step("work pool", name, "unchanged", f"type {pool.type}")
+
+
+def _global_limit(client, name: str, slots: int, decay: float) -> Step:
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
+    from prefect.exceptions import ObjectNotFound
+
+    detail = f"{slots} slots" + (f", {decay:g} per second" if decay else "")
+    try:
+        limit = client.read_global_concurrency_limit_by_name(name)
+    except ObjectNotFound:
+        client.create_global_concurrency_limit(
+            GlobalConcurrencyLimitCreate(name=name, limit=slots, slot_decay_per_second=decay)
+        )
+        return Step("concurrency limit", name, "created", detail)
+    if limit.limit == slots and abs(limit.slot_decay_per_second - decay) < 1e-9 and limit.active:
+        return Step("concurrency limit", name, "unchanged", detail)
+    client.update_global_concurrency_limit(
+        name, GlobalConcurrencyLimitUpdate(limit=slots, slot_decay_per_second=decay, active=True)
+    )
+    return Step("concurrency limit", name, "updated", detail)
+
+
+def _secret_placeholder(name: str) -> Step:
+    from prefect.blocks.system import Secret
+
+    try:
+        Secret.load(name)
+    except ValueError:  # Prefect's way of saying the block does not exist
+        Secret(value="").save(name)
+        return Step("secret block", name, "created", "empty placeholder: set its value in the UI")
+    return Step("secret block", name, "unchanged", "value kept")
