@@ -9,6 +9,14 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 if [ "${1:-}" = "test" ]; then
   .venv/bin/python -m pip install --quiet -e ".[test]"
+  # The review app's browser tests drive Debian's Chromium (no browser download).
+  if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+      echo "setup: chromium is missing; install it (apt-get install chromium) for the review app tests" >&2
+    fi
+  fi
 else
   .venv/bin/python -m pip install --quiet -e .
 fi
