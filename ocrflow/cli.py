@@ -21,6 +21,7 @@ from rich.table import Table
 
 from ocrflow.errors import OcrflowError
 from ocrflow.models import DocumentResult, Status
+from ocrflow.review.commands import register as register_review_commands
 
 app = typer.Typer(
     add_completion=False,
@@ -29,6 +30,7 @@ app = typer.Typer(
 )
 review_app = typer.Typer(no_args_is_help=True, help="The human-review queue.")
 app.add_typer(review_app, name="review")
+register_review_commands(review_app)
 console = Console()
 errors = Console(stderr=True)
 

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import re
+import socket
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from ocrflow.models import DocumentResult, FieldError, FieldResult, OcrLine, PageResult, Reason, Stage, Status
@@ -14,8 +19,10 @@ def document_id(n: int) -> str:
     return hashlib.sha256(f"document {n}".encode()).hexdigest()
 
 
-def needs_review(n: int, source: Path | None = None, **fields: FieldResult) -> DocumentResult:
-    """A bank-card document with a misread number, routed to review."""
+def needs_review(
+    n: int, source: Path | None = None, doc_id: str | None = None, **fields: FieldResult
+) -> DocumentResult:
+    """A bank-card document with a misread number, routed to review (``doc_id``: a real file's hash)."""
     fields = fields or {
         "card_number": FieldResult(
             value=CARD,
@@ -26,7 +33,7 @@ def needs_review(n: int, source: Path | None = None, **fields: FieldResult) -> D
                 )
             ],
         ),
-        "bank_name": FieldResult(value="中国工商银行", confidence=0.99),
+        "bank": FieldResult(value="中国工商银行", confidence=0.99),
     }
     reason = Reason(
         stage=Stage.VALIDATE,
@@ -35,7 +42,7 @@ def needs_review(n: int, source: Path | None = None, **fields: FieldResult) -> D
         field="card_number",
     )
     return DocumentResult(
-        document_id=document_id(n),
+        document_id=doc_id or document_id(n),
         source=str(source or f"/in/card-{n}.png"),
         doc_type="bank_card",
         status=Status.NEEDS_REVIEW,
@@ -52,3 +59,36 @@ def needs_review(n: int, source: Path | None = None, **fields: FieldResult) -> D
         ],
         engine="rapidocr:PP-OCRv5",
     )
+
+
+@contextmanager
+def live_server(app):
+    """The app under uvicorn on a free loopback port, in a thread, for one test."""
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the review app did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def sign_in(client, base: str, username: str = "alice", password: str = "correct horse") -> None:
+    """Sign ``client`` (an httpx.Client) in through the login form, as a browser would."""
+    page = client.get(f"{base}/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    response = client.post(
+        f"{base}/login", data={"csrf_token": token, "username": username, "password": password}
+    )
+    assert response.status_code == 303 and response.headers["location"] == "/", response.text

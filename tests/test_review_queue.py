@@ -97,7 +97,7 @@ def test_release_gives_the_item_back(queue: ReviewQueue, store: ResultStore):
 def test_every_change_is_an_audit_event_with_before_and_after(queue: ReviewQueue, store: ResultStore):
     store.save(needs_review(1))
     claim = queue.claim("alice")
-    queue.decide(claim.item_id, "alice", values={"card_number": VALID_CARD, "bank_name": "中国工商银行"})
+    queue.decide(claim.item_id, "alice", values={"card_number": VALID_CARD, "bank": "中国工商银行"})
     events = queue.events(claim.item_id)
     assert [e.action for e in events] == ["queued", "claimed", "corrected"]
     decided = events[-1]
@@ -119,7 +119,7 @@ def test_a_correction_writes_the_final_result_like_an_accepted_document(
     assert data["status"] == "accepted" and data["reasons"] == []
     assert data["fields"]["card_number"]["value"] == VALID_CARD
     assert data["fields"]["card_number"]["errors"] == []
-    assert data["fields"]["bank_name"]["value"] == "中国工商银行"  # untouched fields stay
+    assert data["fields"]["bank"]["value"] == "中国工商银行"  # untouched fields stay
     assert data["pages"][0]["lines"][0]["text"] == CARD  # what OCR saw is kept
     assert store.status_of(claim.document_id) is Status.ACCEPTED
     item = queue.get(claim.item_id)

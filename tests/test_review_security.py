@@ -1,0 +1,202 @@
+"""The review app's access rules, over real HTTP to the app under uvicorn.
+
+Nothing but sign-in without a session; every form refuses a forged CSRF token; the image
+route takes an item and a page number, and no request path reaches the file system.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from fastapi.routing import APIRoute
+
+from ocrflow.doctypes import load_doctypes
+from ocrflow.ingest import identify
+from ocrflow.review.app import SESSION_COOKIE, create_app
+from ocrflow.review.auth import Accounts
+from ocrflow.review.queue import ReviewQueue
+from ocrflow.settings import Settings
+from ocrflow.store import ResultStore, ReviewState
+from tests.conftest import EXAMPLES
+from tests.review_support import CARD, live_server, needs_review, sign_in
+
+SECRET_FILE_TEXT = "top secret, outside the results folder"
+
+
+@pytest.fixture
+def app_setup(tmp_path: Path):
+    source = tmp_path / "inbox" / "card.png"
+    source.parent.mkdir()
+    shutil.copy(EXAMPLES / "bank_card_bad_luhn.png", source)
+    (tmp_path / "secret.txt").write_text(SECRET_FILE_TEXT)
+    settings = Settings(out_dir=tmp_path / "out")
+    store = ResultStore(settings.out_dir, settings.resolved_database_url())
+    store.save(needs_review(1, source=source, doc_id=identify(source).document_id))
+    store.save(needs_review(2))
+    Accounts(store.engine).add_user("alice", "correct horse")
+    Accounts(store.engine).add_user("bob", "battery staple")
+    queue = ReviewQueue(store, load_doctypes())
+    app = create_app(settings, queue=queue)
+    with live_server(app) as base:
+        yield app, base, queue
+    store.engine.dispose()
+
+
+def _routes(app) -> list[tuple[str, str]]:
+    found = []
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            path = route.path.replace("{item_id}", "1").replace("{page_number}", "1")
+            found.extend((method, path) for method in sorted(route.methods))
+    return found
+
+
+def test_every_route_but_sign_in_needs_a_session(app_setup):
+    app, base, queue = app_setup
+    routes = _routes(app)
+    assert len(routes) >= 10  # the test must see the real route table, not an empty one
+    with httpx.Client(follow_redirects=False) as client:
+        for method, path in routes:
+            response = client.request(method, base + path, data={"csrf_token": "x"})
+            if path == "/login":
+                assert response.status_code in (200, 303, 403), (method, path)
+                continue
+            assert response.status_code in (303, 401), (method, path, response.status_code)
+            if response.status_code == 303:
+                assert response.headers["location"] == "/login"
+            assert CARD not in response.text and "card.png" not in response.text
+    for extra in ("/docs", "/openapi.json", "/redoc", "/static/x"):
+        assert httpx.get(base + extra).status_code in (303, 404)
+    assert queue.get(1).state == ReviewState.PENDING  # nothing changed
+
+
+def test_a_signed_in_reviewer_reaches_the_pages_and_the_cookie_is_locked_down(app_setup):
+    _, base, _ = app_setup
+    with httpx.Client() as client:
+        sign_in(client, base)
+        cookie = next(c for c in client.cookies.jar if c.name == SESSION_COOKIE)
+        assert cookie.has_nonstandard_attr("HttpOnly")
+        assert (cookie.get_nonstandard_attr("SameSite") or "").lower() == "strict"
+        listing = client.get(base + "/")
+        assert listing.status_code == 200 and "card.png" in listing.text
+        assert CARD not in listing.text and "6222***********3445" in listing.text  # masked in the list
+        image = client.get(base + "/items/1/pages/1.png")
+        assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+        assert client.get(base + "/items/2/pages/1.png").status_code == 404  # its source file does not exist
+
+
+def test_wrong_passwords_and_unknown_users_do_not_sign_in(app_setup):
+    _, base, _ = app_setup
+    with httpx.Client() as client:
+        page = client.get(f"{base}/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        for username, password in (("alice", "wrong password"), ("mallory", "correct horse")):
+            response = client.post(
+                f"{base}/login", data={"csrf_token": token, "username": username, "password": password}
+            )
+            assert response.status_code == 303 and response.headers["location"] == "/login?error=1"
+        assert client.get(base + "/", follow_redirects=False).status_code == 303
+
+
+def test_a_forged_csrf_token_is_refused_on_every_form(app_setup):
+    _, base, queue = app_setup
+    with httpx.Client() as alice, httpx.Client() as bob:
+        sign_in(alice, base)
+        sign_in(bob, base, "bob", "battery staple")
+        bobs_token = re.search(r'name="csrf_token" value="([^"]+)"', bob.get(base + "/").text).group(1)
+        for forged in ("", "forged", bobs_token):
+            for path in ("/items/1/claim", "/next", "/items/1/decide", "/items/1/release", "/logout"):
+                response = alice.post(base + path, data={"csrf_token": forged, "action": "approve"})
+                assert response.status_code == 403, (path, forged)
+            response = alice.post(
+                base + "/items/1/validate", json={"values": {}}, headers={"X-CSRF-Token": forged}
+            )
+            assert response.status_code == 403
+        assert queue.get(1).state == ReviewState.PENDING
+        assert [e.action for e in queue.events(1)] == ["queued"]
+        assert alice.get(base + "/", follow_redirects=False).status_code == 200  # still signed in
+    with httpx.Client() as fresh:
+        fresh.get(base + "/login")
+        response = fresh.post(
+            base + "/login", data={"csrf_token": "forged", "username": "alice", "password": "correct horse"}
+        )
+        assert response.status_code == 403 and SESSION_COOKIE not in response.cookies
+
+
+def _raw_get(base: str, path: str, cookie: str) -> tuple[int, bytes]:
+    """A request whose path goes out exactly as written (clients would normalise the dots)."""
+    parts = urlsplit(base)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as connection:
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"Cookie: {SESSION_COOKIE}={cookie}\r\nConnection: close\r\n\r\n"
+        )
+        connection.sendall(request.encode())
+        data = b""
+        while chunk := connection.recv(65536):
+            data += chunk
+    status = int(data.split(b" ", 2)[1])
+    return status, data
+
+
+def test_the_image_route_takes_no_path_from_the_client(app_setup, tmp_path: Path):
+    _, base, _ = app_setup
+    with httpx.Client() as client:
+        sign_in(client, base)
+        cookie = client.cookies[SESSION_COOKIE]
+    secret = str(tmp_path / "secret.txt")
+    attempts = [
+        "/items/1/pages/../../../../../../etc/passwd",
+        "/items/1/pages/..%2F..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+        f"/items/1/pages/{secret}",
+        "/items/1/pages/%2e%2e%2f%2e%2e%2fsecret.txt",
+        "/items/..%2F..%2Fsecret.txt/pages/1.png",
+        "/items/1/pages/1.png%00.txt",
+        "/items/-1/pages/1.png",
+        "/items/1/pages/0.png",
+        "/items/1/pages/2.png",
+        "/items/99/pages/1.png",
+    ]
+    for path in attempts:
+        status, body = _raw_get(base, path, cookie)
+        assert status in (400, 404, 422), (path, status)
+        assert b"root:" not in body and SECRET_FILE_TEXT.encode() not in body
+    status, body = _raw_get(base, "/items/1/pages/1.png", cookie)
+    assert status == 200 and b"\x89PNG" in body
+
+
+def test_signing_out_ends_the_session(app_setup):
+    _, base, _ = app_setup
+    with httpx.Client() as client:
+        sign_in(client, base)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', client.get(base + "/").text).group(1)
+        cookie = client.cookies[SESSION_COOKIE]
+        assert (
+            client.post(base + "/logout", data={"csrf_token": token}, follow_redirects=False).status_code
+            == 303
+        )
+    with httpx.Client(cookies={SESSION_COOKIE: cookie}) as stale:
+        assert stale.get(base + "/", follow_redirects=False).status_code == 303
+
+
+def test_decisions_are_refused_for_an_item_someone_else_holds(app_setup):
+    _, base, queue = app_setup
+    queue.claim("bob", 1)
+    with httpx.Client() as client:
+        sign_in(client, base)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', client.get(base + "/").text).group(1)
+        response = client.post(
+            base + "/items/1/decide", data={"csrf_token": token, "action": "approve"}, follow_redirects=False
+        )
+        assert response.status_code == 303 and "claimed+by+bob" in response.headers["location"]
+    assert queue.get(1).state == ReviewState.CLAIMED and queue.get(1).claimed_by == "bob"
+    assert (
+        json.loads(queue.store.result_path(queue.get(1).document_id).read_text())["status"] == "needs_review"
+    )
