@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 
 from stdnum.exceptions import ValidationError as StdnumValidationError
 
@@ -71,8 +72,8 @@ def _by_label(spec: FieldSpec, rows_: list[Row]) -> list[Candidate]:
                 continue
             stop = spec.hints.get("stop", [])
             if spec.hints.get("multiline"):
-                parts = [line.text[hit[1]:]] + [other.text for other in row.lines[j + 1:]]
-                score = min([line.score] + [other.score for other in row.lines[j + 1:]])
+                parts = [line.text[hit[1] :]] + [other.text for other in row.lines[j + 1 :]]
+                score = min([line.score] + [other.score for other in row.lines[j + 1 :]])
                 k = i + 1
                 while k < len(rows_) and rows_[k].page == row.page and not _find_label(rows_[k].text, stop):
                     parts.append(rows_[k].text)
@@ -82,8 +83,8 @@ def _by_label(spec: FieldSpec, rows_: list[Row]) -> list[Candidate]:
                 if value := _match(spec, joined):
                     found.append(Candidate(value, score, row.page))
                 continue
-            options = [(line.text[hit[1]:], line.score, 1.0)]
-            options += [(other.text, min(line.score, other.score), 0.97) for other in row.lines[j + 1:]]
+            options = [(line.text[hit[1] :], line.score, 1.0)]
+            options += [(other.text, min(line.score, other.score), 0.97) for other in row.lines[j + 1 :]]
             if below := _below(rows_, i):
                 options.append((below.text, min(line.score, below.score), 0.9))
             for raw, score, factor in options:
@@ -107,15 +108,74 @@ def _looks_like_name(text: str) -> bool:
     return letters >= 3 and letters >= 0.5 * len(text.replace(" ", ""))
 
 
+# A company registration number, alone on its row or after "CO. REG NO:": "(519537-X)",
+# "789417-W", "COMPANY NO:256628-W". Malaysian receipts print it right under the name.
+_REGISTRATION = re.compile(
+    r"^[(\[]?\s*(?:(?:CO(?:MPANY)?|REG(?:ISTRATION)?|NO)\.?\s*[:.]?\s*)*"
+    r"[A-Z]{0,3}(?=[\dA-Z]{5})\d+[A-Z]?\d+(?:-?\s*[A-Z])?\s*[)\]]?[\s,.]*$",
+    re.I,
+)
+_POSTCODE = re.compile(r"(?<![\w-])\d{5}(?![\w-])")
+_TIME_OR_DATE = re.compile(r"\b\d{1,2}:\d{2}\b|\b\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}\b")
+_FIELD_LABEL = re.compile(r"^[A-Z][A-Z .#/()-]*[A-Z]{3}[A-Z .#/()-]*[:：]", re.I)
+_WEB = re.compile(r"WWW\.|HTTPS?:|@|\.COM\b|\.MY\b", re.I)
+
+
+def _is_registration(text: str) -> bool:
+    text = text.strip()
+    return bool(_REGISTRATION.match(text)) and not _POSTCODE.fullmatch(text.strip(",."))
+
+
+def _strip(spec: FieldSpec, text: str) -> str:
+    """Remove what the schema's ``strip`` patterns say is printed with the value but not part of it."""
+    patterns = spec.hints.get("strip", [])
+    previous = None
+    while previous != text:
+        previous = text
+        for pattern in patterns:
+            text = re.sub(pattern, "", text, flags=re.I)
+    return text
+
+
+def _suspicion(spec: FieldSpec, text: str) -> float:
+    """0.9 when the text has something the schema calls a likely misread in this field, else 1.0.
+
+    A line's OCR score is an average: one wrong letter in a long address barely moves it,
+    but often leaves a trace (a stray symbol, a digit inside a word, words run together).
+    """
+    return 0.9 if any(re.search(p, text) for p in spec.hints.get("suspicious", [])) else 1.0
+
+
 def _header_index(spec: FieldSpec, rows_: list[Row]) -> tuple[int, float] | None:
-    """The row of the issuer's name among the first rows: a company-suffix keyword wins."""
+    """The row of the issuer's name among the first rows, and how sure that choice is.
+
+    The first row with evidence wins: a legal-form keyword (``SDN BHD``), a registration
+    number on the row below, or a trade keyword (``RESTAURANT``). A trade keyword under
+    another name-like row may be the second half of a two-row name, so it counts less.
+    """
     top = [(i, row) for i, row in enumerate(rows_[:8]) if row.page == rows_[0].page]
-    keywords = [k.casefold() for k in spec.hints.get("keywords", [])]
+    legal = [k.casefold() for k in spec.hints.get("keywords", [])]
+    trade = [k.casefold() for k in spec.hints.get("weak_keywords", [])]
+    never = spec.hints.get("exclude", [])
+
+    def is_name(i: int) -> bool:
+        text = rows_[i].text
+        return _looks_like_name(text) and not _is_registration(text) and not _find_label(text, never)
+
     for i, row in top:
-        if any(k in row.text.casefold() for k in keywords):
+        if _POSTCODE.search(row.text):
+            break  # the address has begun; the name is above it
+        if not is_name(i):
+            continue
+        folded = row.text.casefold()
+        below = rows_[i + 1].text if i + 1 < len(rows_) else ""
+        if any(k in folded for k in legal) or _is_registration(below):
             return i, 1.0
-    for i, row in top:
-        if _looks_like_name(row.text):
+        if any(k in folded for k in trade):
+            above_is_name = i > 0 and is_name(i - 1) and not any(ch.isdigit() for ch in rows_[i - 1].text)
+            return i, 0.9 if above_is_name else 1.0
+    for i, _ in top:
+        if is_name(i):
             return i, 0.6
     return None
 
@@ -125,64 +185,173 @@ def _by_header(spec: FieldSpec, rows_: list[Row]) -> list[Candidate]:
     if not found:
         return []
     i, factor = found
-    return [Candidate(rows_[i].text, rows_[i].score * factor, rows_[i].page)]
+    text = _strip(spec, rows_[i].text)
+    return [Candidate(text, rows_[i].score * factor * _suspicion(spec, text), rows_[i].page)]
 
 
-_REGISTRATION = re.compile(r"^\(?[\s\d]{3,}-?[A-Z]?\)?$|\(\d+[-\s]?[A-Z]\)|^\(?(?:CO\.?|COMPANY)?\s*REG", re.I)
-_POSTCODE = re.compile(r"\b\d{5}\b")
+def _separates(spec: FieldSpec, row: Row) -> bool:
+    """A header row that is not part of an address: phone, tax or registration number, a date, a URL."""
+    text = row.text
+    return bool(
+        _find_label(text, spec.hints.get("stop", []))
+        or _is_registration(text)
+        or _TIME_OR_DATE.search(text)
+        or _FIELD_LABEL.match(text)
+        or _WEB.search(text)
+    )
+
+
+def _continues_address(row: Row) -> bool:
+    """A row after the postcode that still belongs to the address: a state, a country, a district."""
+    return _looks_like_name(row.text) and ":" not in row.text and not _MONEY.search(row.text)
+
+
+def _address_blocks(spec: FieldSpec, rows_: list[Row], start: int) -> list[tuple[list[Row], bool]]:
+    """Runs of rows between separators below the issuer's name, each with whether a separator closed it."""
+    blocks: list[tuple[list[Row], bool]] = []
+    current: list[Row] = []
+    window = [row for row in rows_[start : start + 10] if row.page == rows_[start].page]
+    for row in window:
+        if _find_label(row.text, spec.hints.get("end", [])):
+            break
+        if _separates(spec, row):
+            if current:
+                blocks.append((current, True))
+            current = []
+            continue
+        current.append(row)
+    else:
+        # The window ran out: nothing shows where this block ends.
+        if current:
+            blocks.append((current, False))
+        return blocks
+    if current:
+        blocks.append((current, True))
+    return blocks
 
 
 def _by_address(spec: FieldSpec, rows_: list[Row], company: FieldSpec | None) -> list[Candidate]:
-    """The rows under the issuer's name, up to the first stop word (phone, tax number, date)."""
+    """The rows under the issuer's name that end in a postcode (and perhaps a state after it).
+
+    Sure only when the block ends cleanly: a separator row (phone, tax number, date) right
+    after the postcode row or after one state/country row below it.
+    """
     header = _header_index(company, rows_) if company else None
     start = header[0] + 1 if header else 0
-    stop = spec.hints.get("stop", [])
-    parts: list[str] = []
-    score = 1.0
-    for row in rows_[start:start + 7]:
-        if row.page != rows_[start].page:
-            break
-        # The company's registration number often sits between its name and address.
-        if not parts and _REGISTRATION.search(row.text):
-            continue
-        if _find_label(row.text, stop):
-            break
-        parts.append(row.text)
-        score = min(score, row.score)
-        if _POSTCODE.search(row.text) and len(parts) >= 2 and re.search(r"[A-Z]{4,}\.?\s*$", row.text, re.I):
-            next_row = rows_[rows_.index(row) + 1] if rows_.index(row) + 1 < len(rows_) else None
-            if not next_row or _find_label(next_row.text, stop) or not _looks_like_name(next_row.text):
-                break
-    if not parts:
+    if start >= len(rows_):
         return []
-    joined = " ".join(parts)
-    ends_well = bool(_POSTCODE.search(joined))
-    return [Candidate(joined, score * (1.0 if ends_well else 0.7), rows_[start].page)]
+    blocks = _address_blocks(spec, rows_, start)
+    for block, closed in blocks:
+        postcode_rows = [k for k, row in enumerate(block) if _POSTCODE.search(row.text)]
+        if not postcode_rows:
+            continue
+        end = postcode_rows[-1] + 1
+        if end < len(block) and _continues_address(block[end]):
+            end += 1
+        clean = closed and end == len(block)
+        text = " ".join(row.text for row in block[:end])
+        score = min(row.score for row in block[:end]) * (1.0 if clean else 0.9) * _suspicion(spec, text)
+        return [Candidate(text, score, block[0].page)]
+    if not blocks:
+        return []
+    # No postcode: an address without one, or not an address at all.
+    block = blocks[0][0]
+    text = " ".join(row.text for row in block)
+    return [Candidate(text, min(row.score for row in block) * 0.7 * _suspicion(spec, text), block[0].page)]
 
 
-def _by_total(spec: FieldSpec, rows_: list[Row]) -> list[Candidate]:
-    """The amount of the strongest total label; labels earlier in the list are stronger."""
-    exclude = spec.hints.get("exclude", [])
-    best: tuple[int, list[Candidate]] | None = None
-    for rank, label in enumerate(spec.labels):
-        found: list[Candidate] = []
-        for i, row in enumerate(rows_):
-            for j, line in enumerate(row.lines):
-                folded = _fold(line.text)
-                if _fold(label) not in folded or any(_fold(x) in folded for x in exclude):
+def _levenshtein_le1(a: str, b: str) -> bool:
+    """Whether ``a`` and ``b`` differ by at most one inserted, deleted or replaced character."""
+    if abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        return sum(x != y for x, y in zip(a, b, strict=True)) <= 1
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    return any(long[:k] + long[k + 1 :] == short for k in range(len(long)))
+
+
+def _label_end(text: str, label: str) -> int | None:
+    """The index in ``text`` just after ``label``, or ``None``.
+
+    Case and spaces are ignored and, in labels of 5+ characters, one OCR slip ("TOTSL", "TOTAI").
+    """
+    kept = [(i, ch.lower()) for i, ch in enumerate(text) if not ch.isspace()]
+    folded = "".join(ch for _, ch in kept)
+    target = _fold(label).lower()
+    at = folded.find(target)
+    if at >= 0:
+        return kept[at + len(target) - 1][0] + 1
+    half = len(target) // 2
+    # One slip leaves one half of the label intact: a cheap test before the slow one.
+    if len(target) < 5 or (target[:half] not in folded and target[half:] not in folded):
+        return None
+    for size in (len(target), len(target) - 1, len(target) + 1):
+        for start in range(0, len(folded) - size + 1):
+            if _levenshtein_le1(folded[start : start + size], target):
+                return kept[start + size - 1][0] + 1
+    return None
+
+
+def _amounts_after(
+    labels: Sequence[str], exclude: Sequence[str], rows_: list[Row]
+) -> list[tuple[int, Candidate]]:
+    """``(label rank, amount)`` for every line with one of the labels, in reading order."""
+    found: list[tuple[int, Candidate]] = []
+    for i, row in enumerate(rows_):
+        for j, line in enumerate(row.lines):
+            if any(_label_end(line.text, x) is not None for x in exclude):
+                continue
+            for rank, label in enumerate(labels):
+                end = _label_end(line.text, label)
+                if end is None:
                     continue
-                after = line.text[len(line.text) - len(line.text.casefold().split(label.casefold())[-1]):]
-                options = [(after, line.score)] + [(o.text, min(line.score, o.score)) for o in row.lines[j + 1:]]
+                options = [(line.text[end:], line.score)]
+                options += [(o.text, min(line.score, o.score)) for o in row.lines[j + 1 :]]
                 if below := _below(rows_, i):
                     options.append((below.text, min(line.score, below.score) * 0.9))
                 for raw, score in options:
                     if m := _MONEY.search(raw):
-                        found.append(Candidate(m.group(0), score, row.page))
+                        found.append((rank, Candidate(m.group(0), score, row.page)))
                         break
-        if found:
-            best = (rank, found)
-            break
-    return best[1] if best else []
+                break
+    return found
+
+
+def _by_total(spec: FieldSpec, rows_: list[Row]) -> list[Candidate]:
+    """The amount of the strongest total label, checked against what was paid.
+
+    Tendered minus change is the amount paid: a total equal to it is confirmed (and
+    preferred over a stronger label's, which may be before rounding). Disagreeing totals,
+    or a payment that does not match the total, lower the confidence.
+    """
+    exclude = spec.hints.get("exclude", [])
+    change_labels = spec.hints.get("change", [])
+    totals = _amounts_after(spec.labels, exclude, rows_)
+    if not totals:
+        return []
+    paid = [c for _, c in _amounts_after(spec.hints.get("paid", []), [*exclude, *change_labels], rows_)]
+    change = [c for _, c in _amounts_after(change_labels, [], rows_)]
+    to_amount = NORMALIZERS[spec.normalize]
+    paid_values = {to_amount(c.raw) for c in paid} - {None}
+    change_values = {to_amount(c.raw) for c in change} - {None}
+    nets = {_minus(p, c) for p in paid_values for c in change_values} if change_values else paid_values
+    confirmed = [(rank, c) for rank, c in totals if to_amount(c.raw) in nets]
+    if confirmed:
+        return [min(confirmed, key=lambda item: item[0])[1]]
+    best = min(rank for rank, _ in totals)
+    strongest = [c for rank, c in totals if rank == best]
+    chosen = strongest[0]
+    amounts = [Decimal(to_amount(c.raw)) for c in strongest]
+    if max(amounts) - min(amounts) < Decimal("0.10"):
+        chosen = strongest[-1]  # a total and its cash-rounded form: the rounded one is printed last
+    # Several totals, or a payment the total does not account for: something was misread.
+    sure = len(set(amounts)) == 1 and not nets and not change_values
+    factor = 1.0 if sure else 0.6
+    return [Candidate(chosen.raw, chosen.confidence * factor, chosen.page)]
+
+
+def _minus(a: str, b: str) -> str:
+    return f"{Decimal(a) - Decimal(b):.2f}"
 
 
 def _mrz_lines(rows_: list[Row]) -> list[tuple[str, float]]:
@@ -274,11 +443,13 @@ def _choose(spec: FieldSpec, candidates: list[Candidate], rows_: list[Row]) -> F
         labelled = [c for c in candidates if _near_label(c, spec, rows_)]
         candidates = labelled or candidates
     values = [normalize(c.raw) for c in candidates]
-    chosen, value = candidates[0], values[0]
-    # Disagreeing candidates mean we may have picked the wrong one: ask a person. Unless the
-    # schema says later matches are the same thing in another form (a bank's name in two scripts).
-    agreeing = {v for v in values if v is not None}
-    sure = len(agreeing) <= 1 or spec.hints.get("pick") == "first"
+    # The first candidate that reads as a value; an unreadable one is a misread or a false match.
+    at = next((k for k, v in enumerate(values) if v is not None), 0)
+    chosen, value = candidates[at], values[at]
+    # Disagreeing candidates (an unreadable one included) mean we may have picked the wrong one:
+    # ask a person. Unless the schema says later matches are the same thing in another form
+    # (a bank's name in two scripts).
+    sure = len(set(values)) <= 1 or spec.hints.get("pick") == "first"
     confidence = chosen.confidence if sure else chosen.confidence * 0.6
     return _result(value, chosen, confidence)
 
@@ -297,8 +468,11 @@ def _near_label(candidate: Candidate, spec: FieldSpec, rows_: list[Row]) -> bool
 def _result(value: str | None, chosen: Candidate, confidence: float) -> FieldResult:
     errors = []
     if value is None:
-        errors.append(FieldError(code="invalid_format", message=f"could not read {chosen.raw!r} as the expected kind of value"))
-    return FieldResult(value=value, confidence=round(confidence, 4), raw=chosen.raw, page=chosen.page, errors=errors)
+        message = f"could not read {chosen.raw!r} as the expected kind of value"
+        errors.append(FieldError(code="invalid_format", message=message))
+    return FieldResult(
+        value=value, confidence=round(confidence, 4), raw=chosen.raw, page=chosen.page, errors=errors
+    )
 
 
 def extract(results: Sequence[OcrResult], doctype: DocType) -> Extraction:
@@ -338,7 +512,9 @@ def _from_key_values(kv_results: list[dict], doctype: DocType) -> Extraction:
     return Extraction(doc_type=doctype.name, fields=fields)
 
 
-def detect_doctype(results: Sequence[OcrResult], types: dict[str, DocType]) -> tuple[str | None, Reason | None]:
+def detect_doctype(
+    results: Sequence[OcrResult], types: dict[str, DocType]
+) -> tuple[str | None, Reason | None]:
     """Pick the type whose ``detect`` keywords the text contains most; ``None`` when unsure."""
     text = _fold("\n".join(r.text for r in results))
     scores = {
@@ -358,6 +534,8 @@ def detect_doctype(results: Sequence[OcrResult], types: dict[str, DocType]) -> t
         return None, Reason(
             stage=Stage.EXTRACT,
             code="ambiguous_doc_type",
-            message=f"the document looks like a {ranked[0][0]} or a {ranked[1][0]}; choose its type in review",
+            message=(
+                f"the document looks like a {ranked[0][0]} or a {ranked[1][0]}; choose its type in review"
+            ),
         )
     return ranked[0][0], None

@@ -14,21 +14,61 @@ from tests.conftest import EXAMPLES, eval_dev
 
 # What examples/make_examples.py prints on each document (see examples/README.md).
 PRINTED = {
-    "train_ticket_valid.png": ("train_ticket", {
-        "invoice_number": "E012345678", "train_number": "G7608", "departure_station": "杭州东站",
-        "arrival_station": "南京南站", "departure_datetime": "2024-10-15T14:10", "seat_number": "12车05F号",
-        "seat_class": "二等座", "ticket_price": "117.50", "id_number": "3201061982****0417", "passenger_name": "张三"}),
-    "cn_id_card_valid.png": ("cn_id_card", {
-        "name": "王小明", "sex": "male", "ethnicity": "汉", "birth_date": "1990-03-07",
-        "address": "北京市东城区示例路88号示例小区3号楼2单元501室", "id_number": "110101199003071233"}),
-    "bank_card_valid.png": ("bank_card", {
-        "card_number": "6222021234567894", "bank": "中国工商银行", "expiry": "09/28", "holder": "WANG XIAOMING"}),
-    "invoice_valid.png": ("invoice", {
-        "invoice_code": "033002400111", "invoice_number": "12345678", "issue_date": "2024-05-20",
-        "amount": "1000.00", "tax": "130.00", "total": "1130.00"}),
-    "receipt_valid.png": ("receipt", {
-        "company": "XYZ TRADING SDN BHD", "date": "2018-12-25",
-        "address": "NO. 12, JALAN MAJU 3, TAMAN SRI, 81100 JOHOR BAHRU, JOHOR.", "total": "9.00"}),
+    "train_ticket_valid.png": (
+        "train_ticket",
+        {
+            "invoice_number": "E012345678",
+            "train_number": "G7608",
+            "departure_station": "杭州东站",
+            "arrival_station": "南京南站",
+            "departure_datetime": "2024-10-15T14:10",
+            "seat_number": "12车05F号",
+            "seat_class": "二等座",
+            "ticket_price": "117.50",
+            "id_number": "3201061982****0417",
+            "passenger_name": "张三",
+        },
+    ),
+    "cn_id_card_valid.png": (
+        "cn_id_card",
+        {
+            "name": "王小明",
+            "sex": "male",
+            "ethnicity": "汉",
+            "birth_date": "1990-03-07",
+            "address": "北京市东城区示例路88号示例小区3号楼2单元501室",
+            "id_number": "110101199003071233",
+        },
+    ),
+    "bank_card_valid.png": (
+        "bank_card",
+        {
+            "card_number": "6222021234567894",
+            "bank": "中国工商银行",
+            "expiry": "09/28",
+            "holder": "WANG XIAOMING",
+        },
+    ),
+    "invoice_valid.png": (
+        "invoice",
+        {
+            "invoice_code": "033002400111",
+            "invoice_number": "12345678",
+            "issue_date": "2024-05-20",
+            "amount": "1000.00",
+            "tax": "130.00",
+            "total": "1130.00",
+        },
+    ),
+    "receipt_valid.png": (
+        "receipt",
+        {
+            "company": "XYZ TRADING SDN BHD",
+            "date": "2018-12-25",
+            "address": "NO. 12, JALAN MAJU 3, TAMAN SRI, 81100 JOHOR BAHRU, JOHOR.",
+            "total": "9.00",
+        },
+    ),
 }
 
 
@@ -70,7 +110,9 @@ def test_sroie_receipt_fields_match_ground_truth(engine, doctypes):
 
 def test_specimen_passport_mrz_is_decoded(engine, doctypes):
     image = eval_dev("id_docs/passporteye_passport-td3_jpg.jpg")
-    gt = json.loads(Path(str(image).replace(".jpg", ".gt.json").replace("_jpg.gt", "_jpg.gt")).read_text())["fields"]
+    gt = json.loads(Path(str(image).replace(".jpg", ".gt.json").replace("_jpg.gt", "_jpg.gt")).read_text())[
+        "fields"
+    ]
     result = engine.recognize(image, OcrTask.TEXT_RECOGNITION)
     assert detect_doctype([result], doctypes)[0] == "passport"
     fields = validate(extract([result], doctypes["passport"]), doctypes["passport"]).fields
@@ -86,25 +128,202 @@ def _line(text: str, y: float, x: float = 10, score: float = 0.99) -> OcrLine:
 
 
 def test_disagreeing_candidates_lower_confidence(doctypes):
-    page = OcrResult(engine="t", model="t", task=OcrTask.TEXT_RECOGNITION, page_number=1, lines=(
-        _line("SHOP SDN BHD", 0), _line("DATE: 01/02/2019", 40), _line("02/03/2019", 80)))
+    page = OcrResult(
+        engine="t",
+        model="t",
+        task=OcrTask.TEXT_RECOGNITION,
+        page_number=1,
+        lines=(_line("SHOP SDN BHD", 0), _line("DATE: 01/02/2019", 40), _line("02/03/2019", 80)),
+    )
     date = extract([page], doctypes["receipt"]).fields["date"]
     assert date.value == "2019-02-01"  # the one next to its label
     assert date.confidence == pytest.approx(0.99)
-    unlabelled = OcrResult(engine="t", model="t", task=OcrTask.TEXT_RECOGNITION, page_number=1, lines=(
-        _line("SHOP SDN BHD", 0), _line("01/02/2019", 40), _line("02/03/2019", 80)))
+    unlabelled = OcrResult(
+        engine="t",
+        model="t",
+        task=OcrTask.TEXT_RECOGNITION,
+        page_number=1,
+        lines=(_line("SHOP SDN BHD", 0), _line("01/02/2019", 40), _line("02/03/2019", 80)),
+    )
     assert extract([unlabelled], doctypes["receipt"]).fields["date"].confidence < 0.9
 
 
 def test_total_prefers_the_strongest_label_and_skips_subtotals(doctypes):
-    page = OcrResult(engine="t", model="t", task=OcrTask.TEXT_RECOGNITION, page_number=1, lines=(
-        _line("SUB TOTAL", 0), _line("8.98", 0, x=300), _line("TOTAL:", 40), _line("9.00", 40, x=300),
-        _line("TOTAL QTY: 3", 80)))
+    page = OcrResult(
+        engine="t",
+        model="t",
+        task=OcrTask.TEXT_RECOGNITION,
+        page_number=1,
+        lines=(
+            _line("SUB TOTAL", 0),
+            _line("8.98", 0, x=300),
+            _line("TOTAL:", 40),
+            _line("9.00", 40, x=300),
+            _line("TOTAL QTY: 3", 80),
+        ),
+    )
     assert extract([page], doctypes["receipt"]).fields["total"].value == "9.00"
 
 
 def test_unknown_text_is_not_forced_into_a_type(doctypes):
-    page = OcrResult(engine="t", model="t", task=OcrTask.TEXT_RECOGNITION, page_number=1,
-                     lines=(_line("the quick brown fox", 0),), text="the quick brown fox")
+    page = OcrResult(
+        engine="t",
+        model="t",
+        task=OcrTask.TEXT_RECOGNITION,
+        page_number=1,
+        lines=(_line("the quick brown fox", 0),),
+        text="the quick brown fox",
+    )
     name, reason = detect_doctype([page], doctypes)
     assert name is None and reason.code == "unknown_doc_type"
+
+
+def _page(*rows: str | tuple[str, float]) -> OcrResult:
+    """One line per row, 40 px apart; a row may carry its own OCR score."""
+    lines = []
+    for k, row in enumerate(rows):
+        text, score = row if isinstance(row, tuple) else (row, 0.99)
+        lines.append(_line(text, 40 * k, score=score))
+    return OcrResult(engine="t", model="t", task=OcrTask.TEXT_RECOGNITION, page_number=1, lines=tuple(lines))
+
+
+HEADER = (
+    "31803055",
+    "GARDEN FRESH SDN BHD (123456-X)",
+    "LOT 3, JALAN PELABUR 23/1,",
+    "40300 SHAH ALAM,",
+    "SELANGOR.",
+    "TEL: 03-5542 3228",
+    "TAX INVOICE",
+    "DATE: 24/07/2017",
+)
+
+
+def test_company_registration_number_is_stripped(doctypes):
+    fields = extract([_page(*HEADER)], doctypes["receipt"]).fields
+    assert fields["company"].value == "GARDEN FRESH SDN BHD"
+    assert fields["company"].confidence == pytest.approx(0.99)
+    bare = extract([_page("MOONLIGHT CAKE HOUSE SDN BHD 862725-U", *HEADER[2:])], doctypes["receipt"])
+    assert bare.fields["company"].value == "MOONLIGHT CAKE HOUSE SDN BHD"
+
+
+def test_a_registration_row_is_never_the_company_but_marks_the_name_above(doctypes):
+    page = _page(
+        "LEONG HENG SERVICE STATION",
+        "COMPANY NO:256628-W",
+        "LOT 26151 BANDAR SG LONG,",
+        "43000 KAJANG, SELANGOR",
+        "TELEPHONE : 03-90805318",
+    )
+    fields = extract([page], doctypes["receipt"]).fields
+    assert fields["company"].value == "LEONG HENG SERVICE STATION"
+    assert fields["company"].confidence == pytest.approx(0.99)
+    assert fields["address"].value == "LOT 26151 BANDAR SG LONG, 43000 KAJANG, SELANGOR"
+
+
+def test_a_name_without_evidence_or_below_the_address_is_uncertain(doctypes):
+    # The registration row sits under the address here, so the row above it is not the name.
+    page = _page(
+        "GL HANDICRAFT & TAILORING",
+        "19, JALAN KANCIL,",
+        "55100 KUALA LUMPUR",
+        "MALAYSIA",
+        "COMPANY REG NO. :75495-W",
+    )
+    company = extract([page], doctypes["receipt"]).fields["company"]
+    assert company.value == "GL HANDICRAFT & TAILORING"
+    assert company.confidence < 0.9
+
+
+def test_a_trade_word_under_another_name_row_may_be_half_a_name(doctypes):
+    page = _page(
+        "BASIL THAI", "RESTAURANT & BAR", "1175 FOLSOM STREET", "SAN FRANCISCO, CA 94103", "TEL 415 552 8999"
+    )
+    assert extract([page], doctypes["receipt"]).fields["company"].confidence < 0.97
+
+
+def test_address_ends_at_postcode_and_state_and_skips_dates_and_numbers(doctypes):
+    fields = extract([_page(*HEADER)], doctypes["receipt"]).fields
+    assert fields["address"].value == "LOT 3, JALAN PELABUR 23/1, 40300 SHAH ALAM, SELANGOR."
+    assert fields["address"].confidence == pytest.approx(0.99)
+    page = _page(
+        "UNIHAKKA INTERNATIONAL SDN BHD",
+        "18 APR 2018 18:23",
+        "(867386-J)",
+        "12, JALAN TAMPOI 7/4,",
+        "81200 JOHOR BAHRU, JOHOR",
+        "MOBILE /WHATSAPPS : +6012-918 7937",
+        "INVOICE #: OR1804160217",
+    )
+    address = extract([page], doctypes["receipt"]).fields["address"]
+    assert address.value == "12, JALAN TAMPOI 7/4, 81200 JOHOR BAHRU, JOHOR"
+
+
+def test_address_without_a_clean_end_is_uncertain(doctypes):
+    page = _page(
+        "THAI VILLAGE SDN BHD",
+        "8102 S. LEWIS AVE. SUITE E",
+        "TULSA, OK 74137",
+        "2017 TOAN CHECK: 6911 GUESTS: 1",
+        "FR4 CHEF SPECIAL 9.99",
+    )
+    address = extract([page], doctypes["receipt"]).fields["address"]
+    assert address.value == "8102 S. LEWIS AVE. SUITE E TULSA, OK 74137"
+    assert address.confidence < 0.9
+
+
+@pytest.mark.parametrize(
+    ("company", "reason"),
+    [
+        ("SANYUSTATIONERYSHOP", "words run together"),
+        ("URBAN 1DEA SDN BHD", "digit inside a word"),
+        ("FOUR° QUARTERS SDN BHD", "a symbol names do not use"),
+    ],
+)
+def test_traces_of_misreads_lower_a_names_confidence(company, reason, doctypes):
+    page = _page(company, *HEADER[2:])
+    assert extract([page], doctypes["receipt"]).fields["company"].confidence < 0.97, reason
+
+
+def test_per_field_minimum_confidence_sends_a_likely_misread_to_review(doctypes):
+    doctype = doctypes["receipt"]
+    page = _page(("GARDEN FRESH SDN BHD", 0.96), *HEADER[2:], "TOTAL: 9.00")
+    checked = validate(extract([page], doctype), doctype, min_confidence=0.9)
+    assert [(r.code, r.field) for r in checked.reasons] == [("low_confidence", "company")]
+
+
+def _total(doctypes, *rows: str):
+    return extract([_page("SHOP SDN BHD", *rows)], doctypes["receipt"]).fields["total"]
+
+
+def test_total_confirmed_by_cash_minus_change_wins_over_a_stronger_label(doctypes):
+    total = _total(
+        doctypes,
+        "TOTAL AMT INCL. GST: 7.42",
+        "ROUNDING ADJUSTMENT: (0.02)",
+        "TOTSL AMT PAYABLE: 7.40",
+        "PAID AMOUNT: 10.00",
+        "CHANGE: 2.60",
+    )
+    assert (total.value, total.confidence) == ("7.40", pytest.approx(0.99))
+
+
+def test_total_the_payment_contradicts_is_uncertain(doctypes):
+    total = _total(doctypes, "TOTAL AMOUNT: $8.73", "CASH $8.70")
+    assert total.value == "8.73" and total.confidence < 0.9
+
+
+def test_rounded_total_is_printed_last(doctypes):
+    total = _total(doctypes, "TOTAL: 102.39", "TOTAL 102.40")
+    assert total.value == "102.40" and total.confidence < 0.9
+
+
+def test_total_excluding_tax_is_not_the_total(doctypes):
+    total = _total(doctypes, "TOTAL SALES (EXCLUDING GST) 51.42", "TOTAL SALES (INCLUSIVE OF GST) 54.50")
+    assert total.value == "54.50"
+
+
+def test_dates_with_month_names_in_any_case_and_not_inside_codes(doctypes):
+    page = _page("SHOP SDN BHD", "KE23-33-53 - 12/120", "24 Mar 18 09:12:41 PM")
+    date = extract([page], doctypes["receipt"]).fields["date"]
+    assert (date.value, date.confidence) == ("2018-03-24", pytest.approx(0.99))
