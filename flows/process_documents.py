@@ -3,11 +3,18 @@
 The flow only orchestrates: pages of a document are preprocessed and read in
 parallel, each document's outcome is stored before the next step may act on it,
 and a document whose tasks fail still gets a rejected record with the reason.
+
+With a token budget (``cost.token_budget``) and an API engine, a document is submitted
+only if its estimate fits beside what finished documents really cost and what the ones
+in flight are expected to; one that does not fit stays pending in ``<out>/pending.json``
+and goes first in the next run.
 """
 
 from __future__ import annotations
 
 import os
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import flow, get_run_logger, unmapped
@@ -22,12 +29,14 @@ from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.monitoring import documents_run_name, review_links_markdown
+from ocrflow.cache import CachedEngine
+from ocrflow.cost import PendingDocument, TokenBudget, document_tokens, read_pending, write_pending
 from ocrflow.doctypes import get_doctype
 from ocrflow.errors import OcrflowError
 from ocrflow.ingest import discover, unreadable
-from ocrflow.models import DocumentResult, IngestResult, Reason, Stage, Status
+from ocrflow.models import DocumentResult, IngestResult, Reason, Stage, Status, Usage
 from ocrflow.pipeline import AUTO, Context, ocr_failure
-from ocrflow.report import outcome_rows, summary_markdown
+from ocrflow.report import Spend, outcome_rows, summary_markdown
 from ocrflow.routing import failure_result
 from ocrflow.settings import Settings
 from tasks import context_for, finish_task, ingest_task, interpret_task, preprocess_task, recognize_task
@@ -37,6 +46,44 @@ def _run_name() -> str:
     from prefect.runtime import flow_run
 
     return documents_run_name(flow_run.parameters.get("paths") or [])
+
+
+@dataclass(frozen=True)
+class _Submitted:
+    ingested: IngestResult
+    pages: list[PrefectFuture]
+    ocr: list[PrefectFuture]
+    reserved_tokens: int
+
+
+def _with_pending(sources: list[Path], waiting: list[PendingDocument]) -> list[Path]:
+    """Documents earlier runs left pending go first (they have waited longest), if their files remain."""
+    given = {source.resolve() for source in sources}
+    earlier = [doc.path for doc in waiting if doc.path.is_file() and doc.path.resolve() not in given]
+    return list(dict.fromkeys(earlier)) + sources
+
+
+def _cache_counts(ctx: Context) -> tuple[int, Usage]:
+    engine = ctx.engine
+    return (engine.hits, engine.saved) if isinstance(engine, CachedEngine) else (0, Usage())
+
+
+def _spend(
+    ctx: Context, budget: TokenBudget, pending: list[PendingDocument], cache_before: tuple[int, Usage]
+) -> Spend:
+    """The run's API spending for the summary; the cache counts are per process, so take the difference."""
+    hits, saved = _cache_counts(ctx)
+    return Spend(
+        model=ctx.engine.model,
+        options=ctx.settings.cost,
+        budget=budget.limit,
+        pending=pending,
+        cache_hits=hits - cache_before[0],
+        cache_saved=Usage(
+            input_tokens=saved.input_tokens - cache_before[1].input_tokens,
+            output_tokens=saved.output_tokens - cache_before[1].output_tokens,
+        ),
+    )
 
 
 def _failed(future: PrefectFuture) -> BaseException | None:
@@ -69,14 +116,30 @@ def process_documents(
     ctx = context_for(settings)
     if doc_type != AUTO:
         get_doctype(ctx.doctypes, doc_type)
-    sources = discover([Path(p) for p in paths])
+    waiting = read_pending(settings.out_dir)
+    sources = _with_pending(discover([Path(p) for p in paths]), waiting)
     logger.info("found %d documents", len(sources))
     progress = create_progress_artifact(0.0, key=None, description="documents finished")
+    limit = settings.cost.token_budget
+    budget = TokenBudget(limit if limit is not None and ctx.bills_tokens else None)
+    cache_before = _cache_counts(ctx)
 
     ingests = ingest_task.map(sources, settings=unmapped(settings))
-    in_flight: list[tuple[IngestResult, list, list]] = []
+    in_flight: deque[_Submitted] = deque()
+    results: list[DocumentResult] = []
+    pending: list[PendingDocument] = []
     seen: set[str] = set()
+    skipped_ids: set[str] = set()
     skipped = 0
+
+    def finish_oldest() -> None:
+        done = in_flight.popleft()
+        result = _finish_document(ctx, settings, doc_type, done.ingested, done.pages, done.ocr)
+        budget.record(result.usage.input_tokens + result.usage.output_tokens, reserved=done.reserved_tokens)
+        results.append(result)
+        expected = len(sources) - skipped - len(pending)
+        update_progress_artifact(progress, 100.0 * len(results) / max(expected, 1))
+
     for source, future in zip(sources, ingests, strict=True):
         if exc := _failed(future):
             # ingest reports bad input as data; this is a bug, and the document still gets a record.
@@ -92,33 +155,58 @@ def process_documents(
         if document_id in seen or (done_before and not reprocess):
             logger.info("%s already processed (%s); skipping", ingested.source.path.name, document_id[:12])
             skipped += 1
+            skipped_ids.add(document_id)
             continue
         seen.add(document_id)
+        tokens = (
+            document_tokens(ingested.pages, ctx.engine.model, settings.cost)
+            if budget.limit is not None
+            else 0
+        )
+        fits = budget.reserve(tokens)
+        while not fits and in_flight:
+            # What a document really cost is known when it finishes: settle those before deciding.
+            finish_oldest()
+            fits = budget.reserve(tokens)
+        if not fits:
+            logger.warning(
+                "token budget reached: %s (about %d tokens) stays pending for the next run",
+                ingested.source.path.name,
+                tokens,
+            )
+            pending.append(
+                PendingDocument(path=source.resolve(), document_id=document_id, estimated_tokens=tokens)
+            )
+            continue
         labels = [f"{ingested.source.path.name} p{page.page_number}" for page in ingested.pages]
         pages = preprocess_task.map(list(ingested.pages), settings=unmapped(settings), label=labels)
         ocr = recognize_task.map(
             pages, settings=unmapped(settings), doc_type=unmapped(doc_type), label=labels
         )
-        in_flight.append((ingested, pages, ocr))
-
-    results: list[DocumentResult] = []
-    for done, (ingested, page_futures, ocr_futures) in enumerate(in_flight, start=1):
-        results.append(_finish_document(ctx, settings, doc_type, ingested, page_futures, ocr_futures))
-        update_progress_artifact(progress, 100.0 * done / max(len(in_flight), 1))
+        in_flight.append(_Submitted(ingested, pages, ocr, tokens))
+    while in_flight:
+        finish_oldest()
+    gone = {doc.document_id for doc in waiting if not doc.path.is_file()}
+    pending = write_pending(settings.out_dir, pending, submitted=seen | gone | skipped_ids)
 
     create_table_artifact(
         outcome_rows(results, ctx.doctypes),
         key="ocrflow-outcomes",
         description="Outcome of each document (ID and card numbers masked)",
     )
+    spend = _spend(ctx, budget, pending, cache_before) if ctx.bills_tokens else None
     create_markdown_artifact(
-        summary_markdown(results, title=f"ocrflow: {len(results)} documents")
+        summary_markdown(results, title=f"ocrflow: {len(results)} documents", spend=spend)
         + review_links_markdown(results, settings.review_url),
         key="ocrflow-summary",
         description="Counts per status and reason",
     )
     if skipped:
         logger.info("%d documents were skipped as already processed", skipped)
+    if pending:
+        logger.warning(
+            "%d documents are pending (token budget reached); the next run takes them first", len(pending)
+        )
     return results
 
 

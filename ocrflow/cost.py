@@ -11,11 +11,13 @@ the page the smallest pixel budget that keeps it at least ``legible_text_height`
 tall after resizing; a page of large print then costs a fraction of the default.
 
 :class:`TokenBudget` and :func:`plan_within_budget` keep a run within ``token_budget``:
-documents whose estimate does not fit are not submitted and stay pending.
+documents whose estimate does not fit are not submitted and stay pending, listed in
+``<out>/pending.json`` (:func:`read_pending`, :func:`write_pending`) for the next run.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 import threading
@@ -28,9 +30,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from ocrflow import _imageio
 from ocrflow.errors import ConfigurationError, InputError
 from ocrflow.ingest import discover, ingest
-from ocrflow.models import Frozen, Reason, Usage
+from ocrflow.models import Frozen, PageRef, Reason, Usage
 from ocrflow.settings import CostOptions, Settings
 
 MAX_ASPECT_RATIO = 200
@@ -165,9 +168,12 @@ def text_height(page: Path) -> float | None:
     widths, heights = parts[:, cv2.CC_STAT_WIDTH], parts[:, cv2.CC_STAT_HEIGHT]
     aspect, fill = widths / heights, parts[:, cv2.CC_STAT_AREA] / (widths * heights)
     glyph = (
-        (heights >= 4) & (heights <= 0.9 * gray.shape[0])
-        & (aspect >= 0.15) & (aspect <= 2.5)
-        & (fill >= 0.15) & (fill <= 0.9)
+        (heights >= 4)
+        & (heights <= 0.9 * gray.shape[0])
+        & (aspect >= 0.15)
+        & (aspect <= 2.5)
+        & (fill >= 0.15)
+        & (fill <= 0.9)
     )
     if glyph.sum() < _MIN_GLYPHS:
         return None
@@ -315,6 +321,20 @@ def estimate(paths: Iterable[Path], settings: Settings, model: str) -> list[Docu
     return estimates
 
 
+def document_tokens(pages: Iterable[PageRef], model: str, options: CostOptions) -> int:
+    """The image tokens a document's pages will cost, for the run's budget.
+
+    A page the model would refuse (an extreme aspect ratio) costs nothing: it is never sent.
+    """
+    total = 0
+    for page in pages:
+        try:
+            total += estimate_page(page.path, model, options, page_number=page.page_number).tokens
+        except InputError:
+            continue
+    return total
+
+
 def usage_cost(usage: Usage, model: str, options: CostOptions) -> float | None:
     """What a call's usage cost at the configured price, or ``None`` when the model has none.
 
@@ -400,3 +420,46 @@ def plan_within_budget(documents: Sequence[tuple[T, int]], budget: TokenBudget) 
     for document, tokens in documents:
         (submit if budget.reserve(tokens) else pending).append(document)
     return submit, pending
+
+
+# --- documents left pending -------------------------------------------------------------------
+
+PENDING_FILE = "pending.json"
+
+
+class PendingDocument(Frozen):
+    """A document a run did not submit because its estimate did not fit the token budget."""
+
+    path: Path
+    document_id: str
+    estimated_tokens: int
+
+
+def read_pending(out_dir: Path) -> list[PendingDocument]:
+    """The documents earlier runs writing to ``out_dir`` left pending; none if the list is unreadable."""
+    try:
+        entries = json.loads((Path(out_dir) / PENDING_FILE).read_text())
+        return [PendingDocument.model_validate(entry) for entry in entries]
+    except (OSError, ValueError):
+        return []
+
+
+def write_pending(
+    out_dir: Path, pending: Sequence[PendingDocument], *, submitted: Iterable[str] = ()
+) -> list[PendingDocument]:
+    """Update ``<out>/pending.json``: drop the ``submitted`` document ids, add ``pending``; return the list.
+
+    Entries of other runs are kept, so two runs sharing an output folder do not lose each
+    other's pending documents; the file is removed when nothing is left.
+    """
+    path = Path(out_dir) / PENDING_FILE
+    gone = set(submitted) | {document.document_id for document in pending}
+    kept = [document for document in read_pending(out_dir) if document.document_id not in gone]
+    merged = kept + list(pending)
+    if not merged:
+        path.unlink(missing_ok=True)
+        return []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = json.dumps([document.model_dump(mode="json") for document in merged], indent=2)
+    _imageio.write_atomically(path, data.encode())
+    return merged

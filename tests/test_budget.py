@@ -1,0 +1,125 @@
+"""The per-run token budget in the Prefect flow, against the loopback DashScope fake.
+
+Documents that do not fit stay pending (no record, not rejected) in ``<out>/pending.json``
+and go first in the next run; each result carries the usage the fake billed, and the run's
+summary artifact sums it with its cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+from flows.process_documents import process_documents
+from ocrflow.cost import PENDING_FILE, estimate, read_pending
+from ocrflow.settings import CostOptions, DashScopeOptions, ModelPrice, Settings
+from ocrflow.store import ResultStore
+from tests.conftest import EXAMPLES
+
+NAMES = ("a_receipt.png", "b_invoice.png", "c_ticket.png", "d_bank_card.png")
+SOURCES = ("receipt_valid.png", "invoice_valid.png", "train_ticket_valid.png", "bank_card_valid.png")
+PRICE = ModelPrice(input=0.5, output=2.0)
+
+
+@pytest.fixture(autouse=True)
+def _server(prefect_server, monkeypatch):
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-test-budget")
+
+
+@pytest.fixture
+def inbox(tmp_path: Path) -> Path:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    for name, source in zip(NAMES, SOURCES, strict=True):
+        shutil.copy(EXAMPLES / source, folder / name)
+    return folder
+
+
+def settings_for(fake, budget: int | None) -> Settings:
+    return Settings(
+        engine="dashscope",
+        dashscope=DashScopeOptions(base_url=fake.native_url),
+        cost=CostOptions(token_budget=budget, prices={"qwen-vl-ocr": PRICE}),
+    )
+
+
+async def _summary(flow_run_id) -> str:
+    async with get_client() as client:
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["ocrflow-summary"]))
+        )
+    (summary,) = [a for a in artifacts if a.flow_run_id == flow_run_id]
+    return summary.data
+
+
+def test_budget_leaves_the_rest_pending_and_the_next_run_takes_them_first(
+    inbox: Path, tmp_path: Path, fake_dashscope
+):
+    out = tmp_path / "out"
+    estimates = {e.path.name: e.tokens for e in estimate([inbox], Settings(), "qwen-vl-ocr")}
+    # Room for the first two documents' images: their prompts and answers use up the rest.
+    budget = estimates[NAMES[0]] + estimates[NAMES[1]]
+    assert budget < sum(estimates.values())
+
+    state = process_documents(
+        paths=[str(inbox)], out=str(out), settings=settings_for(fake_dashscope, budget), return_state=True
+    )
+    results = state.result()
+
+    assert sorted(Path(r.source).name for r in results) == list(NAMES[:2])
+    assert len(fake_dashscope.requests) == 2, "nothing was sent for the pending documents"
+    for result in results:
+        assert result.usage.image_tokens == estimates[Path(result.source).name]
+        assert result.usage.input_tokens > result.usage.image_tokens > 0 and result.usage.output_tokens > 0
+    # Pending means neither lost nor rejected: no record, and listed for the next run.
+    store = ResultStore(out, f"sqlite:///{(out / 'ocrflow.sqlite3').resolve()}")
+    pending = read_pending(out)
+    assert [p.path.name for p in pending] == list(NAMES[2:])
+    assert [p.estimated_tokens for p in pending] == [estimates[name] for name in NAMES[2:]]
+    assert all(store.status_of(p.document_id) is None for p in pending)
+
+    summary = asyncio.run(_summary(state.state_details.flow_run_id))
+    used = sum(r.usage.input_tokens + r.usage.output_tokens for r in results)
+    cost = (
+        sum(r.usage.input_tokens * PRICE.input + r.usage.output_tokens * PRICE.output for r in results) / 1e6
+    )
+    assert "## API usage (qwen-vl-ocr)" in summary
+    assert f"| {used:,} | {cost:.4f} USD |" in summary
+    assert f"Token budget: {used:,} of {budget:,} used." in summary
+    assert "## Pending: 2 documents wait for the next run" in summary
+    assert f"| {NAMES[2]} |" in summary and f"| {NAMES[3]} |" in summary
+
+    # The next run is given one finished document only, yet takes the pending ones first.
+    later = process_documents(
+        paths=[str(inbox / NAMES[0])], out=str(out), settings=settings_for(fake_dashscope, None)
+    )
+    assert sorted(Path(r.source).name for r in later) == list(NAMES[2:])
+    assert len(fake_dashscope.requests) == 4
+    assert not (out / PENDING_FILE).exists()
+    assert all(store.status_of(r.document_id) is not None for r in later)
+
+
+def test_a_rerun_pays_nothing_and_says_what_the_cache_saved(inbox: Path, tmp_path: Path, fake_dashscope):
+    out = tmp_path / "out"
+    document = str(inbox / NAMES[0])
+    settings = settings_for(fake_dashscope, None)
+    first = process_documents(paths=[document], out=str(out), settings=settings)
+    state = process_documents(
+        paths=[document], out=str(out), settings=settings, reprocess=True, return_state=True
+    )
+    again = state.result()
+
+    assert len(fake_dashscope.requests) == 1, "the second run was served from the OCR cache"
+    assert again[0].usage.input_tokens == 0 and first[0].usage.input_tokens > 0
+    saved = first[0].usage.input_tokens + first[0].usage.output_tokens
+    summary = asyncio.run(_summary(state.state_details.flow_run_id))
+    assert f"Requests answered from the OCR cache: 1 ({saved:,} tokens not paid again)." in summary
+    assert "Pending" not in summary and "Token budget" not in summary
+    stored = json.loads(next(out.glob(f"{first[0].document_id}.json")).read_text())
+    assert stored["usage"]["input_tokens"] == 0, "the stored result says what this run paid"
