@@ -98,3 +98,50 @@ def test_atomic_write_leaves_no_partial_file(tmp_path: Path):
         write_json_atomically(target, 12345)  # not text: the write fails midway
     assert json.loads(target.read_text()) == {"ok": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["doc.json"]
+
+
+def test_the_migrations_build_exactly_the_tables_the_code_uses(store: ResultStore):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from ocrflow.store import Base
+
+    with store.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert differences == []
+
+
+def test_a_database_from_before_migrations_is_upgraded_in_place(tmp_path: Path):
+    from sqlalchemy import create_engine, inspect
+
+    from ocrflow.migrations import current_revision, head_revision
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    old = create_engine(url)
+    with old.begin() as connection:  # the foundation's schema, as create_all made it
+        connection.exec_driver_sql(
+            "CREATE TABLE documents (document_id VARCHAR(64) PRIMARY KEY, source TEXT NOT NULL,"
+            " doc_type VARCHAR(64), status VARCHAR(16) NOT NULL, reasons JSON NOT NULL,"
+            " result_path TEXT NOT NULL, engine VARCHAR(64),"
+            " created_at DATETIME NOT NULL, updated_at DATETIME NOT NULL)"
+        )
+        connection.exec_driver_sql(
+            "CREATE TABLE review_items (id INTEGER PRIMARY KEY, document_id VARCHAR(64) NOT NULL UNIQUE"
+            " REFERENCES documents (document_id), state VARCHAR(16) NOT NULL, doc_type VARCHAR(64),"
+            " reasons JSON NOT NULL, created_at DATETIME NOT NULL, updated_at DATETIME NOT NULL)"
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO documents VALUES ('d1', '/in/a.png', 'receipt', 'needs_review', '[]',"
+            " '/out/d1.json', NULL, '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO review_items VALUES (1, 'd1', 'pending', 'receipt', '[]',"
+            " '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+        )
+    old.dispose()
+    store = ResultStore(tmp_path / "out", url)
+    assert current_revision(store.engine) == head_revision()
+    (item,) = store.review_items()
+    assert (item.document_id, item.state, item.version) == ("d1", "pending", 0)
+    assert "review_events" in inspect(store.engine).get_table_names()
+    store.engine.dispose()

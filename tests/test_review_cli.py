@@ -1,0 +1,96 @@
+"""``ocrflow review`` from the command line: the same queue, decisions and results as the app."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ocrflow.cli import app
+from ocrflow.review.auth import Accounts
+from ocrflow.settings import Settings
+from ocrflow.store import ResultStore
+from tests.review_support import CARD, needs_review
+
+runner = CliRunner()
+VALID_CARD = "6222020200112233446"
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    out = tmp_path / "out"
+    settings = Settings(out_dir=out)
+    store = ResultStore(out, settings.resolved_database_url())
+    for n in range(3):
+        store.save(needs_review(n))
+    store.engine.dispose()
+    return out
+
+
+def _ok(args: list[str], **kwargs):
+    result = runner.invoke(app, args, **kwargs)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_claim_correct_approve_reject_and_export(out: Path, tmp_path: Path):
+    store = ResultStore(out, Settings(out_dir=out).resolved_database_url())
+    claimed = _ok(["review", "claim", "--out", str(out), "--reviewer", "alice"])
+    assert "item 1" in claimed.output
+    taken = runner.invoke(app, ["review", "approve", "1", "--out", str(out), "--reviewer", "bob"])
+    assert taken.exit_code == 2 and "claimed by alice" in taken.output
+
+    corrected = _ok(
+        ["review", "correct", "1", "--set", f"card_number={VALID_CARD}", "--out", str(out), "-r", "alice"]
+    )
+    assert "corrected by alice: accepted" in corrected.output
+    _ok(["review", "approve", "2", "--out", str(out), "-r", "bob"])  # a free item is claimed on the way
+    rejected = _ok(["review", "reject", "3", "--note", "not a card", "--out", str(out), "-r", "carol"])
+    assert "rejected by carol: rejected" in rejected.output
+
+    first = store.load(store.review_items(None)[0].document_id)
+    assert first.status.value == "accepted" and first.fields["card_number"].value == VALID_CARD
+
+    export = tmp_path / "decisions.jsonl"
+    _ok(["review", "export", "--out", str(out), "--to", str(export)])
+    records = [json.loads(line) for line in export.read_text().splitlines()]
+    assert [(r["item"], r["decision"], r["reviewer"]) for r in records] == [
+        (1, "corrected", "alice"),
+        (2, "approved", "bob"),
+        (3, "rejected", "carol"),
+    ]
+    assert records[0]["extracted"]["card_number"] == CARD and records[0]["final"]["card_number"] == VALID_CARD
+    masked = _ok(["review", "export", "--out", str(out), "--mask"]).output
+    assert CARD not in masked and VALID_CARD not in masked and "6222***********3446" in masked
+
+    listing = _ok(["review", "list", "--out", str(out), "--state", "all"]).output
+    assert "corrected" in listing and "rejected" in listing and CARD not in listing
+    store.engine.dispose()
+
+
+def test_user_errors_are_one_line(out: Path):
+    unknown = runner.invoke(app, ["review", "correct", "1", "--set", "colour=red", "--out", str(out)])
+    assert unknown.exit_code == 2 and "unknown field(s) colour" in unknown.output
+    malformed = runner.invoke(app, ["review", "correct", "1", "--set", "card_number", "--out", str(out)])
+    assert malformed.exit_code == 2 and "FIELD=VALUE" in malformed.output
+    missing = runner.invoke(app, ["review", "approve", "99", "--out", str(out)])
+    assert missing.exit_code == 2 and "no review item 99" in missing.output
+    assert "Traceback" not in unknown.output + malformed.output + missing.output
+
+
+def test_add_user_hashes_the_password(out: Path):
+    _ok(["review", "add-user", "alice", "--out", str(out), "--password-stdin"], input="correct horse\n")
+    short = runner.invoke(
+        app, ["review", "add-user", "bob", "--out", str(out), "--password-stdin"], input="short\n"
+    )
+    assert short.exit_code == 2 and "at least 8" in short.output
+    store = ResultStore(out, Settings(out_dir=out).resolved_database_url())
+    accounts = Accounts(store.engine)
+    assert accounts.usernames() == ["alice"]
+    assert accounts.authenticate("alice", "correct horse") and not accounts.authenticate("alice", "wrong")
+    with store.engine.connect() as connection:
+        (stored,) = connection.exec_driver_sql("SELECT password_hash FROM reviewers").one()
+    assert stored.startswith("scrypt$") and "correct horse" not in stored
+    store.engine.dispose()
