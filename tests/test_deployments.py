@@ -1,0 +1,422 @@
+"""The deployments end to end on a real ``prefect server start`` (SQLite, then PostgreSQL).
+
+Per database: one server on a free port of 127.0.0.1 with its own PREFECT_HOME, `ocrflow
+setup` twice, `prefect deploy --all`, then `ocrflow serve` and `ocrflow watch` as separate
+processes the way a user runs them. Files dropped into the inbox must become one
+`process-upload` run that stores results and publishes artifacts; a review-completed event
+must run `finalize-review`; a restarted watcher must not emit a document twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ocrflow.deploy import deployment_specs
+from tests.conftest import EXAMPLES, POSTGRES_URL, ROOT
+
+BIN = Path(sys.executable).parent
+SERVER_START_SECONDS = 240  # two shared cores: a cold server takes 10-60 s
+RUN_SECONDS = 300
+
+
+@dataclass
+class PrefectServer:
+    url: str
+    env: dict[str, str]
+    process: subprocess.Popen
+    log: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _stop(process: subprocess.Popen, timeout: float = 30) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def prefect_server(home: Path, database_url: str | None = None) -> Iterator[PrefectServer]:
+    """A real Prefect server on 127.0.0.1 with its own home (and SQLite file unless a URL is given)."""
+    home.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        PREFECT_HOME=str(home),
+        PREFECT_API_URL=url,
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_UI_ENABLED="false",
+        PREFECT_API_DATABASE_CONNECTION_URL=database_url or f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+        PREFECT_RUNNER_POLL_FREQUENCY="1",
+        PREFECT_LOGGING_LEVEL="INFO",
+    )
+    log = home / "server.log"
+    server_env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [BIN / "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env=server_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"prefect server exited:\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).json() is True:
+                    break
+            except (httpx.HTTPError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"prefect server did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(1)
+        yield PrefectServer(url, env, process, log)
+    finally:
+        _stop(process)
+
+
+@contextlib.contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new database on the test PostgreSQL server for Prefect (asyncpg), dropped afterwards."""
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    pytest.importorskip("asyncpg")
+    name = f"ocrflow_prefect_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except sqlalchemy.exc.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {POSTGRES_URL} is not reachable: {exc}")
+    url = sqlalchemy.engine.make_url(POSTGRES_URL).set(drivername="postgresql+asyncpg", database=name)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def _api_client(server: PrefectServer):
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    @contextlib.contextmanager
+    def client():
+        with temporary_settings({PREFECT_API_URL: server.url}), get_client(sync_client=True) as c:
+            yield c
+
+    return client
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def server(request, tmp_path_factory) -> Iterator[PrefectServer]:
+    home = tmp_path_factory.mktemp(f"prefect-{request.param}")
+    with contextlib.ExitStack() as stack:
+        database = stack.enter_context(fresh_postgres_database()) if request.param == "postgres" else None
+        yield stack.enter_context(prefect_server(home, database))
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return _api_client(server)
+
+
+def _ocrflow(server: PrefectServer, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [BIN / "ocrflow", *args], env=server.env, cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_setup_twice_changes_nothing_and_keeps_secret_values(server, client):
+    first = _ocrflow(server, "setup", "--local-ocr-slots", "2")
+    assert first.returncode == 0, first.stderr
+    assert "created   work pool ocrflow" in first.stdout
+    assert "created   concurrency limit ocrflow-api" in first.stdout
+
+    from prefect.blocks.system import Secret
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: server.url}):
+        Secret(value="sk-real-key").save("dashscope-api-key", overwrite=True)
+
+    second = _ocrflow(server, "setup", "--local-ocr-slots", "2")
+    assert second.returncode == 0, second.stderr
+    lines = [line for line in second.stdout.splitlines() if line.strip()]
+    assert len(lines) == 4 and all(line.startswith("unchanged") for line in lines), second.stdout
+
+    with client() as c:
+        pool = c.read_work_pool("ocrflow")
+        api = c.read_global_concurrency_limit_by_name("ocrflow-api")
+        local = c.read_global_concurrency_limit_by_name("ocrflow-local-ocr")
+    assert pool.type == "process"
+    assert (api.limit, api.slot_decay_per_second) == (1, 1.0)  # 60 requests per minute, burst 1
+    assert (local.limit, local.slot_decay_per_second) == (2, 0.0)
+    with temporary_settings({PREFECT_API_URL: server.url}):
+        assert Secret.load("dashscope-api-key").get() == "sk-real-key"
+
+
+def _automations(client) -> dict[str, dict]:
+    with client() as c:
+        automations = c.read_automations()
+    return {
+        a.name: {
+            "expect": set(a.trigger.expect),
+            "match": a.trigger.match.model_dump(),
+            "parameters": a.actions[0].parameters,
+        }
+        for a in automations
+    }
+
+
+def _expected_triggers() -> dict[str, dict]:
+    expected = {}
+    for spec in deployment_specs():
+        for i, trigger in enumerate(spec.get("triggers") or [], start=1):
+            expected[f"{spec['name']}__automation_{i}"] = {
+                "expect": set(trigger["expect"]),
+                "match": trigger["match"],
+                "parameters": trigger["parameters"],
+            }
+    return expected
+
+
+def _deployment(client, name: str):
+    flow = "finalize-review" if name == "finalize-review" else "process-documents"
+    with client() as c:
+        return c.read_deployment_by_name(f"{flow}/{name}")
+
+
+def test_prefect_deploy_all_registers_every_deployment(server, client):
+    deployed = subprocess.run(
+        [BIN / "prefect", "--no-prompt", "deploy", "--all"],
+        cwd=ROOT,
+        env={**server.env, "OCRFLOW_HOME": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+    for spec in deployment_specs():
+        deployment = _deployment(client, spec["name"])
+        assert deployment.work_pool_name == "ocrflow"
+    inbox = _deployment(client, "process-inbox")
+    assert [s.schedule.cron for s in inbox.schedules] == ["*/15 * * * *"]
+    assert inbox.parameters["paths"] == ["inbox"]
+    assert _automations(client) == _expected_triggers()
+
+
+@pytest.fixture(scope="module")
+def home(server, tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("ocrflow-home")
+    (home / "inbox").mkdir()
+    return home
+
+
+@pytest.fixture(scope="module")
+def served(server, client, home) -> Iterator[subprocess.Popen]:
+    """`ocrflow serve` in the ocrflow home, until its deployments and triggers are registered."""
+    env = {**server.env, "OCRFLOW_REVIEW_URL": "http://review.test"}
+    with (home / "serve.log").open("w") as log:
+        process = subprocess.Popen(
+            [BIN / "ocrflow", "serve"], cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        _wait_for(lambda: _automations(client) == _expected_triggers(), "serve to register", process, home)
+        yield process
+    finally:
+        _stop(process)
+
+
+def _start_watcher(server: PrefectServer, home: Path, log_name: str) -> subprocess.Popen:
+    with (home / log_name).open("w") as log:
+        process = subprocess.Popen(
+            [BIN / "ocrflow", "watch", "inbox", "--poll", "0.3", "--settle", "0.6", "--quiet", "2"],
+            cwd=home,
+            env=server.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    _wait_for(lambda: "watching" in (home / log_name).read_text(), "the watcher to start", process, home)
+    return process
+
+
+def _wait_for(condition, what: str, process: subprocess.Popen | None, home: Path, timeout=RUN_SECONDS):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process is not None and process.poll() is not None:
+            pytest.fail(f"process ended while waiting for {what}:\n{_logs(home)}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}:\n{_logs(home)}")
+        time.sleep(1)
+
+
+def _logs(home: Path) -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-4000:]}" for p in sorted(home.glob("*.log")))
+
+
+def _flow_runs(client, deployment_name: str):
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    with client() as c:
+        return c.read_flow_runs(
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment_name]))
+        )
+
+
+def _finished_run(client, deployment_name: str, served, home, count: int = 1):
+    def finished():
+        runs = _flow_runs(client, deployment_name)
+        return len(runs) >= count and all(r.state and r.state.is_final() for r in runs)
+
+    _wait_for(finished, f"{count} finished {deployment_name} run(s)", served, home)
+    return sorted(_flow_runs(client, deployment_name), key=lambda r: r.created)
+
+
+def _artifacts(client, flow_run_id) -> dict[str, object]:
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with client() as c:
+        artifacts = c.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return {a.key or a.type: a for a in artifacts}
+
+
+def _uploaded_events(server: PrefectServer) -> list[dict]:
+    events = []
+    body = {"filter": {"event": {"name": ["ocrflow.document.uploaded"]}}, "limit": 50}
+    response = httpx.post(f"{server.url}/events/filter", json=body, timeout=30)
+    response.raise_for_status()
+    page = response.json()
+    events += page["events"]
+    while page.get("next_page"):
+        page = httpx.get(page["next_page"], timeout=30).json()
+        events += page["events"]
+    return events
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def upload_run(server, client, home, served):
+    """Two files dropped into the watched inbox at once; the run they trigger, finished."""
+    watcher = _start_watcher(server, home, "watch-1.log")
+    try:
+        for name in ("bank_card_valid.png", "bank_card_bad_luhn.png"):
+            shutil.copy(EXAMPLES / name, home / "inbox" / name)
+        runs = _finished_run(client, "process-upload", served, home)
+    finally:
+        _stop(watcher)
+    return runs[0]
+
+
+def test_upload_burst_is_one_run_with_results_and_artifacts(client, home, upload_run):
+    assert upload_run.state.is_completed(), upload_run.state
+    assert upload_run.name == "upload of 2 files in 'inbox'"
+    valid, bad = (_sha256(EXAMPLES / n) for n in ("bank_card_valid.png", "bank_card_bad_luhn.png"))
+    results = {d: json.loads((home / "ocrflow-out" / f"{d}.json").read_text()) for d in (valid, bad)}
+    assert results[valid]["status"] == "accepted"
+    assert results[bad]["status"] == "needs_review"
+
+    artifacts = _artifacts(client, upload_run.id)
+    assert {"ocrflow-outcomes", "ocrflow-summary", "progress"} <= set(artifacts)
+    assert artifacts["progress"].data == 100.0
+    table = artifacts["ocrflow-outcomes"].data
+    rows = json.loads(table) if isinstance(table, str) else table
+    assert {row["status"] for row in rows} == {"accepted", "needs_review"}
+    assert not any("6222021234567894" in row["fields"] for row in rows)  # card numbers masked
+    summary = artifacts["ocrflow-summary"].data
+    assert f"(http://review.test/items/{bad})" in summary
+    assert f"/items/{valid}" not in summary
+
+
+def test_upload_events_share_a_batch_and_only_the_last_carries_the_paths(server, upload_run):
+    events = _uploaded_events(server)
+    assert len(events) == 2
+    assert len({e["resource"]["ocrflow.batch.id"] for e in events}) == 1
+    final = [e for e in events if e["resource"]["ocrflow.batch.final"] == "true"]
+    assert len(final) == 1
+    assert sorted(Path(p).name for p in final[0]["payload"]["paths"]) == [
+        "bank_card_bad_luhn.png",
+        "bank_card_valid.png",
+    ]
+
+
+def test_review_completed_event_runs_finalize_review(server, client, home, served, upload_run):
+    from prefect.events import Event
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from ocrflow.watch import post_events
+
+    document_id = _sha256(EXAMPLES / "bank_card_bad_luhn.png")
+    result = (home / "ocrflow-out" / f"{document_id}.json").resolve()
+    event = Event(
+        event="ocrflow.review.completed",
+        resource={"prefect.resource.id": f"ocrflow.document.{document_id}"},
+        payload={
+            "document_id": document_id,
+            "status": "accepted",
+            "decision": "corrected",
+            "result": str(result),
+            "reviewer": "alice",
+        },
+    )
+    with temporary_settings({PREFECT_API_URL: server.url}):
+        post_events([event.model_dump(mode="json")])
+
+    (run,) = _finished_run(client, "finalize-review", served, home)
+    assert run.state.is_completed(), run.state
+    assert run.name == f"finalize review {document_id[:12]} (corrected)"
+    final = json.loads((home / "ocrflow-out" / "final" / f"{document_id}.json").read_text())
+    assert final["status"] == "accepted"
+    assert final["review"]["decision"] == "corrected" and final["review"]["reviewer"] == "alice"
+    review = _artifacts(client, run.id)["ocrflow-review"].data
+    assert "corrected by alice" in review and f"http://review.test/items/{document_id}" in review
+    assert "6222" not in review or "*" in review  # the card number is masked
+
+
+def test_restarted_watcher_emits_new_files_but_never_a_document_twice(
+    server, client, home, served, upload_run
+):
+    watcher = _start_watcher(server, home, "watch-2.log")
+    try:
+        # The same bytes as an uploaded file under a new name, and one file that is new.
+        shutil.copy(EXAMPLES / "bank_card_valid.png", home / "inbox" / "again.png")
+        shutil.copy(EXAMPLES / "receipt_valid.png", home / "inbox" / "receipt_valid.png")
+        runs = _finished_run(client, "process-upload", served, home, count=2)
+    finally:
+        _stop(watcher)
+    assert runs[1].name == "receipt_valid.png"
+    hashes = [e["resource"]["prefect.resource.id"] for e in _uploaded_events(server)]
+    assert len(hashes) == 3 and len(set(hashes)) == 3, hashes
+    assert f"ocrflow.document.{_sha256(EXAMPLES / 'receipt_valid.png')}" in hashes
