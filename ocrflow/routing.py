@@ -2,10 +2,13 @@
 
 Rejected means there is nothing a reviewer could work with (no readable page, no text);
 needs_review means a person can finish the job; accepted means every field passed.
+A document type's :class:`~ocrflow.settings.ReviewRule` adds conditions (confidence
+thresholds, required fields) and a deterministic audit sample of would-be-accepted documents.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 from ocrflow.doctypes import DocType
@@ -21,6 +24,7 @@ from ocrflow.models import (
     Status,
     Usage,
 )
+from ocrflow.settings import ReviewRule
 from ocrflow.validate import blocking_errors
 
 
@@ -31,6 +35,68 @@ def decide(
     extraction: Extraction | None,
     doctype: DocType | None,
     type_reason: Reason | None = None,
+    rule: ReviewRule | None = None,
+) -> tuple[Status, list[Reason]]:
+    """The outcome and its reasons; ``rule`` adds the document type's review conditions."""
+    status, reasons = _decide(ingest, ocr_results, ocr_failures, extraction, doctype, type_reason)
+    if rule is None or status is Status.REJECTED:
+        return status, reasons
+    return apply_review_rule(ingest.source.document_id, extraction, reasons, rule)
+
+
+def apply_review_rule(
+    document_id: str, extraction: Extraction | None, reasons: list[Reason], rule: ReviewRule
+) -> tuple[Status, list[Reason]]:
+    """Route by a type's activation conditions, then sample the documents that would pass.
+
+    With ``validation_failures`` off, a validation error alone no longer sends a document to
+    review (a missing required field still does); confidence thresholds and required
+    fields are added; an accepted document in the audit sample goes to review anyway.
+    """
+    if not rule.validation_failures:
+        reasons = [r for r in reasons if r.stage is not Stage.VALIDATE or r.code == "missing"]
+    fields = extraction.fields if extraction else {}
+    explained = {(r.field, r.code) for r in reasons}
+    for name, field in fields.items():
+        threshold = rule.min_confidence.get(name, rule.min_confidence.get("*"))
+        if threshold is not None and field.value not in (None, "") and field.confidence < threshold:
+            if (name, "low_confidence") not in explained:
+                message = f"{name} was read with confidence {field.confidence:.2f}, below {threshold:.2f}"
+                reasons.append(_reason(Stage.ROUTE, "low_confidence", message, field=name, page=field.page))
+    for name in rule.required:
+        field = fields.get(name)
+        if (field is None or field.value in (None, "")) and (name, "missing") not in explained:
+            reasons.append(
+                _reason(
+                    Stage.ROUTE, "missing", f"{name} is required for this type but was not found", field=name
+                )
+            )
+    if reasons:
+        return Status.NEEDS_REVIEW, _unique(reasons)
+    if in_audit_sample(document_id, rule.audit_percent):
+        message = f"picked for the {rule.audit_percent:g}% audit sample of documents that would be accepted"
+        return Status.NEEDS_REVIEW, [_reason(Stage.ROUTE, AUDIT_SAMPLE, message)]
+    return Status.ACCEPTED, []
+
+
+AUDIT_SAMPLE = "audit_sample"
+
+
+def in_audit_sample(document_id: str, percent: float) -> bool:
+    """Whether a document is in a ``percent`` sample: fixed by its hash, so reruns agree."""
+    if percent <= 0:
+        return False
+    digest = hashlib.sha256(document_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 10_000 < round(percent * 100)
+
+
+def _decide(
+    ingest: IngestResult,
+    ocr_results: Sequence[OcrResult],
+    ocr_failures: Sequence[Reason],
+    extraction: Extraction | None,
+    doctype: DocType | None,
+    type_reason: Reason | None,
 ) -> tuple[Status, list[Reason]]:
     reasons: list[Reason] = [*ingest.reasons, *ocr_failures]
     if not ingest.pages:
