@@ -142,6 +142,8 @@ class Received:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    at: float = 0.0
+    """``time.monotonic()`` when it arrived."""
 
 
 def smart_resize(
@@ -260,7 +262,7 @@ class FakeDashScope:
         native = path == NATIVE_PATH
         if self.record:
             with self._lock:
-                self.requests.append(Received(path, headers, body))
+                self.requests.append(Received(path, headers, body, time.monotonic()))
         key = headers.get("authorization", "").removeprefix("Bearer ").strip()
         if not self._admit():
             return self._error("rate_limit", native, key)

@@ -1,0 +1,92 @@
+"""The API engines share Prefect's global rate limit inside a flow run, and say once when it is missing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import uuid
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+from flows.process_documents import process_documents
+from ocrflow.engines.dashscope import DashScopeEngine
+from ocrflow.models import OcrTask
+from ocrflow.settings import ApiLimits, DashScopeOptions, Settings
+from tests.conftest import EXAMPLES
+
+PAGES = ("receipt_valid.png", "invoice_valid.png", "train_ticket_valid.png", "bank_card_valid.png")
+
+
+@pytest.fixture(autouse=True)
+def _server(prefect_server, monkeypatch):
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-test-rate")
+
+
+@pytest.fixture
+def inbox(tmp_path: Path) -> Path:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    for name in PAGES:
+        shutil.copy(EXAMPLES / name, folder / name)
+    return folder
+
+
+def settings_for(fake, limits: ApiLimits) -> Settings:
+    return Settings(
+        engine="dashscope", dashscope=DashScopeOptions(base_url=fake.native_url), api_limits=limits
+    )
+
+
+async def _create(limits: ApiLimits) -> None:
+    async with get_client() as client:
+        await client.create_global_concurrency_limit(
+            GlobalConcurrencyLimitCreate(
+                name=limits.name, limit=limits.burst, slot_decay_per_second=limits.slot_decay_per_second
+            )
+        )
+
+
+def _warnings(caplog, name: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and name in r.getMessage()]
+
+
+def test_requests_keep_to_the_shared_rate(inbox: Path, tmp_path: Path, fake_dashscope, caplog):
+    limits = ApiLimits(name=f"ocrflow-api-{uuid.uuid4().hex[:8]}", requests_per_minute=60)
+    asyncio.run(_create(limits))
+    results = process_documents(
+        paths=[str(inbox)], out=str(tmp_path / "out"), settings=settings_for(fake_dashscope, limits)
+    )
+
+    assert len(results) == len(PAGES) and len(fake_dashscope.requests) == len(PAGES)
+    arrivals = sorted(r.at for r in fake_dashscope.requests)
+    gaps = [later - earlier for earlier, later in pairwise(arrivals)]
+    # One slot decaying at 1 per second: requests start a second apart, less the server's rounding.
+    assert min(gaps) > 0.8, gaps
+    assert not _warnings(caplog, limits.name)
+
+
+def test_a_missing_limit_is_one_clear_warning_not_a_failure(
+    inbox: Path, tmp_path: Path, fake_dashscope, caplog
+):
+    limits = ApiLimits(name=f"ocrflow-api-missing-{uuid.uuid4().hex[:8]}")
+    results = process_documents(
+        paths=[str(inbox)], out=str(tmp_path / "out"), settings=settings_for(fake_dashscope, limits)
+    )
+
+    assert len(results) == len(PAGES) and len(fake_dashscope.requests) == len(PAGES)
+    (warning,) = _warnings(caplog, limits.name)
+    assert "ocrflow setup" in warning and "not rate limited" in warning
+
+
+def test_outside_a_flow_run_the_engine_does_not_ask_prefect(fake_dashscope, tmp_path: Path, caplog):
+    limits = ApiLimits(name=f"ocrflow-api-unused-{uuid.uuid4().hex[:8]}")
+    engine = DashScopeEngine(DashScopeOptions(base_url=fake_dashscope.native_url), limits=limits)
+    shutil.copy(EXAMPLES / "receipt_valid.png", tmp_path / "page.png")
+    engine.recognize(tmp_path / "page.png", OcrTask.TEXT_RECOGNITION)
+    assert len(fake_dashscope.requests) == 1
+    assert not _warnings(caplog, limits.name), "a plain script has no shared limit to miss"
