@@ -211,7 +211,9 @@ def review_show(
 
 @app.command("eval")
 def evaluate(
-    directory: Annotated[Path, typer.Argument(help="A folder of documents with *.gt.json ground truth.")],
+    directory: Annotated[
+        Path | None, typer.Argument(help="A folder of documents with *.gt.json ground truth.")
+    ] = None,
     out: OutOption = Path("ocrflow-eval"),
     limit: Annotated[int, typer.Option(help="Score at most this many documents (0: all).")] = 0,
     category: Annotated[
@@ -220,8 +222,20 @@ def evaluate(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the figures to this file.")
     ] = None,
+    from_reviews: Annotated[
+        Path | None,
+        typer.Option(help="Instead: each engine's field accuracy on the reviews in this results folder."),
+    ] = None,
+    db: DbOption = None,
 ) -> None:
-    """Score the pipeline on documents with ground truth; print the figures."""
+    """Score the pipeline on documents with ground truth (or on review decisions); print the figures."""
+    if from_reviews is not None:
+        from ocrflow.review.commands import eval_from_reviews
+
+        eval_from_reviews(from_reviews, db, json_out)
+        return
+    if directory is None:
+        _fail("give a folder of documents with ground truth, or --from-reviews RESULTS")
     from ocrflow.evaluation import Report, doc_type_for, iter_ground_truth, score_document
     from ocrflow.pipeline import Context, process_document
 

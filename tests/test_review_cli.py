@@ -94,3 +94,27 @@ def test_add_user_hashes_the_password(out: Path):
         (stored,) = connection.exec_driver_sql("SELECT password_hash FROM reviewers").one()
     assert stored.startswith("scrypt$") and "correct horse" not in stored
     store.engine.dispose()
+
+
+def test_eval_from_reviews_scores_each_engine_on_the_decisions(out: Path, tmp_path: Path):
+    store = ResultStore(out, Settings(out_dir=out).resolved_database_url())
+    store.save(needs_review(3).model_copy(update={"engine": "dashscope:qwen-vl-ocr"}))
+    store.engine.dispose()
+    _ok(["review", "correct", "1", "--set", f"card_number={VALID_CARD}", "--out", str(out), "-r", "alice"])
+    _ok(["review", "approve", "2", "--out", str(out), "-r", "alice"])
+    _ok(["review", "reject", "3", "--out", str(out), "-r", "alice"])  # no ground truth: left out
+    _ok(["review", "approve", "4", "--out", str(out), "-r", "alice"])
+    figures = tmp_path / "accuracy.json"
+    shown = _ok(["eval", "--from-reviews", str(out), "--json", str(figures)]).output
+    assert "field accuracy on reviewed documents" in shown and "75.0%" in shown
+    data = json.loads(figures.read_text())
+    local = data["rapidocr:PP-OCRv5"]
+    assert local["documents"] == 2 and local["documents_all_right"] == 1
+    assert local["field_accuracy"] == {"bank": 1.0, "card_number": 0.5}
+    assert local["accuracy"] == 3 / 4
+    assert data["dashscope:qwen-vl-ocr"]["accuracy"] == 1.0
+
+
+def test_eval_from_reviews_with_nothing_decided_says_so(out: Path):
+    result = runner.invoke(app, ["eval", "--from-reviews", str(out)])
+    assert result.exit_code == 2 and "no approved or corrected review items" in result.output

@@ -264,3 +264,32 @@ def register(review_app: typer.Typer) -> None:
     review_app.command("reject")(reject)
     review_app.command("export")(export)
     review_app.command("serve")(serve)
+
+
+def eval_from_reviews(results: Path, db: str | None, json_out: Path | None) -> None:
+    """Print (and optionally write) each engine's field accuracy on the reviewed documents."""
+    from rich.table import Table
+
+    from ocrflow.review.accuracy import review_accuracy
+
+    queue = _open(results, db).queue
+    engines = review_accuracy(queue.items(states=ReviewState.DECIDED))
+    if not engines:
+        _fail(f"no approved or corrected review items in {results}; decide some first")
+    table = Table(title=f"field accuracy on reviewed documents ({results})")
+    for column in ("engine", "docs", "all fields right", "fields", "accuracy", "by field"):
+        table.add_column(column, overflow="fold")
+    for name, scores in sorted(engines.items()):
+        overall = scores.overall()
+        table.add_row(
+            name,
+            str(scores.documents),
+            f"{scores.documents_right}",
+            str(sum(scores.total.values())),
+            "-" if overall is None else f"{100 * overall:.1f}%",
+            ", ".join(f"{k} {100 * v:.0f}%" for k, v in scores.field_accuracy().items()),
+        )
+    console.print(table)
+    if json_out:
+        figures = {name: scores.summary() for name, scores in sorted(engines.items())}
+        json_out.write_text(json.dumps(figures, indent=2) + "\n")
