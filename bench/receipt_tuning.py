@@ -28,7 +28,7 @@ import pickle
 from collections import Counter
 from pathlib import Path
 
-from ocrflow.evaluation import field_truth, iter_ground_truth, normalize_field
+from ocrflow.evaluation import field_truth, iter_ground_truth, normalize_field, same_field
 from ocrflow.ingest import identify
 from ocrflow.pipeline import Context, interpret
 from ocrflow.routing import decide
@@ -119,9 +119,10 @@ def main() -> None:
             for name, want in field_truth(gt).items():
                 value, confidence = fields.get(name, (None, 0.0))
                 got = normalize_field(name, value)
-                right[name] += got == want
+                ok = same_field(gt, got, want)
+                right[name] += ok
                 seen[name] += 1
-                if got != want:
+                if not ok:
                     wrong[name] = (got, want, confidence)
             accepted = status == "accepted"
             review = status == "needs_review"

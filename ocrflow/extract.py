@@ -20,6 +20,7 @@ from stdnum.exceptions import ValidationError as StdnumValidationError
 from ocrflow import checks
 from ocrflow.doctypes import DocType, FieldSpec
 from ocrflow.layout import Row, rows
+from ocrflow.masking import mask_value
 from ocrflow.models import Extraction, FieldError, FieldResult, OcrResult, Reason, Stage
 from ocrflow.normalize import NORMALIZERS
 
@@ -146,12 +147,21 @@ def _suspicion(spec: FieldSpec, text: str) -> float:
     return 0.9 if any(re.search(p, text) for p in spec.hints.get("suspicious", [])) else 1.0
 
 
-def _header_index(spec: FieldSpec, rows_: list[Row]) -> tuple[int, float] | None:
-    """The row of the issuer's name among the first rows, and how sure that choice is.
+@dataclass(frozen=True)
+class _Header:
+    index: int
+    evidence: bool
+    """False: no keyword or registration number marks it; it is only the first name-like row."""
+    may_join_above: bool
+    """A trade word under another name-like row: the name may be both rows (``BASIL THAI`` /
+    ``RESTAURANT & BAR``) or only one of them."""
+
+
+def _header_index(spec: FieldSpec, rows_: list[Row]) -> _Header | None:
+    """The row of the issuer's name among the first rows, and what marks it.
 
     The first row with evidence wins: a legal-form keyword (``SDN BHD``), a registration
-    number on the row below, or a trade keyword (``RESTAURANT``). A trade keyword under
-    another name-like row may be the second half of a two-row name, so it counts less.
+    number on the row below, or a trade keyword (``RESTAURANT``).
     """
     top = [(i, row) for i, row in enumerate(rows_[:8]) if row.page == rows_[0].page]
     legal = [k.casefold() for k in spec.hints.get("keywords", [])]
@@ -170,23 +180,30 @@ def _header_index(spec: FieldSpec, rows_: list[Row]) -> tuple[int, float] | None
         folded = row.text.casefold()
         below = rows_[i + 1].text if i + 1 < len(rows_) else ""
         if any(k in folded for k in legal) or _is_registration(below):
-            return i, 1.0
+            return _Header(i, evidence=True, may_join_above=False)
         if any(k in folded for k in trade):
             above_is_name = i > 0 and is_name(i - 1) and not any(ch.isdigit() for ch in rows_[i - 1].text)
-            return i, 0.9 if above_is_name else 1.0
+            return _Header(i, evidence=True, may_join_above=above_is_name)
     for i, _ in top:
         if is_name(i):
-            return i, 0.6
+            return _Header(i, evidence=False, may_join_above=False)
     return None
 
 
 def _by_header(spec: FieldSpec, rows_: list[Row]) -> list[Candidate]:
-    found = _header_index(spec, rows_)
-    if not found:
+    """The issuer's name; a guess without evidence has a low confidence, a two-row doubt two candidates."""
+    header = _header_index(spec, rows_)
+    if not header:
         return []
-    i, factor = found
-    text = _strip(spec, rows_[i].text)
-    return [Candidate(text, rows_[i].score * factor * _suspicion(spec, text), rows_[i].page)]
+    row = rows_[header.index]
+    text = _strip(spec, row.text)
+    factor = 1.0 if header.evidence else 0.6
+    found = [Candidate(text, row.score * factor * _suspicion(spec, text), row.page)]
+    if header.may_join_above:
+        above = rows_[header.index - 1]
+        joined = _strip(spec, f"{above.text} {row.text}")
+        found.append(Candidate(joined, min(above.score, row.score) * _suspicion(spec, joined), row.page))
+    return found
 
 
 def _separates(spec: FieldSpec, row: Row) -> bool:
@@ -237,7 +254,7 @@ def _by_address(spec: FieldSpec, rows_: list[Row], company: FieldSpec | None) ->
     after the postcode row or after one state/country row below it.
     """
     header = _header_index(company, rows_) if company else None
-    start = header[0] + 1 if header else 0
+    start = header.index + 1 if header else 0
     if start >= len(rows_):
         return []
     blocks = _address_blocks(spec, rows_, start)
@@ -321,8 +338,9 @@ def _by_total(spec: FieldSpec, rows_: list[Row]) -> list[Candidate]:
     """The amount of the strongest total label, checked against what was paid.
 
     Tendered minus change is the amount paid: a total equal to it is confirmed (and
-    preferred over a stronger label's, which may be before rounding). Disagreeing totals,
-    or a payment that does not match the total, lower the confidence.
+    preferred over a stronger label's, which may be before rounding). Otherwise the
+    disagreeing totals, and a payment the total does not account for, are returned after
+    the chosen total as further candidates, which makes the field ``ambiguous``.
     """
     exclude = spec.hints.get("exclude", [])
     change_labels = spec.hints.get("change", [])
@@ -345,9 +363,9 @@ def _by_total(spec: FieldSpec, rows_: list[Row]) -> list[Candidate]:
     if max(amounts) - min(amounts) < Decimal("0.10"):
         chosen = strongest[-1]  # a total and its cash-rounded form: the rounded one is printed last
     # Several totals, or a payment the total does not account for: something was misread.
-    sure = len(set(amounts)) == 1 and not nets and not change_values
-    factor = 1.0 if sure else 0.6
-    return [Candidate(chosen.raw, chosen.confidence * factor, chosen.page)]
+    others = [c for c in strongest if c is not chosen]
+    payments = [Candidate(net, chosen.confidence, chosen.page) for net in sorted(nets)]
+    return [chosen, *others, *payments]
 
 
 def _minus(a: str, b: str) -> str:
@@ -446,12 +464,25 @@ def _choose(spec: FieldSpec, candidates: list[Candidate], rows_: list[Row]) -> F
     # The first candidate that reads as a value; an unreadable one is a misread or a false match.
     at = next((k for k, v in enumerate(values) if v is not None), 0)
     chosen, value = candidates[at], values[at]
+    result = _result(value, chosen, chosen.confidence)
     # Disagreeing candidates (an unreadable one included) mean we may have picked the wrong one:
     # ask a person. Unless the schema says later matches are the same thing in another form
     # (a bank's name in two scripts).
-    sure = len(set(values)) <= 1 or spec.hints.get("pick") == "first"
-    confidence = chosen.confidence if sure else chosen.confidence * 0.6
-    return _result(value, chosen, confidence)
+    if len(set(values)) > 1 and spec.hints.get("pick") != "first":
+        result.errors.append(_ambiguity(spec, candidates, values))
+    return result
+
+
+def _ambiguity(spec: FieldSpec, candidates: list[Candidate], values: list[str | None]) -> FieldError:
+    """An ``ambiguous`` error naming the different readings (masked for ID and card numbers)."""
+    readings = list(
+        dict.fromkeys(v if v is not None else c.raw for c, v in zip(candidates, values, strict=True))
+    )
+    shown = ", ".join(mask_value(r) if spec.masked_in_views else repr(r) for r in readings[:4])
+    message = (
+        f"{spec.title}: the document gives {len(readings)} different values ({shown}); the first was taken"
+    )
+    return FieldError(code="ambiguous", message=message)
 
 
 def _near_label(candidate: Candidate, spec: FieldSpec, rows_: list[Row]) -> bool:

@@ -11,8 +11,12 @@ from collections.abc import Callable
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
-_MONTHS = {m: i for i, m in enumerate(
-    ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"], start=1)}
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"], start=1
+    )
+}
 _SPACES = re.compile(r"\s+")
 
 
@@ -52,6 +56,10 @@ def to_date(raw: str) -> str | None:
     if m := re.search(r"(\d{1,2})[ -]?([A-Z]{3})[A-Z]*[ -]?(\d{4}|\d{2})(?!\d)", s):
         month = _MONTHS.get(m[2])
         return _iso(_year(m[3]), month, int(m[1])) if month else None
+    # Month first, as US receipts print it: "Mar 05, 2017", "DEC23'14" (not "DEC23 02:52PM").
+    if m := re.search(r"([A-Z]{3})[A-Z]*\.? ?(\d{1,2})[,.']? ?(\d{4}|\d{2})(?![\d:])", s):
+        month = _MONTHS.get(m[1])
+        return _iso(_year(m[3]), month, int(m[2])) if month else None
     return None
 
 

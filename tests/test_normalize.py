@@ -14,6 +14,10 @@ from ocrflow import normalize
         ("2019-03-05", "2019-03-05"),
         ("15-JAN-2019", "2019-01-15"),
         ("1990年3月7日", "1990-03-07"),
+        ("Mar 05, 2017", "2017-03-05"),  # month first, as US receipts print it
+        ("DEC23'14", "2014-12-23"),
+        ("MAY08.17", "2017-05-08"),
+        ("Closed DEC23 02:52PM", None),  # a day and a time, no year
         ("31/02/2018", None),
         ("no date", None),
     ],
