@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from ocrflow.doctypes import DocType
+from ocrflow.engines._stitch import stitch_fragments
 from ocrflow.errors import EngineError, InputError
 from ocrflow.models import OcrLine, OcrResult, OcrTask, Usage
 from ocrflow.settings import LocalEngineOptions
@@ -65,9 +66,11 @@ class RapidOcrEngine:
         except (ValueError, RuntimeError) as exc:
             raise EngineError(f"RapidOCR failed on page {page_number}: {exc}") from exc
         boxes = output.boxes if output.boxes is not None else ()
-        lines = tuple(
-            OcrLine(text=text, box=[[float(x), float(y)] for x, y in box], score=float(score))
-            for box, text, score in zip(boxes, output.txts or (), output.scores or (), strict=True)
+        lines = stitch_fragments(
+            [
+                OcrLine(text=text, box=[[float(x), float(y)] for x, y in box], score=float(score))
+                for box, text, score in zip(boxes, output.txts or (), output.scores or (), strict=True)
+            ]
         )
         return OcrResult(
             engine=self.name,
