@@ -209,6 +209,65 @@ def review_show(
         console.print(f"- [{reason.stage.value}] {reason.code}: {reason.message}{where}", highlight=False)
 
 
+@app.command()
+def estimate(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders of documents.")],
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Model to price; default: the engine's model.")
+    ] = None,
+    engine: Annotated[str | None, typer.Option(help="dashscope or openai; default: OCRFLOW_ENGINE.")] = None,
+    adaptive: Annotated[
+        bool | None,
+        typer.Option("--adaptive/--fixed", help="max_pixels mode; default: OCRFLOW_COST__MAX_PIXELS_MODE."),
+    ] = None,
+) -> None:
+    """Print the image tokens and input cost of every page, before anything is sent."""
+    from ocrflow.cost import billed_model
+    from ocrflow.cost import estimate as estimate_documents
+    from ocrflow.settings import Settings
+
+    try:
+        settings = Settings()
+        if adaptive is not None:
+            mode = "adaptive" if adaptive else "fixed"
+            settings.cost = settings.cost.model_copy(update={"max_pixels_mode": mode})
+        priced = billed_model(settings, engine, model)
+        documents = estimate_documents(paths, settings, priced)
+    except OcrflowError as exc:
+        _fail(exc.message)
+    currency = settings.cost.currency
+    table = Table(title=f"estimate for {priced} ({settings.cost.max_pixels_mode} max_pixels)")
+    for column in ("document", "page", "pixels", "sent as", "max_pixels", "tokens", f"cost {currency}"):
+        table.add_column(column, overflow="fold")
+    for document in documents:
+        for page in document.pages:
+            table.add_row(
+                document.path.name,
+                str(page.page_number),
+                f"{page.width}x{page.height}",
+                f"{page.resized[1]}x{page.resized[0]}",
+                f"{page.max_pixels:,}",
+                f"{page.tokens:,}",
+                "?" if page.cost is None else f"{page.cost:.6f}",
+            )
+        for reason in document.reasons:
+            table.add_row(document.path.name, str(reason.page or "-"), reason.message, "", "", "", "")
+    console.print(table)
+    pages = sum(len(d.pages) for d in documents)
+    tokens = sum(d.tokens for d in documents)
+    costs = [page.cost for d in documents for page in d.pages]
+    priced_total = (
+        f"{sum(costs):.4f} {currency}"
+        if costs and None not in costs
+        else f"unknown (no price for {priced}; set OCRFLOW_COST__PRICES)"
+    )
+    console.print(
+        f"{len(documents)} documents, {pages} pages, {tokens:,} image tokens, input cost {priced_total}. "
+        "The prompt and the answer are billed on top.",
+        highlight=False,
+    )
+
+
 @app.command("eval")
 def evaluate(
     directory: Annotated[

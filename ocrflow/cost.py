@@ -335,6 +335,25 @@ def document_tokens(pages: Iterable[PageRef], model: str, options: CostOptions) 
     return total
 
 
+def billed_model(settings: Settings, engine: str | None = None, model: str | None = None) -> str:
+    """The model an estimate prices: ``model`` if given, else the one the API ``engine`` is set to use.
+
+    Without either, the configured engine's model; if that engine is the free embedded one,
+    DashScope's model, since the question is what the API would cost.
+    """
+    models = {"dashscope": settings.dashscope.model, "openai": settings.openai.model}
+    if model:
+        return model
+    if engine is None:
+        return models.get(settings.engine, settings.dashscope.model)
+    if engine not in models:
+        raise ConfigurationError(
+            f"the {engine!r} engine is not billed per token; name an API engine (--engine dashscope or "
+            "--engine openai) or a model (--model qwen-vl-ocr)"
+        )
+    return models[engine]
+
+
 def usage_cost(usage: Usage, model: str, options: CostOptions) -> float | None:
     """What a call's usage cost at the configured price, or ``None`` when the model has none.
 

@@ -1,0 +1,90 @@
+"""``ocrflow estimate``: tokens and cost per page and in total, before anything is sent."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+os.environ["COLUMNS"] = "200"  # rich wraps tables at the terminal's width; keep rows on one line
+
+from ocrflow.cli import app  # noqa: E402
+from ocrflow.cost import image_tokens  # noqa: E402
+from tests.conftest import EXAMPLES  # noqa: E402
+
+runner = CliRunner()
+PRICES = '{"qwen-vl-ocr": {"input": 0.72, "output": 1.44}, "qwen3-vl-plus": {"input": 0.2, "output": 1.6}}'
+
+
+@pytest.fixture
+def inbox(tmp_path: Path) -> Path:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    for name in ("receipt_valid.png", "receipt_pages.pdf"):
+        shutil.copy(EXAMPLES / name, folder / name)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return folder
+
+
+def rows(output: str) -> dict[tuple[str, str], list[str]]:
+    """The table's rows by (document, page), cells stripped."""
+    found = {}
+    for line in output.splitlines():
+        cells = [cell.strip() for cell in re.split(r"[│┃]", line)[1:-1]]
+        if len(cells) == 7 and cells[1] not in ("page", ""):
+            found[(cells[0], cells[1])] = cells
+    return found
+
+
+def test_tokens_and_cost_per_page_and_in_total(inbox: Path, monkeypatch, fake_dashscope):
+    monkeypatch.setenv("OCRFLOW_COST__PRICES", PRICES)
+    monkeypatch.setenv("OCRFLOW_DASHSCOPE__BASE_URL", fake_dashscope.native_url)
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-test-estimate")
+    result = runner.invoke(app, ["estimate", str(inbox), "--engine", "dashscope"])
+    assert result.exit_code == 0, result.output
+    table = rows(result.output)
+
+    receipt = table[("receipt_valid.png", "1")]
+    tokens = image_tokens(1700, 1000, model="qwen-vl-ocr")
+    assert receipt[2:] == ["1000x1700", "992x1696", "8,388,608", f"{tokens:,}", f"{tokens * 0.72 / 1e6:.6f}"]
+    assert ("receipt_pages.pdf", "1") in table and ("receipt_pages.pdf", "2") in table
+    broken = next(cells for key, cells in table.items() if key[0] == "broken.jpg")
+    assert broken[2], "an unreadable file is listed with the reason, not dropped"
+
+    pages = [cells for key, cells in table.items() if key[0] != "broken.jpg"]
+    total = sum(int(cells[5].replace(",", "")) for cells in pages)
+    assert (
+        f"3 documents, 3 pages, {total:,} image tokens, input cost {total * 0.72 / 1e6:.4f} USD"
+        in result.output
+    )
+    assert fake_dashscope.requests == [], "an estimate sends nothing"
+
+
+def test_model_engine_and_adaptive_mode(inbox: Path, monkeypatch):
+    monkeypatch.setenv("OCRFLOW_COST__PRICES", PRICES)
+    page = str(inbox / "receipt_valid.png")
+    fixed = rows(runner.invoke(app, ["estimate", page]).output)[("receipt_valid.png", "1")]
+    adaptive = rows(runner.invoke(app, ["estimate", page, "--adaptive"]).output)[("receipt_valid.png", "1")]
+    assert int(adaptive[5].replace(",", "")) < int(fixed[5].replace(",", ""))
+
+    monkeypatch.setenv("OCRFLOW_OPENAI__MODEL", "qwen3-vl-plus")
+    result = runner.invoke(app, ["estimate", page, "--engine", "openai"])
+    assert "estimate for qwen3-vl-plus" in result.output
+    qwen3 = rows(result.output)[("receipt_valid.png", "1")]
+    tokens = image_tokens(1700, 1000, model="qwen3-vl-plus")
+    assert qwen3[5] == f"{tokens:,}" and qwen3[6] == f"{tokens * 0.2 / 1e6:.6f}"
+
+    unpriced = runner.invoke(app, ["estimate", page, "--model", "qwen-vl-max"])
+    assert "input cost unknown (no price for qwen-vl-max" in unpriced.output
+    assert rows(unpriced.output)[("receipt_valid.png", "1")][6] == "?"
+
+
+def test_the_free_engine_is_a_clear_error(inbox: Path):
+    result = runner.invoke(app, ["estimate", str(inbox), "--engine", "local"])
+    assert result.exit_code == 2
+    assert "'local' engine is not billed per token" in result.output
+    assert len(result.output.strip().splitlines()) == 1
