@@ -36,6 +36,7 @@ RUN_SECONDS = 300
 
 @dataclass
 class PrefectServer:
+    kind: str
     url: str
     env: dict[str, str]
     process: subprocess.Popen
@@ -59,7 +60,7 @@ def _stop(process: subprocess.Popen, timeout: float = 30) -> None:
 
 
 @contextlib.contextmanager
-def prefect_server(home: Path, database_url: str | None = None) -> Iterator[PrefectServer]:
+def prefect_server(home: Path, kind: str, database_url: str | None = None) -> Iterator[PrefectServer]:
     """A real Prefect server on 127.0.0.1 with its own home (and SQLite file unless a URL is given)."""
     home.mkdir(parents=True, exist_ok=True)
     port = _free_port()
@@ -96,7 +97,7 @@ def prefect_server(home: Path, database_url: str | None = None) -> Iterator[Pref
             if time.monotonic() > deadline:
                 pytest.fail(f"prefect server did not start:\n{log.read_text()[-3000:]}")
             time.sleep(1)
-        yield PrefectServer(url, env, process, log)
+        yield PrefectServer(kind, url, env, process, log)
     finally:
         _stop(process)
 
@@ -139,7 +140,7 @@ def server(request, tmp_path_factory) -> Iterator[PrefectServer]:
     home = tmp_path_factory.mktemp(f"prefect-{request.param}")
     with contextlib.ExitStack() as stack:
         database = stack.enter_context(fresh_postgres_database()) if request.param == "postgres" else None
-        yield stack.enter_context(prefect_server(home, database))
+        yield stack.enter_context(prefect_server(home, request.param, database))
 
 
 @pytest.fixture(scope="module")
@@ -420,3 +421,37 @@ def test_restarted_watcher_emits_new_files_but_never_a_document_twice(
     hashes = [e["resource"]["prefect.resource.id"] for e in _uploaded_events(server)]
     assert len(hashes) == 3 and len(set(hashes)) == 3, hashes
     assert f"ocrflow.document.{_sha256(EXAMPLES / 'receipt_valid.png')}" in hashes
+
+
+def test_dask_task_runner_runs_the_flow_in_worker_processes(server, client, tmp_path):
+    if server.kind != "sqlite":
+        pytest.skip("the task runner does not depend on the server's database")
+    out = tmp_path / "out"
+    script = (
+        "import sys\n"
+        "from flows.dask_runner import process_documents_on_dask\n"
+        "results = process_documents_on_dask(paths=sys.argv[1:-1], out=sys.argv[-1])\n"
+        "print(sorted(r.status.value for r in results))\n"
+    )
+    names = ("bank_card_valid.png", "receipt_valid.png")
+    done = subprocess.run(
+        [sys.executable, "-c", script, *(str(EXAMPLES / n) for n in names), str(out)],
+        cwd=ROOT,
+        env={**server.env, "OCRFLOW_DASK_WORKERS": "2", "OCRFLOW_LOCAL_ENGINE__THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=RUN_SECONDS,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "['accepted', 'accepted']" in done.stdout
+    assert "LocalCluster" in done.stdout + done.stderr  # the runner made a Dask cluster
+    for name in names:
+        assert json.loads((out / f"{_sha256(EXAMPLES / name)}.json").read_text())["status"] == "accepted"
+
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+
+    with client() as c:
+        ocr_runs = c.read_task_runs(
+            task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=[f"ocr {n} p1" for n in names]))
+        )
+    assert len(ocr_runs) >= 2 and all(r.state.is_completed() for r in ocr_runs)
