@@ -17,6 +17,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 
 FOUNDATION = "0001"
+_MIGRATION_LOCK = 0x6F6372666C6F77  # "ocrflow"
 
 
 def alembic_config() -> Config:
@@ -39,6 +40,10 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     if revision == "head" and current_revision(engine) == head_revision():
         return
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Processes starting together would race to create the same tables; SQLite's
+            # BEGIN IMMEDIATE (see ocrflow.store) already serialises them.
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
         config = alembic_config()
         config.attributes["connection"] = connection
         context = MigrationContext.configure(connection)

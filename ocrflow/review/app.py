@@ -34,7 +34,7 @@ from ocrflow.review.pages import page_png
 from ocrflow.review.queue import ClaimConflict, ItemNotFound, ReviewQueue
 from ocrflow.review.suggestions import field_repairs
 from ocrflow.settings import Settings
-from ocrflow.store import ResultStore, ReviewState, now
+from ocrflow.store import ResultStore, ReviewState
 
 SESSION_COOKIE = "ocrflow_session"
 LOGIN_CSRF_COOKIE = "ocrflow_login_csrf"
@@ -167,7 +167,7 @@ def create_app(settings: Settings, queue: ReviewQueue | None = None) -> FastAPI:
             older_than=AGES.get(age),
         )
         rows = []
-        current = now()
+        current = queue.clock()
         for item in items:
             doctype = queue.doctypes.get(item.doc_type or "")
             result = queue.store.load(item.document_id)
@@ -299,6 +299,9 @@ def create_app(settings: Settings, queue: ReviewQueue | None = None) -> FastAPI:
         item, result = load_item(item_id)
         if item is None or result is None:
             return JSONResponse({"error": "not found"}, status_code=404)
+        if queue.is_held_by(item, user.username) and item.lease_expires_at - queue.clock() < queue.lease / 2:
+            # The reviewer is typing: keep their claim alive (an audit event at most every half lease).
+            queue.claim(user.username, item_id)
         doctype = queue.doctypes.get(result.doc_type or "")
         body = await request.json()
         values = {

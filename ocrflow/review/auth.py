@@ -106,6 +106,7 @@ class Accounts:
         token = secrets.token_urlsafe(32)
         csrf = secrets.token_urlsafe(32)
         with Session(self.engine) as session, session.begin():
+            session.execute(delete(SessionRow).where(SessionRow.expires_at <= now()))
             session.add(
                 SessionRow(
                     token_hash=token_hash(token),

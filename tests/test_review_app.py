@@ -1,0 +1,106 @@
+"""The review app's pages and JSON over real HTTP: filters, live validation, repairs, leases."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ocrflow.doctypes import load_doctypes
+from ocrflow.models import FieldResult
+from ocrflow.review.app import create_app
+from ocrflow.review.auth import Accounts
+from ocrflow.review.queue import ReviewQueue
+from ocrflow.settings import Settings
+from ocrflow.store import ResultStore, now
+from tests.review_support import live_server, needs_review, sign_in
+
+READ = "6222021234567897"
+REPAIRED = "6222021234561897"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.current = now()
+
+    def __call__(self):
+        return self.current
+
+
+@pytest.fixture
+def served(tmp_path: Path):
+    settings = Settings(out_dir=tmp_path / "out")
+    store = ResultStore(settings.out_dir, settings.resolved_database_url())
+    store.save(
+        needs_review(1, card_number=FieldResult(value=READ, confidence=0.9), bank=FieldResult(value="ICBC"))
+    )
+    receipt = needs_review(2).model_copy(update={"doc_type": "receipt", "fields": {}, "reasons": []})
+    store.save(receipt.model_copy(update={"status": needs_review(2).status}))
+    Accounts(store.engine).add_user("alice", "correct horse")
+    clock = Clock()
+    queue = ReviewQueue(store, load_doctypes(), lease_seconds=600, clock=clock)
+    with live_server(create_app(settings, queue=queue)) as base, httpx.Client() as client:
+        sign_in(client, base)
+        yield base, client, queue, clock
+    store.engine.dispose()
+
+
+def _csrf(client: httpx.Client, base: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', client.get(base + "/").text).group(1)
+
+
+def test_the_list_filters_by_type_and_reason(served):
+    base, client, _, _ = served
+    everything = client.get(base + "/").text
+    assert everything.count("<tr>") == 3  # header and two items
+    only_cards = client.get(base + "/", params={"type": "bank_card"}).text
+    assert only_cards.count("<tr>") == 2 and "bank_card" in only_cards
+    by_reason = client.get(base + "/", params={"reason": "invalid_checksum"}).text
+    assert by_reason.count("<tr>") == 2
+    old = client.get(base + "/", params={"age": "1d"}).text
+    assert "No items match." in old
+
+
+def test_live_validation_returns_messages_and_repairs_as_the_reviewer_types(served):
+    base, client, queue, _ = served
+    token = _csrf(client, base)
+    client.post(base + "/items/1/claim", data={"csrf_token": token})
+    check = lambda values: client.post(  # noqa: E731
+        base + "/items/1/validate", json={"values": values}, headers={"X-CSRF-Token": token}
+    ).json()
+    found = check({"card_number": READ, "bank": "ICBC"})
+    assert any("check digit is wrong" in m for m in found["errors"]["card_number"])
+    assert found["repairs"] == {"card_number": [REPAIRED]}
+    fixed = check({"card_number": REPAIRED, "bank": "ICBC"})
+    assert fixed["errors"]["card_number"] == [] and fixed["repairs"] == {}
+    empty = check({"card_number": "", "bank": "ICBC"})
+    assert empty["errors"]["card_number"] == ["Card number was not found"]
+    assert queue.get(1).state == "claimed"  # validating never decides
+
+
+def test_typing_keeps_a_claim_alive(served):
+    base, client, queue, clock = served
+    token = _csrf(client, base)
+    client.post(base + "/items/1/claim", data={"csrf_token": token})
+    first_expiry = queue.get(1).lease_expires_at
+    clock.current += timedelta(seconds=400)  # under half the lease left
+    client.post(base + "/items/1/validate", json={"values": {}}, headers={"X-CSRF-Token": token})
+    assert queue.get(1).lease_expires_at == clock.current + timedelta(seconds=600) > first_expiry
+    assert [e.action for e in queue.events(1)][-1] == "renewed"
+    client.post(base + "/items/1/validate", json={"values": {}}, headers={"X-CSRF-Token": token})
+    assert [e.action for e in queue.events(1)].count("renewed") == 1  # not an event per keystroke
+
+
+def test_review_next_claims_the_oldest_free_item_and_says_when_none_is_left(served):
+    base, client, queue, _ = served
+    token = _csrf(client, base)
+    first = client.post(base + "/next", data={"csrf_token": token}, follow_redirects=False)
+    assert first.headers["location"] == "/items/1"
+    second = client.post(base + "/next", data={"csrf_token": token}, follow_redirects=False)
+    assert second.headers["location"] == "/items/2"
+    done = client.post(base + "/next", data={"csrf_token": token}, follow_redirects=True)
+    assert "Nothing left to review." in done.text
+    assert [queue.get(i).claimed_by for i in (1, 2)] == ["alice", "alice"]
