@@ -315,6 +315,16 @@ class ResultStore:
                 path = Path(row.result_path)
         return DocumentResult.model_validate(json.loads(path.read_text(encoding="utf-8")))
 
+    def sources(self, document_ids: list[str]) -> dict[str, str]:
+        """The source path of each document, by id, in one query."""
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(DocumentRow.document_id, DocumentRow.source).where(
+                    DocumentRow.document_id.in_(document_ids)
+                )
+            ).all()
+        return dict(rows)
+
     def find(self, prefix: str) -> str | None:
         """The one document id starting with ``prefix`` (ids are long; people type a few characters)."""
         with Session(self.engine) as session:

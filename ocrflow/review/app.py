@@ -40,6 +40,8 @@ SESSION_COOKIE = "ocrflow_session"
 LOGIN_CSRF_COOKIE = "ocrflow_login_csrf"
 FIELD_PREFIX = "field:"
 AGES = {"": None, "1h": timedelta(hours=1), "1d": timedelta(days=1), "7d": timedelta(days=7)}
+LIST_LIMIT = 500
+"""Rows the queue page shows at most (oldest first); filters narrow the rest."""
 STATE_FILTERS = {"open": ReviewState.OPEN, "decided": ReviewState.DECIDED, "all": ReviewState.ALL}
 
 
@@ -166,28 +168,28 @@ def create_app(settings: Settings, queue: ReviewQueue | None = None) -> FastAPI:
             reason=reason or None,
             older_than=AGES.get(age),
         )
-        rows = []
+        shown = items[:LIST_LIMIT]
+        sources = queue.store.sources([item.document_id for item in shown])
         current = queue.clock()
-        for item in items:
-            doctype = queue.doctypes.get(item.doc_type or "")
-            result = queue.store.load(item.document_id)
-            rows.append(
-                {
-                    "item": item,
-                    "name": Path(result.source).name if result else "?",
-                    "values": masked_values(item.extracted_values or {}, doctype),
-                    "age": _age(current - item.created_at),
-                    "reasons": sorted({r.get("code", "") for r in item.reasons}),
-                }
-            )
-        every = queue.items(states=ReviewState.ALL)
+        rows = [
+            {
+                "item": item,
+                "name": Path(sources.get(item.document_id, "?")).name,
+                "values": masked_values(item.extracted_values or {}, queue.doctypes.get(item.doc_type or "")),
+                "age": _age(current - item.created_at),
+                "reasons": sorted({r.get("code", "") for r in item.reasons}),
+            }
+            for item in shown
+        ]
+        types, reasons = queue.facets()
         return render(
             request,
             "queue.html",
             user,
             rows=rows,
-            types=sorted({i.doc_type for i in every if i.doc_type}),
-            reasons=sorted({r.get("code", "") for i in every for r in i.reasons}),
+            total=len(items),
+            types=types,
+            reasons=reasons,
             filters={"type": type, "reason": reason, "age": age, "state": state},
             message=message,
         )

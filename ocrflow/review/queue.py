@@ -112,6 +112,14 @@ class ReviewQueue:
             rows = [row for row in rows if any(r.get("code") == reason for r in row.reasons)]
         return rows
 
+    def facets(self) -> tuple[list[str], list[str]]:
+        """Every document type and reason code in the queue, for the list's filters."""
+        with Session(self.store.engine) as session:
+            rows = session.execute(select(ReviewItemRow.doc_type, ReviewItemRow.reasons)).all()
+        types = sorted({doc_type for doc_type, _ in rows if doc_type})
+        reasons = sorted({r.get("code", "") for _, found in rows for r in found})
+        return types, reasons
+
     def get(self, item_id: int) -> ReviewItemRow:
         with Session(self.store.engine) as session:
             item = session.get(ReviewItemRow, item_id)
