@@ -92,6 +92,18 @@ def test_a_small_skew_is_measured_and_straightened(tmp_path):
     assert not _steps(done)["orientation"].applied
 
 
+def test_a_photo_whose_lines_bend_is_not_rotated(tmp_path):
+    # A crumpled receipt: the bottom lines slope 2 degrees, the top ones hardly at all.
+    page = _page(eval_dev("photos/wildreceipt_dark_887ce47e5f76.jpeg"))
+
+    deskew = _steps(preprocess(page, PreprocessOptions(), work_dir=tmp_path))["deskew"]
+
+    assert not deskew.applied
+    assert abs(deskew.measurements["angle"]) > 1.2
+    assert deskew.measurements["band_spread"] > 1.5
+    assert "bend" in deskew.detail
+
+
 @pytest.mark.parametrize("source", ["receipts/sroie_020.jpg", "text_lines/uw3_test_010001.png", "examples"])
 def test_a_clean_scan_is_left_alone(tmp_path, source):
     path = EXAMPLES / "receipt_valid.png" if source == "examples" else eval_dev(source)
@@ -150,8 +162,8 @@ def test_a_noisy_scan_is_denoised_and_the_noise_recorded(tmp_path):
 
 
 def test_every_step_can_be_switched_off(tmp_path):
-    dark_sideways = _underexposed(cv2.imread(str(eval_dev("photos/wildreceipt_skew_b1feb6ff61e5.jpeg"))))
-    page = _save(cv2.rotate(dark_sideways, cv2.ROTATE_90_CLOCKWISE), tmp_path / "input.png")
+    dark_skewed = _underexposed(cv2.imread(str(eval_dev("photos/wildreceipt_skew_03dd7bee9110.jpeg"))))
+    page = _save(cv2.rotate(dark_skewed, cv2.ROTATE_90_CLOCKWISE), tmp_path / "input.png")
     everything = _steps(preprocess(page, PreprocessOptions(), work_dir=tmp_path / "on"))
     assert all(everything[step].applied for step in ("clahe", "orientation", "deskew"))
 
