@@ -16,11 +16,10 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -43,6 +42,24 @@ AGES = {"": None, "1h": timedelta(hours=1), "1d": timedelta(days=1), "7d": timed
 LIST_LIMIT = 500
 """Rows the queue page shows at most (oldest first); filters narrow the rest."""
 STATE_FILTERS = {"open": ReviewState.OPEN, "decided": ReviewState.DECIDED, "all": ReviewState.ALL}
+
+
+async def _posted_form(request: Request) -> dict[str, Any]:
+    return dict(await request.form())
+
+
+async def _posted_json(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+# Bodies are read here, so the handlers can be plain functions: FastAPI runs those in a
+# thread pool, and a query waiting for a lock never stalls the event loop.
+Form = Annotated[dict[str, Any], Depends(_posted_form)]
+Json = Annotated[dict[str, Any], Depends(_posted_json)]
 
 
 class NotSignedIn(Exception):
@@ -98,11 +115,9 @@ def create_app(settings: Settings, queue: ReviewQueue | None = None) -> FastAPI:
             raise NotSignedIn()
         return user
 
-    async def checked_form(request: Request, user: SignedIn) -> dict[str, Any]:
-        form = await request.form()
+    def check_csrf(user: SignedIn, form: dict[str, Any]) -> None:
         if not csrf_matches(user.csrf_token, form.get("csrf_token")):
             raise BadCsrf()
-        return dict(form)
 
     def render(request: Request, template: str, user: SignedIn | None, **context: Any) -> HTMLResponse:
         return templates.TemplateResponse(
@@ -112,7 +127,7 @@ def create_app(settings: Settings, queue: ReviewQueue | None = None) -> FastAPI:
     # --- signing in ----------------------------------------------------------------------
 
     @app.get("/login", response_class=HTMLResponse)
-    async def login_page(request: Request, error: str = "") -> HTMLResponse:
+    def login_page(request: Request, error: str = "") -> HTMLResponse:
         token = secrets.token_urlsafe(32)
         response = render(request, "login.html", None, csrf_token=token, error=error)
         response.set_cookie(
@@ -121,8 +136,7 @@ def create_app(settings: Settings, queue: ReviewQueue | None = None) -> FastAPI:
         return response
 
     @app.post("/login")
-    async def login(request: Request) -> Response:
-        form = await request.form()
+    def login(request: Request, form: Form) -> Response:
         if not csrf_matches(request.cookies.get(LOGIN_CSRF_COOKIE) or "", form.get("csrf_token")):
             raise BadCsrf()
         username, password = str(form.get("username", "")), str(form.get("password", ""))
@@ -142,9 +156,9 @@ def create_app(settings: Settings, queue: ReviewQueue | None = None) -> FastAPI:
         return response
 
     @app.post("/logout")
-    async def logout(request: Request) -> Response:
+    def logout(request: Request, form: Form) -> Response:
         user = signed_in(request)
-        await checked_form(request, user)
+        check_csrf(user, form)
         accounts.close_session(request.cookies.get(SESSION_COOKIE))
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE)
@@ -153,7 +167,7 @@ def create_app(settings: Settings, queue: ReviewQueue | None = None) -> FastAPI:
     # --- the queue -----------------------------------------------------------------------
 
     @app.get("/", response_class=HTMLResponse)
-    async def queue_list(
+    def queue_list(
         request: Request,
         type: str = "",
         reason: str = "",
@@ -195,9 +209,9 @@ def create_app(settings: Settings, queue: ReviewQueue | None = None) -> FastAPI:
         )
 
     @app.post("/next")
-    async def claim_next(request: Request) -> Response:
+    def claim_next(request: Request, form: Form) -> Response:
         user = signed_in(request)
-        form = await checked_form(request, user)
+        check_csrf(user, form)
         claim = queue.claim(user.username, doc_type=str(form.get("type") or "") or None)
         if claim is None:
             return RedirectResponse("/?" + urlencode({"message": "Nothing left to review."}), status_code=303)
@@ -213,7 +227,7 @@ def create_app(settings: Settings, queue: ReviewQueue | None = None) -> FastAPI:
         return item, queue.store.load(item.document_id)
 
     @app.get("/items/{item_id}", response_class=HTMLResponse)
-    async def item_page(request: Request, item_id: int, message: str = "") -> Response:
+    def item_page(request: Request, item_id: int, message: str = "") -> Response:
         user = signed_in(request)
         item, result = load_item(item_id)
         if item is None or result is None:
@@ -240,9 +254,9 @@ def create_app(settings: Settings, queue: ReviewQueue | None = None) -> FastAPI:
         )
 
     @app.post("/items/{item_id}/claim")
-    async def claim_item(request: Request, item_id: int) -> Response:
+    def claim_item(request: Request, item_id: int, form: Form) -> Response:
         user = signed_in(request)
-        await checked_form(request, user)
+        check_csrf(user, form)
         try:
             queue.claim(user.username, item_id)
         except ItemNotFound:
@@ -252,9 +266,9 @@ def create_app(settings: Settings, queue: ReviewQueue | None = None) -> FastAPI:
         return RedirectResponse(f"/items/{item_id}", status_code=303)
 
     @app.post("/items/{item_id}/release")
-    async def release_item(request: Request, item_id: int) -> Response:
+    def release_item(request: Request, item_id: int, form: Form) -> Response:
         user = signed_in(request)
-        await checked_form(request, user)
+        check_csrf(user, form)
         try:
             queue.release(item_id, user.username)
         except OcrflowError as exc:
@@ -262,9 +276,9 @@ def create_app(settings: Settings, queue: ReviewQueue | None = None) -> FastAPI:
         return RedirectResponse("/", status_code=303)
 
     @app.post("/items/{item_id}/decide")
-    async def decide_item(request: Request, item_id: int) -> Response:
+    def decide_item(request: Request, item_id: int, form: Form) -> Response:
         user = signed_in(request)
-        form = await checked_form(request, user)
+        check_csrf(user, form)
         values = {k[len(FIELD_PREFIX) :]: str(v) for k, v in form.items() if k.startswith(FIELD_PREFIX)}
         item, result = load_item(item_id)
         if item is None or result is None:
@@ -273,9 +287,7 @@ def create_app(settings: Settings, queue: ReviewQueue | None = None) -> FastAPI:
         known = set(result.fields) | set(doctype.fields if doctype else ())
         values = {name: value for name, value in values.items() if name in known}
         try:
-            # Off the event loop: a decision waits for row locks and fsyncs the result file.
-            outcome = await run_in_threadpool(
-                queue.decide,
+            outcome = queue.decide(
                 item_id,
                 user.username,
                 reject=form.get("action") == "reject",
@@ -294,7 +306,7 @@ def create_app(settings: Settings, queue: ReviewQueue | None = None) -> FastAPI:
         )
 
     @app.post("/items/{item_id}/validate")
-    async def validate_item(request: Request, item_id: int) -> Response:
+    def validate_item(request: Request, item_id: int, body: Json) -> Response:
         user = signed_in(request)
         if not csrf_matches(user.csrf_token, request.headers.get("x-csrf-token")):
             raise BadCsrf()
@@ -305,7 +317,6 @@ def create_app(settings: Settings, queue: ReviewQueue | None = None) -> FastAPI:
             # The reviewer is typing: keep their claim alive (an audit event at most every half lease).
             queue.claim(user.username, item_id)
         doctype = queue.doctypes.get(result.doc_type or "")
-        body = await request.json()
         values = {
             str(k): (v if isinstance(v, str) else None) for k, v in dict(body.get("values", {})).items()
         }
@@ -317,14 +328,10 @@ def create_app(settings: Settings, queue: ReviewQueue | None = None) -> FastAPI:
         )
 
     @app.get("/items/{item_id}/pages/{page_number}.png")
-    async def page_image(request: Request, item_id: int, page_number: int) -> Response:
+    def page_image(request: Request, item_id: int, page_number: int) -> Response:
         signed_in(request)
         item, result = load_item(item_id)
-        data = (
-            await run_in_threadpool(page_png, result, page_number, page_cache, settings.ingest)
-            if result
-            else None
-        )
+        data = page_png(result, page_number, page_cache, settings.ingest) if result else None
         if data is None:
             return Response("Not found.", status_code=404, media_type="text/plain")
         return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=600"})
