@@ -11,7 +11,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
 from ocrflow.doctypes import DocType
+from ocrflow.errors import ConfigurationError
 from ocrflow.models import (
     DocumentResult,
     Extraction,
@@ -37,8 +40,12 @@ def decide(
     type_reason: Reason | None = None,
     rule: ReviewRule | None = None,
 ) -> tuple[Status, list[Reason]]:
-    """The outcome and its reasons; ``rule`` adds the document type's review conditions."""
+    """The outcome and its reasons; ``rule`` adds the document type's review conditions.
+
+    Without a ``rule`` (from settings), the type's schema may give one as ``x-ocrflow.review``.
+    """
     status, reasons = _decide(ingest, ocr_results, ocr_failures, extraction, doctype, type_reason)
+    rule = rule or schema_rule(doctype)
     if rule is None or status is Status.REJECTED:
         return status, reasons
     return apply_review_rule(ingest.source.document_id, extraction, reasons, rule)
@@ -80,6 +87,18 @@ def apply_review_rule(
 
 
 AUDIT_SAMPLE = "audit_sample"
+
+
+def schema_rule(doctype: DocType | None) -> ReviewRule | None:
+    """The review rule a document type's schema sets in ``x-ocrflow.review``, if any."""
+    if doctype is None or "review" not in doctype.hints:
+        return None
+    try:
+        return ReviewRule.model_validate(doctype.hints["review"])
+    except ValidationError as exc:
+        raise ConfigurationError(
+            f"{doctype.name}: x-ocrflow.review is not a valid review rule: {exc}"
+        ) from None
 
 
 def in_audit_sample(document_id: str, percent: float) -> bool:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
-from ocrflow.doctypes import load_doctypes
+import pytest
+
+from ocrflow.doctypes import bundled_schema_dir, load_doctypes
+from ocrflow.errors import ConfigurationError
 from ocrflow.models import (
     Extraction,
     FieldResult,
@@ -16,9 +20,11 @@ from ocrflow.models import (
     SourceRef,
     Status,
 )
+from ocrflow.pipeline import Context, process_document
 from ocrflow.routing import decide, in_audit_sample
 from ocrflow.settings import ReviewOptions, ReviewRule, Settings
 from ocrflow.validate import validate
+from tests.conftest import EXAMPLES
 
 DOCTYPES = load_doctypes()
 RECEIPT = DOCTYPES["receipt"]
@@ -108,3 +114,30 @@ def test_rules_come_from_settings_by_document_type():
     assert settings.review.rule_for("receipt").audit_percent == 10
     assert settings.review.rule_for("invoice").required == ["x"]
     assert ReviewOptions().rule_for("receipt") is None
+
+
+def _schema_with_review(tmp_path: Path, review: dict) -> Path:
+    folder = tmp_path / "schemas"
+    folder.mkdir(exist_ok=True)
+    schema = json.loads((bundled_schema_dir() / "bank_card.schema.json").read_text())
+    schema.setdefault("x-ocrflow", {})["review"] = review
+    (folder / "bank_card.schema.json").write_text(json.dumps(schema))
+    return folder
+
+
+def test_a_schema_rule_routes_a_real_document_through_the_pipeline(tmp_path: Path, engine):
+    # bank_card_valid.png is accepted by default; its type's schema asks for every card in the audit sample.
+    folder = _schema_with_review(tmp_path, {"audit_percent": 100})
+    ctx = Context(Settings(out_dir=tmp_path / "out", schema_dir=folder), given_engine=engine)
+    result = process_document(ctx, EXAMPLES / "bank_card_valid.png", "bank_card")
+    assert result.status is Status.NEEDS_REVIEW
+    assert [r.code for r in result.reasons] == ["audit_sample"]
+    (item,) = ctx.store.review_items()
+    assert item.document_id == result.document_id and item.reasons[0]["code"] == "audit_sample"
+
+
+def test_a_broken_schema_rule_is_a_configuration_error(tmp_path: Path):
+    folder = _schema_with_review(tmp_path, {"audit_percent": 250})
+    doctype = load_doctypes(folder)["bank_card"]
+    with pytest.raises(ConfigurationError, match="x-ocrflow.review"):
+        decide(_ingest(_id(1)), OCR, [], _extraction(), doctype, None)
