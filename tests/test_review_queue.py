@@ -15,7 +15,7 @@ from sqlalchemy import inspect
 from ocrflow.doctypes import load_doctypes
 from ocrflow.migrations import current_revision, head_revision
 from ocrflow.models import Status
-from ocrflow.review.queue import ClaimConflict, ReviewQueue
+from ocrflow.review.queue import ClaimConflict, ItemNotFound, ReviewQueue
 from ocrflow.store import ResultStore, ReviewState, now
 from tests.review_support import CARD, needs_review
 
@@ -136,6 +136,15 @@ def test_a_rejection_keeps_the_reasons_and_adds_the_reviewers(queue: ReviewQueue
     assert "not a bank card" in outcome.result.reasons[-1].message
     with pytest.raises(ClaimConflict, match="rejected by alice"):
         queue.claim("bob", claim.item_id)
+
+
+def test_a_missing_result_file_is_an_error_not_a_hang(queue: ReviewQueue, store: ResultStore):
+    store.save(needs_review(1))
+    claim = queue.claim("alice")
+    store.result_path(claim.document_id).unlink()
+    with pytest.raises(ItemNotFound, match="missing"):
+        queue.decide(claim.item_id, "alice")
+    assert queue.get(claim.item_id).state == ReviewState.CLAIMED
 
 
 def test_filters_by_type_reason_and_age(queue: ReviewQueue, store: ResultStore, clock: Clock):

@@ -30,7 +30,9 @@ def emit_review_completed(
 
     if not PREFECT_API_URL.value():
         # Without this check Prefect would start a temporary server in-process for one event.
-        logger.warning("no Prefect API configured (PREFECT_API_URL); %s not sent", REVIEW_COMPLETED)
+        logger.warning(
+            "no Prefect API configured (PREFECT_API_URL); %s for %s not sent", REVIEW_COMPLETED, document_id
+        )
         return False
     try:
         sent = emit_event(

@@ -248,7 +248,9 @@ class ReviewQueue:
                     raise ItemNotFound(f"there is no review item {item_id}")
                 if not self.is_held_by(item, reviewer):
                     raise ClaimConflict(_decide_refusal(item, reviewer, self.clock()))
-                result = self.store.load(item.document_id)
+                # Read through this transaction's session: a second connection would wait on
+                # the SQLite write lock this one holds.
+                result = self.store.load_in(session, item.document_id)
                 if result is None:
                     raise ItemNotFound(f"the result of document {item.document_id[:12]} is missing")
                 changes = {} if reject else changed_fields(result, normalize_values(values or {}))
