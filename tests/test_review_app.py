@@ -95,7 +95,7 @@ def test_typing_keeps_a_claim_alive(served):
 
 
 def test_review_next_claims_the_oldest_free_item_and_says_when_none_is_left(served):
-    base, client, queue, _ = served
+    base, client, queue, clock = served
     token = _csrf(client, base)
     first = client.post(base + "/next", data={"csrf_token": token}, follow_redirects=False)
     assert first.headers["location"] == "/items/1"
@@ -103,4 +103,9 @@ def test_review_next_claims_the_oldest_free_item_and_says_when_none_is_left(serv
     assert second.headers["location"] == "/items/2"
     done = client.post(base + "/next", data={"csrf_token": token}, follow_redirects=True)
     assert "Nothing left to review." in done.text
+    assert "lease ran out" not in done.text
+    clock.current += timedelta(seconds=601)  # alice walked away: the list says the items are free again
+    assert client.get(base + "/").text.count("lease ran out: free to claim") == 2
+    again = client.post(base + "/next", data={"csrf_token": token}, follow_redirects=False)
+    assert again.headers["location"] == "/items/1"
     assert [queue.get(i).claimed_by for i in (1, 2)] == ["alice", "alice"]

@@ -192,6 +192,7 @@ def create_app(settings: Settings, queue: ReviewQueue | None = None) -> FastAPI:
                 "values": masked_values(item.extracted_values or {}, queue.doctypes.get(item.doc_type or "")),
                 "age": _age(current - item.created_at),
                 "reasons": sorted({r.get("code", "") for r in item.reasons}),
+                "lease_over": item.lease_expires_at is not None and item.lease_expires_at <= current,
             }
             for item in shown
         ]
