@@ -169,6 +169,34 @@ def test_reprocessing_a_reviewed_document_queues_it_again(queue: ReviewQueue, st
     assert queue.events(claim.item_id)[-1].action == "requeued"
 
 
+def test_a_rerun_that_accepts_the_document_withdraws_its_open_item(queue: ReviewQueue, store: ResultStore):
+    store.save(needs_review(1))
+    claim = queue.claim("alice")
+    store.save(needs_review(1).model_copy(update={"status": Status.ACCEPTED, "reasons": []}))
+    item = queue.get(claim.item_id)
+    assert (item.state, item.claimed_by) == ("withdrawn", None)
+    withdrawn = queue.events(claim.item_id)[-1]
+    assert (withdrawn.action, withdrawn.actor, withdrawn.before["state"]) == (
+        "withdrawn",
+        "pipeline",
+        "claimed",
+    )
+    with pytest.raises(ClaimConflict):
+        queue.decide(claim.item_id, "alice")
+
+
+def test_migrations_go_down_and_up_again(store: ResultStore):
+    from ocrflow.migrations import FOUNDATION, downgrade, upgrade
+
+    store.save(needs_review(1))
+    downgrade(store.engine, FOUNDATION)
+    assert current_revision(store.engine) == FOUNDATION
+    assert "review_events" not in inspect(store.engine).get_table_names()
+    upgrade(store.engine)
+    assert current_revision(store.engine) == head_revision()
+    assert [item.state for item in store.review_items()] == ["pending"]
+
+
 def test_twenty_reviewers_decide_two_hundred_items_each_exactly_once(
     queue: ReviewQueue, store: ResultStore, clock: Clock
 ):

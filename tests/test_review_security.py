@@ -86,6 +86,12 @@ def test_a_signed_in_reviewer_reaches_the_pages_and_the_cookie_is_locked_down(ap
         assert (cookie.get_nonstandard_attr("SameSite") or "").lower() == "strict"
         listing = client.get(base + "/")
         assert listing.status_code == 200 and "card.png" in listing.text
+        policy = listing.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in policy and "script-src 'nonce-" in policy
+        nonce = re.search(r"'nonce-([^']+)'", policy).group(1)
+        assert (
+            f'<script nonce="{nonce}">' in listing.text
+        )  # the page's one script runs, nothing injected would
         assert CARD not in listing.text and "6222***********3445" in listing.text  # masked in the list
         image = client.get(base + "/items/1/pages/1.png")
         assert image.status_code == 200 and image.content.startswith(b"\x89PNG")

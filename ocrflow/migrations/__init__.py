@@ -36,9 +36,18 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Migrate ``engine``'s database to ``revision``; cheap when it is there already."""
+    """Migrate ``engine``'s database up to ``revision``; cheap when it is there already."""
     if revision == "head" and current_revision(engine) == head_revision():
         return
+    _run(engine, command.upgrade, revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Migrate ``engine``'s database down to ``revision`` (undoing the later migrations)."""
+    _run(engine, command.downgrade, revision)
+
+
+def _run(engine: Engine, step, revision: str) -> None:
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             # Processes starting together would race to create the same tables; SQLite's
@@ -49,4 +58,4 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         context = MigrationContext.configure(connection)
         if context.get_current_revision() is None and inspect(connection).has_table("documents"):
             command.stamp(config, FOUNDATION)
-        command.upgrade(config, revision)
+        step(config, revision)
