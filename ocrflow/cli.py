@@ -21,6 +21,7 @@ from rich.table import Table
 
 from ocrflow.errors import OcrflowError
 from ocrflow.models import DocumentResult, Status
+from ocrflow.review.commands import print_item_history
 from ocrflow.review.commands import register as register_review_commands
 
 app = typer.Typer(
@@ -207,6 +208,7 @@ def review_show(
     for reason in result.reasons:
         where = "".join(f" {k}={v}" for k, v in (("field", reason.field), ("page", reason.page)) if v)
         console.print(f"- [{reason.stage.value}] {reason.code}: {reason.message}{where}", highlight=False)
+    print_item_history(store, document_id)
 
 
 @app.command()

@@ -65,6 +65,10 @@ def test_claim_correct_approve_reject_and_export(out: Path, tmp_path: Path):
     masked = _ok(["review", "export", "--out", str(out), "--mask"]).output
     assert CARD not in masked and VALID_CARD not in masked and "6222***********3446" in masked
 
+    shown = _ok(["review", "show", first.document_id[:10], "--out", str(out)]).output
+    assert "review item 1: corrected by alice" in shown
+    assert "claimed by alice" in shown and "corrected by alice" in shown and VALID_CARD not in shown
+
     listing = _ok(["review", "list", "--out", str(out), "--state", "all"]).output
     assert "corrected" in listing and "rejected" in listing and CARD not in listing
     store.engine.dispose()

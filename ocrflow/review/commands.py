@@ -293,3 +293,19 @@ def eval_from_reviews(results: Path, db: str | None, json_out: Path | None) -> N
     if json_out:
         figures = {name: scores.summary() for name, scores in sorted(engines.items())}
         json_out.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+def print_item_history(store, document_id: str) -> None:
+    """The document's review item, if it has one: state, holder and every audit event."""
+    from ocrflow.doctypes import load_doctypes
+
+    queue = ReviewQueue(store, load_doctypes())
+    try:
+        item = queue.find(document_id)
+    except OcrflowError:
+        return
+    holder = f" by {item.claimed_by}" if item.state == ReviewState.CLAIMED else ""
+    decided = f" by {item.decided_by}" if item.decided_by else ""
+    console.print(f"review item {item.id}: {item.state}{holder}{decided}", highlight=False)
+    for entry in queue.events(item.id):
+        console.print(f"  {entry.at:%Y-%m-%d %H:%M:%S} {entry.action} by {entry.actor}", highlight=False)
