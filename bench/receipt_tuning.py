@@ -90,7 +90,7 @@ def main() -> None:
         "--show",
         choices=["none", "wrong", "accepted", "all"],
         default="wrong",
-        help="which documents to list: accepted or wrong, accepted only, every one",
+        help="which documents to list: accepted or wrong, accepted only, every one (with right fields too)",
     )
     parser.add_argument("--only", default="", help="only documents whose id starts with this")
     args = parser.parse_args()
@@ -136,6 +136,11 @@ def main() -> None:
                 print(f"{gt['id']:<34} {mark:<13} {sorted(set(reasons))}")
                 for name, (got, want, confidence) in wrong.items():
                     print(f"    {name}: got {got!r} ({confidence}) want {want!r}")
+                if args.show == "all":
+                    # Right values too, with their confidence: how far each is from its threshold.
+                    for name in sorted(set(fields) - set(wrong)):
+                        value, confidence = fields[name]
+                        print(f"    {name}: ok {normalize_field(name, value)!r} ({confidence})")
         if tally["docs"]:
             accuracy = " | ".join(f"{right[n] / seen[n]:.0%}" if seen[n] else "-" for n in FIELDS)
             table.append(

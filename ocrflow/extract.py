@@ -364,6 +364,9 @@ def _by_total(spec: FieldSpec, rows_: list[Row]) -> list[Candidate]:
         chosen = strongest[-1]  # a total and its cash-rounded form: the rounded one is printed last
     # Several totals, or a payment the total does not account for: something was misread.
     others = [c for c in strongest if c is not chosen]
+    if change_values and not paid_values:
+        # Change given but no tendered amount found: the "total" may be what was tendered.
+        nets = {_minus(to_amount(chosen.raw), change) for change in change_values}
     payments = [Candidate(net, chosen.confidence, chosen.page) for net in sorted(nets)]
     return [chosen, *others, *payments]
 
