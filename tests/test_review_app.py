@@ -64,6 +64,25 @@ def test_the_list_filters_by_type_and_reason(served):
     assert "No items match." in old
 
 
+def test_the_list_masks_id_numbers_and_mrz_lines(served):
+    base, client, queue, _ = served
+    line2 = "L898902C36UTO7408122F1204159ZE184226B<<<<<10"
+    passport = needs_review(3).model_copy(
+        update={
+            "doc_type": "passport",
+            "fields": {
+                "document_number": FieldResult(value="L898902C3"),
+                "mrz_line2": FieldResult(value=line2),
+                "surname": FieldResult(value="ERIKSSON"),
+            },
+        }
+    )
+    queue.store.save(passport)
+    listing = client.get(base + "/", params={"type": "passport"}).text
+    assert "ERIKSSON" in listing
+    assert "L898902C3" not in listing and line2 not in listing and "L898*" in listing
+
+
 def test_live_validation_returns_messages_and_repairs_as_the_reviewer_types(served):
     base, client, queue, _ = served
     token = _csrf(client, base)
