@@ -4,7 +4,8 @@ Nothing here is written per document type. Each property's ``x-ocrflow`` hints n
 a locating strategy (``label``, ``pattern``, ``header``, ``address``, ``total``,
 ``mrz``), the label words, a pattern and a normaliser; see ``schemas/README.md``.
 A field's confidence is the OCR score of the text it came from, lowered where the
-strategy had to guess (no label, several disagreeing candidates).
+strategy had to guess (no label, traces of a misread). Candidates that disagree (two
+dates, a total the payment does not account for) make the field ``ambiguous``.
 """
 
 from __future__ import annotations
