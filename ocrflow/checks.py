@@ -108,7 +108,11 @@ class CnRic(NumberCheck):
         return clean(number, " -").upper().strip()
 
     def _validate(self, number: str) -> str:
-        return ric.validate(number)
+        try:
+            return ric.validate(number)
+        except KeyError as exc:
+            # stdnum's region table has prefixes without a county entry; such a region is unknown.
+            raise InvalidComponent() from exc
 
     def expected_check_digits(self, number: str) -> str | None:
         number = self.compact(number)

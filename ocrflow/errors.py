@@ -8,8 +8,11 @@ failures of the machinery, and they say whether trying again can help::
     ├── ConfigurationError      a setting is wrong; fix it and run again (user error)
     ├── InputError              a document cannot be read as given (permanent)
     ├── TransientError          try again later: rate limit, timeout, 5xx (retried)
-    └── PermanentError          trying again will not help (never retried)
-        └── EngineError         an OCR engine refused or failed on this input
+    ├── PermanentError          trying again will not help (never retried)
+    │   └── EngineError         an OCR engine refused or failed on this input
+    └── ReviewError             a review-queue operation cannot be done as asked
+        ├── ItemNotFound
+        └── ClaimConflict       someone else holds the item, or it was decided already
 
 Vendor SDK errors are translated into these where the SDK is called, by exception
 type and status code, never by message text. Prefect's task retries are gated by
@@ -59,6 +62,22 @@ class EngineError(PermanentError):
     """An OCR engine failed on a page in a way that retrying will not change."""
 
     code = "engine_failed"
+
+
+class ReviewError(OcrflowError):
+    """A queue operation that cannot be done as asked; the message says why."""
+
+    code = "review"
+
+
+class ItemNotFound(ReviewError):
+    code = "not_found"
+
+
+class ClaimConflict(ReviewError):
+    """Someone else holds the item, it was decided already, or the caller's lease ran out."""
+
+    code = "claim_conflict"
 
 
 def is_retryable(exc: BaseException) -> bool:

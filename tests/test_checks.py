@@ -72,6 +72,7 @@ def test_ric_compact_accepts_separators_and_lowercase_x() -> None:
         ("11010119900307A23" + "3", InvalidFormat),
         (ric_number("11010119901332123"), InvalidComponent),  # month 13
         (ric_number("99999919900307123"), InvalidComponent),  # no such region
+        (ric_number("63534819900101675"), InvalidComponent),  # a province stdnum lists without counties
     ],
 )
 def test_ric_invalid(number: str, error: type[Exception]) -> None:

@@ -13,9 +13,10 @@ import pytest
 from sqlalchemy import inspect
 
 from ocrflow.doctypes import load_doctypes
+from ocrflow.errors import ClaimConflict, ItemNotFound
 from ocrflow.migrations import current_revision, head_revision
 from ocrflow.models import Status
-from ocrflow.review.queue import ClaimConflict, ItemNotFound, ReviewQueue
+from ocrflow.review.queue import ReviewQueue
 from ocrflow.store import ResultStore, ReviewState, now
 from tests.review_support import CARD, needs_review
 

@@ -25,13 +25,13 @@ from fastapi.templating import Jinja2Templates
 
 from ocrflow.checks import FORMAT_CHECKS
 from ocrflow.doctypes import DocType, load_doctypes
-from ocrflow.errors import OcrflowError
+from ocrflow.errors import ClaimConflict, ItemNotFound, OcrflowError
 from ocrflow.masking import mask_value, masked_values
 from ocrflow.models import FieldResult
 from ocrflow.review.auth import Accounts, SignedIn, csrf_matches
 from ocrflow.review.decisions import live_errors
 from ocrflow.review.pages import page_png
-from ocrflow.review.queue import ClaimConflict, ItemNotFound, ReviewQueue
+from ocrflow.review.queue import ReviewQueue
 from ocrflow.review.suggestions import field_repairs
 from ocrflow.settings import Settings
 from ocrflow.store import ResultStore, ReviewState

@@ -25,29 +25,13 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from ocrflow.doctypes import DocType
-from ocrflow.errors import OcrflowError
+from ocrflow.errors import ClaimConflict, ItemNotFound
 from ocrflow.models import DocumentResult
 from ocrflow.review.decisions import Decision, changed_fields, decision_for, final_result, normalize_values
 from ocrflow.review.events import emit_review_completed
 from ocrflow.store import ResultStore, ReviewEventRow, ReviewItemRow, ReviewState, now, snapshot
 
 logger = logging.getLogger(__name__)
-
-
-class ReviewError(OcrflowError):
-    """A queue operation that cannot be done as asked; the message says why."""
-
-    code = "review"
-
-
-class ItemNotFound(ReviewError):
-    code = "not_found"
-
-
-class ClaimConflict(ReviewError):
-    """Someone else holds the item, it was decided already, or the caller's lease ran out."""
-
-    code = "claim_conflict"
 
 
 @dataclass(frozen=True)

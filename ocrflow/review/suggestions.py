@@ -25,23 +25,15 @@ for _a, _b in CONFUSIONS:
 def repairs(value: str, number_format: str) -> list[str]:
     """Every one-character confusion of ``value`` that passes the format's check, in order."""
     check = FORMAT_CHECKS.get(number_format)
-    if check is None or not value or _passes(check, value):
+    if check is None or not value or check.is_valid(value):
         return []
     found: list[str] = []
     for index, char in enumerate(value):
         for replacement in _SWAPS.get(char, ()):
             candidate = value[:index] + replacement + value[index + 1 :]
-            if candidate not in found and _passes(check, candidate):
+            if candidate not in found and check.is_valid(candidate):
                 found.append(candidate)
     return found
-
-
-def _passes(check, candidate: str) -> bool:
-    try:
-        return check.is_valid(candidate)
-    except KeyError:
-        # stdnum's cn.ric looks birth places up in a table some regions lack entries for.
-        return False
 
 
 def field_repairs(fields: dict[str, FieldResult], doctype: DocType | None) -> dict[str, list[str]]:
