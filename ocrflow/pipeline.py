@@ -114,7 +114,8 @@ def finish(
 ) -> DocumentResult:
     """Route the document, then store its outcome durably before anyone acts on it."""
     doctype = ctx.doctypes.get(extraction.doc_type) if extraction else None
-    status, reasons = decide(ingested, ocr_results, ocr_failures, extraction, doctype, type_reason)
+    rule = ctx.settings.review.rule_for(extraction.doc_type if extraction else None)
+    status, reasons = decide(ingested, ocr_results, ocr_failures, extraction, doctype, type_reason, rule)
     result = build_result(ingested, pages, ocr_results, extraction, status, reasons)
     ctx.store.save(result)
     return result

@@ -116,6 +116,15 @@ def test_rules_come_from_settings_by_document_type():
     assert ReviewOptions().rule_for("receipt") is None
 
 
+def test_a_settings_rule_routes_a_real_document_through_the_pipeline(tmp_path: Path, engine):
+    # The same audit as below, asked for in settings (OCRFLOW_REVIEW__RULES) instead of the schema.
+    rules = {"bank_card": ReviewRule(audit_percent=100)}
+    ctx = Context(Settings(out_dir=tmp_path / "out", review=ReviewOptions(rules=rules)), given_engine=engine)
+    result = process_document(ctx, EXAMPLES / "bank_card_valid.png", "bank_card")
+    assert result.status is Status.NEEDS_REVIEW
+    assert [r.code for r in result.reasons] == ["audit_sample"]
+
+
 def _schema_with_review(tmp_path: Path, review: dict) -> Path:
     folder = tmp_path / "schemas"
     folder.mkdir(exist_ok=True)
