@@ -159,6 +159,23 @@ def test_a_noisy_scan_is_denoised_and_the_noise_recorded(tmp_path):
     assert denoise.applied, denoise.detail
     assert denoise.measurements["impulse_share"] > 0.004
     assert denoise.measurements["impulse_share_after"] < 0.1 * denoise.measurements["impulse_share"]
+    switched_off = _steps(preprocess(page, PreprocessOptions(denoise=False), work_dir=tmp_path))["denoise"]
+    assert not switched_off.applied
+
+
+@pytest.mark.parametrize("method", ["median", "nlmeans"])
+def test_sensor_noise_is_measured_and_filtered_by_the_chosen_method(tmp_path, method):
+    scan = cv2.imread(str(eval_dev("receipts/sroie_020.jpg")))
+    grain = np.random.default_rng(7).normal(0, 10, scan.shape[:2])[..., None]
+    page = _save(np.clip(scan + grain, 0, 255).astype(np.uint8), tmp_path / "grainy.png")
+
+    denoise = _steps(preprocess(page, PreprocessOptions(denoise_method=method), work_dir=tmp_path))["denoise"]
+
+    assert denoise.applied, denoise.detail
+    assert denoise.detail.startswith(method)
+    # Paper at 255 clips half the grain, so the estimate reads below the added 10.
+    assert denoise.measurements["noise_sigma"] > 4
+    assert denoise.measurements["noise_sigma_after"] < 0.5 * denoise.measurements["noise_sigma"]
 
 
 def test_every_step_can_be_switched_off(tmp_path):
