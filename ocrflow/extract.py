@@ -473,18 +473,21 @@ def _choose(spec: FieldSpec, candidates: list[Candidate], rows_: list[Row]) -> F
     # ask a person. Unless the schema says later matches are the same thing in another form
     # (a bank's name in two scripts).
     if len(set(values)) > 1 and spec.hints.get("pick") != "first":
-        result.errors.append(_ambiguity(spec, candidates, values))
+        readings = [v if v is not None else c.raw for c, v in zip(candidates, values, strict=True)]
+        result.errors.append(_ambiguity(spec, [value or chosen.raw, *readings]))
     return result
 
 
-def _ambiguity(spec: FieldSpec, candidates: list[Candidate], values: list[str | None]) -> FieldError:
-    """An ``ambiguous`` error naming the different readings (masked for ID and card numbers)."""
-    readings = list(
-        dict.fromkeys(v if v is not None else c.raw for c, v in zip(candidates, values, strict=True))
-    )
-    shown = ", ".join(mask_value(r) if spec.masked_in_views else repr(r) for r in readings[:4])
+def _ambiguity(spec: FieldSpec, readings: list[str]) -> FieldError:
+    """An ``ambiguous`` error naming the different readings, the one kept first.
+
+    ID, card and MRZ numbers are shown masked, as everywhere a person monitors runs.
+    """
+    distinct = list(dict.fromkeys(readings))
+    secret = spec.masked_in_views or spec.format in checks.FORMAT_CHECKS
+    shown = ", ".join(mask_value(r) if secret else repr(r) for r in distinct[:4])
     message = (
-        f"{spec.title}: the document gives {len(readings)} different values ({shown}); the first was taken"
+        f"{spec.title}: the document gives {len(distinct)} different values ({shown}); the first was kept"
     )
     return FieldError(code="ambiguous", message=message)
 

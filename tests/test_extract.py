@@ -422,3 +422,12 @@ def test_real_month_first_date(engine, doctypes):
     image = eval_dev("receipts/wildreceipt_2a0a5634b5d0.jpeg")
     date = extract([engine.recognize(image, OcrTask.TEXT_RECOGNITION)], doctypes["receipt"]).fields["date"]
     assert (date.value, date.errors) == ("2017-03-05", [])  # printed "Date: Mar 05, 2017"
+
+
+def test_an_ambiguous_card_number_is_shown_masked(doctypes):
+    page = _page("中国工商银行", "6222 0212 3456 7894", "6222 0212 3456 7902")
+    card = extract([page], doctypes["bank_card"]).fields["card_number"]
+    assert [e.code for e in card.errors] == ["ambiguous"]
+    message = card.errors[0].message
+    assert "6222********7894" in message and "6222********7902" in message
+    assert "02123456" not in message
