@@ -232,6 +232,74 @@ def test_prefect_deploy_all_registers_every_deployment(server, client):
     assert _automations(client) == _expected_triggers()
 
 
+def test_several_process_workers_share_the_runs(server, client, tmp_path):
+    """The scale configuration: PostgreSQL behind the server, one-run-at-a-time workers on the pool."""
+    if server.kind != "postgres":
+        pytest.skip("docs/scaling.md's configuration is the PostgreSQL one")
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    env = {**server.env, "OCRFLOW_HOME": str(ROOT), "PREFECT_WORKER_QUERY_SECONDS": "1"}
+    # Idempotent, so this test does not depend on the ones above (or on serve re-registering).
+    assert _ocrflow(server, "setup").returncode == 0
+    deployed = subprocess.run(
+        [BIN / "prefect", "--no-prompt", "deploy", "--name", "process-documents"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+    workers = []
+    for i in range(2):
+        with (tmp_path / f"worker-{i}.log").open("w") as log:
+            workers.append(
+                subprocess.Popen(
+                    [
+                        BIN / "prefect",
+                        "worker",
+                        "start",
+                        "--pool",
+                        "ocrflow",
+                        "--limit",
+                        "1",
+                        "--name",
+                        f"w{i}",
+                    ],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    try:
+        with client() as c:
+            deployment = c.read_deployment_by_name("process-documents/process-documents")
+            ids = [
+                c.create_flow_run_from_deployment(
+                    deployment.id,
+                    parameters={"paths": [str(EXAMPLES / name)], "out": str(tmp_path / f"out-{i}")},
+                ).id
+                for i, name in enumerate(("bank_card_valid.png", "receipt_valid.png"))
+            ]
+
+        def finished():
+            with client() as c:
+                runs = c.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
+            return all(r.state.is_final() for r in runs)
+
+        _wait_for(finished, "the runs on the workers", None, tmp_path)
+    finally:
+        for worker in workers:
+            _stop(worker)
+    with client() as c:
+        runs = c.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
+    assert all(r.state.is_completed() for r in runs), [r.state for r in runs]
+    assert len(list(tmp_path.glob("out-*/*.json"))) == 2
+    # Each worker takes one run at a time, so the two runs created together went to both workers.
+    logs = [(tmp_path / f"worker-{i}.log").read_text() for i in range(2)]
+    assert all(any(str(i) in log for i in ids) for log in logs), logs
+
+
 @pytest.fixture(scope="module")
 def home(server, tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("ocrflow-home")
