@@ -64,9 +64,10 @@ def test_requests_keep_to_the_shared_rate(inbox: Path, tmp_path: Path, fake_dash
 
     assert len(results) == len(PAGES) and len(fake_dashscope.requests) == len(PAGES)
     arrivals = sorted(r.at for r in fake_dashscope.requests)
-    gaps = [later - earlier for earlier, later in pairwise(arrivals)]
-    # One slot decaying at 1 per second: requests start a second apart, less the server's rounding.
-    assert min(gaps) > 0.8, gaps
+    # One slot decaying at 1 per second: slots are taken a second apart. A request leaves a moment
+    # after its slot (the first also imports the SDK), so arrivals may bunch by that much, no more.
+    assert arrivals[-1] - arrivals[0] > len(PAGES) - 1 - 0.6, arrivals
+    assert all(later - earlier > 0.3 for earlier, later in pairwise(arrivals)), arrivals
     assert not _warnings(caplog, limits.name)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 import requests
+from dashscope import MultiModalConversation
 
 from ocrflow.engines._api import Answer, ApiEngine, Prepared
 from ocrflow.engines._remote import PARTIAL_RESPONSE_HEADER, KeySource, redact, resolve_api_key, status_error
@@ -59,8 +60,6 @@ class DashScopeEngine(ApiEngine):
         return prompt_for(task, "qwen-ocr", result_schema=schema)
 
     def _ask(self, pages: list[Prepared], task: OcrTask, schema: dict[str, Any] | None, label: str) -> Answer:
-        from dashscope import MultiModalConversation
-
         key = resolve_api_key(self._keys)
         if key is None:
             raise ConfigurationError(f"no DashScope API key: {self._keys.describe()}")

@@ -21,7 +21,9 @@ the error type. A response marked ``x-dashscope-partialresponse: true`` is incom
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import openai
 
 from ocrflow.engines._api import Answer, ApiEngine, Prepared
 from ocrflow.engines._parse import parse_words
@@ -30,9 +32,6 @@ from ocrflow.engines.prompts import SUPPORTED_TASKS, prompt_for
 from ocrflow.errors import ConfigurationError, OcrflowError, TransientError
 from ocrflow.models import OcrTask, Usage
 from ocrflow.settings import ApiLimits, CostOptions, OpenAIOptions
-
-if TYPE_CHECKING:
-    from openai import OpenAI
 
 NO_KEY = "EMPTY"
 """What vLLM's documentation passes as the key to a server started without one."""
@@ -56,7 +55,7 @@ class OpenAICompatEngine(ApiEngine):
         self._hosted = self.options.base_url is None
         self._service = "DashScope" if self._hosted else f"the server at {self.options.api_url}"
         self._lock = threading.Lock()
-        self._client_cache: tuple[str, OpenAI] | None = None
+        self._client_cache: tuple[str, openai.OpenAI] | None = None
         super().__init__(
             cost_options=cost_options, max_input_tokens=self.options.max_input_tokens, limits=limits
         )
@@ -69,13 +68,11 @@ class OpenAICompatEngine(ApiEngine):
             task, self.options.prompt_style, result_schema=schema, language=self.options.qwen_prompt_language
         )
 
-    def _client(self, key: str) -> OpenAI:
-        from openai import OpenAI
-
+    def _client(self, key: str) -> openai.OpenAI:
         # One client (and connection pool) per key, shared by the threads reading pages.
         with self._lock:
             if self._client_cache is None or self._client_cache[0] != key:
-                client = OpenAI(
+                client = openai.OpenAI(
                     api_key=key,
                     base_url=self.options.api_url,
                     timeout=self.options.timeout_seconds,
@@ -92,8 +89,6 @@ class OpenAICompatEngine(ApiEngine):
         return part
 
     def _ask(self, pages: list[Prepared], task: OcrTask, schema: dict[str, Any] | None, label: str) -> Answer:
-        import openai
-
         key = resolve_api_key(self._keys)
         if key is None:
             if self._hosted:
