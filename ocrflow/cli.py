@@ -133,10 +133,15 @@ def run(
         watcher.join()
     console.print(_summary_table(results, doctypes))
     counts = Counter(r.status.value for r in results)
-    skipped = total - len(results)
+    from ocrflow.cost import read_pending
+
+    pending = len(read_pending(out))
+    # Earlier runs' pending documents may have been taken too, so the count is never below zero.
+    skipped = max(0, total - len(results) - pending)
     console.print(
         ", ".join(f"{counts.get(s.value, 0)} {s.value}" for s in Status)
         + (f", {skipped} skipped (already processed; --reprocess to redo)" if skipped else "")
+        + (f", {pending} pending (token budget reached; the next run takes them first)" if pending else "")
         + f". Results in {out}/"
     )
 

@@ -123,3 +123,19 @@ def test_a_rerun_pays_nothing_and_says_what_the_cache_saved(inbox: Path, tmp_pat
     assert "Pending" not in summary and "Token budget" not in summary
     stored = json.loads(next(out.glob(f"{first[0].document_id}.json")).read_text())
     assert stored["usage"]["input_tokens"] == 0, "the stored result says what this run paid"
+
+
+def test_the_cli_says_how_many_documents_wait(inbox: Path, tmp_path: Path, fake_dashscope, monkeypatch):
+    from typer.testing import CliRunner
+
+    from ocrflow.cli import app
+
+    estimates = {e.path.name: e.tokens for e in estimate([inbox], Settings(), "qwen-vl-ocr")}
+    monkeypatch.setenv("OCRFLOW_ENGINE", "dashscope")
+    monkeypatch.setenv("OCRFLOW_DASHSCOPE__BASE_URL", fake_dashscope.native_url)
+    monkeypatch.setenv("OCRFLOW_COST__TOKEN_BUDGET", str(estimates[NAMES[0]]))
+    result = CliRunner().invoke(app, ["run", str(inbox), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())  # rich wraps lines at the terminal's width
+    assert "3 pending (token budget reached; the next run takes them first)" in said
+    assert "skipped" not in said
