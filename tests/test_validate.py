@@ -459,3 +459,13 @@ def test_bundled_schemas() -> None:
                     for e in blocking_errors(value, doc.fields.get(field))
                 ]
     assert not problems, "\n".join(problems)
+
+
+def test_a_digit_in_an_mrz_name_is_a_misread() -> None:
+    # Names are not covered by check digits; 0 for O in "VZOR" (a real eval-dev read) must not pass.
+    line1 = "P<CZESPECIMEN<<VZ0R".ljust(44, "<")
+    values = {**ERIKSSON, "mrz_line1": line1, "surname": "SPECIMEN", "given_names": "VZ0R"}
+    passport = load_doctypes()["passport"]
+    result = validate(extraction(passport, **values), passport)
+    assert codes(result, "given_names") == ["schema"]
+    assert codes(result, "surname") == []
