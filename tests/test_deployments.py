@@ -523,3 +523,19 @@ def test_dask_task_runner_runs_the_flow_in_worker_processes(server, client, tmp_
             task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=[f"ocr {n} p1" for n in names]))
         )
     assert len(ocr_runs) >= 2 and all(r.state.is_completed() for r in ocr_runs)
+
+
+def test_served_inbox_run_skips_what_was_already_processed(client, home, served, upload_run):
+    inbox = _deployment(client, "process-inbox")
+    assert [s.schedule.cron for s in inbox.schedules] == ["*/15 * * * *"]
+    assert inbox.global_concurrency_limit.limit == 1
+    # The uploads of the tests above are all in the inbox and all processed: a run finds nothing new.
+    files = sorted(p.name for p in (home / "inbox").iterdir() if not p.name.startswith("."))
+    with client() as c:
+        flow_run = c.create_flow_run_from_deployment(inbox.id)
+    _wait_for(lambda: _flow_runs(client, "process-inbox")[0].state.is_final(), "the inbox run", served, home)
+    (run,) = _flow_runs(client, "process-inbox")
+    assert run.id == flow_run.id and run.state.is_completed(), run.state
+    assert run.name == f"inbox 'inbox' ({len(files)} files)"
+    summary = _artifacts(client, run.id)["ocrflow-summary"].data
+    assert summary.startswith("# ocrflow: 0 documents")  # every document skipped by its hash
