@@ -272,6 +272,13 @@ def test_several_process_workers_share_the_runs(server, client, tmp_path):
                 )
             )
     try:
+
+        def both_polling():
+            with client() as c:
+                return {w.name for w in c.read_workers_for_work_pool("ocrflow")} >= {"w0", "w1"}
+
+        # Runs created before both poll could all go to the first worker up.
+        _wait_for(both_polling, "both workers to poll", None, tmp_path)
         with client() as c:
             deployment = c.read_deployment_by_name("process-documents/process-documents")
             ids = [
