@@ -158,15 +158,17 @@ def process_documents(
             skipped_ids.add(document_id)
             continue
         seen.add(document_id)
-        tokens = (
+        estimate = (
             document_tokens(ingested.pages, ctx.engine.model, settings.cost)
             if budget.limit is not None
             else 0
         )
+        tokens = budget.expected(estimate)
         fits = budget.reserve(tokens)
         while not fits and in_flight:
             # What a document really cost is known when it finishes: settle those before deciding.
             finish_oldest()
+            tokens = budget.expected(estimate)
             fits = budget.reserve(tokens)
         if not fits:
             logger.warning(

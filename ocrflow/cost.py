@@ -375,7 +375,8 @@ class TokenBudget:
     replaces the reservation with the tokens actually billed (input + output), or
     :meth:`release` gives it back if nothing was sent. ``limit=None`` means no limit.
     The answer's tokens are known only afterwards, so a run can overshoot by the output
-    of the documents in flight, never by a whole new document.
+    of the documents in flight, never by a whole new document; :meth:`expected` narrows
+    that by scaling estimates with what finished documents really cost.
     """
 
     def __init__(self, limit: int | None) -> None:
@@ -384,7 +385,20 @@ class TokenBudget:
         self.limit = limit
         self._spent = 0
         self._reserved = 0
+        self._settled_estimates = 0
+        self._settled_actual = 0
         self._lock = threading.Lock()
+
+    def expected(self, estimate: int) -> int:
+        """``estimate`` scaled by what finished documents cost against their own estimates.
+
+        Image-token estimates leave out the prompt and the answer, which the bill includes;
+        once documents have finished, their ratio (never below 1) sizes the next reservations.
+        """
+        with self._lock:
+            if not self._settled_estimates:
+                return estimate
+            return math.ceil(estimate * max(1.0, self._settled_actual / self._settled_estimates))
 
     def reserve(self, tokens: int) -> bool:
         """Hold ``tokens`` for a document if they fit in what is left; False leaves it pending."""
@@ -399,6 +413,10 @@ class TokenBudget:
         with self._lock:
             self._reserved = max(0, self._reserved - reserved)
             self._spent += actual
+            if actual and reserved:
+                # Documents that paid nothing (cached, failed before sending) say nothing of the ratio.
+                self._settled_estimates += reserved
+                self._settled_actual += actual
 
     def release(self, reserved: int) -> None:
         """Give back a reservation whose document sent nothing (it failed before OCR)."""

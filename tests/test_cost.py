@@ -184,8 +184,16 @@ def _text_page(path: Path, *, font_scale: float, size: tuple[int, int] = (1600, 
     (_, cap), _ = cv2.getTextSize("H", cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
     y = 3 * cap
     while y < height - cap:
-        cv2.putText(page, "INVOICE 2024 TOTAL DUE 1234.56 ACME", (40, y), cv2.FONT_HERSHEY_SIMPLEX,
-                    font_scale, 0, thickness, cv2.LINE_AA)
+        cv2.putText(
+            page,
+            "INVOICE 2024 TOTAL DUE 1234.56 ACME",
+            (40, y),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            font_scale,
+            0,
+            thickness,
+            cv2.LINE_AA,
+        )
         y += 3 * cap
     cv2.imwrite(str(path), page)
     return cap
@@ -316,3 +324,20 @@ def test_budget_is_exact_under_concurrent_reservations():
         thread.join()
     assert sum(granted) == 5000
     assert budget.spent + budget.reserved == 5000 and budget.remaining == 0
+
+
+def test_estimates_grow_by_what_finished_documents_really_cost():
+    budget = TokenBudget(10_000)
+    assert budget.expected(1000) == 1000, "nothing finished yet: the estimate as it is"
+    budget.reserve(1000)
+    budget.record(1250, reserved=1000)  # the prompt and the answer came on top of the image
+    assert budget.expected(2000) == 2500
+    budget.reserve(500)
+    budget.release(500)  # sent nothing: says nothing about the ratio
+    budget.reserve(800)
+    budget.record(0, reserved=800)  # answered from the cache: neither
+    assert budget.expected(2000) == 2500
+    cheap = TokenBudget(None)
+    cheap.reserve(1000)
+    cheap.record(900, reserved=1000)
+    assert cheap.expected(1000) == 1000, "never below the estimate"
