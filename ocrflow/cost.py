@@ -10,7 +10,7 @@ Adaptive mode (:func:`adaptive_max_pixels`) measures how tall a page's text is a
 the page the smallest pixel budget that keeps it at least ``legible_text_height`` pixels
 tall after resizing; a page of large print then costs a fraction of the default.
 
-:class:`TokenBudget` and :func:`plan_within_budget` keep a run within ``token_budget``:
+:class:`TokenBudget` keeps a run within ``token_budget``:
 documents whose estimate does not fit are not submitted and stay pending, listed in
 ``<out>/pending.json`` (:func:`read_pending`, :func:`write_pending`) for the next run.
 """
@@ -24,7 +24,6 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -439,24 +438,6 @@ class TokenBudget:
             if self.limit is None:
                 return None
             return max(0, self.limit - self._spent - self._reserved)
-
-
-T = TypeVar("T")
-
-
-def plan_within_budget(documents: Sequence[tuple[T, int]], budget: TokenBudget) -> tuple[list[T], list[T]]:
-    """Split ``(document, estimated tokens)`` pairs into those to submit now and those left pending.
-
-    In the given order, each document that fits is reserved and submitted; one that does not
-    is passed over (a later, smaller one may still fit) and stays pending for the next run,
-    with nothing about it lost. The caller must :meth:`TokenBudget.record` or
-    :meth:`TokenBudget.release` every submitted document's estimate.
-    """
-    submit: list[T] = []
-    pending: list[T] = []
-    for document, tokens in documents:
-        (submit if budget.reserve(tokens) else pending).append(document)
-    return submit, pending
 
 
 # --- documents left pending -------------------------------------------------------------------

@@ -17,7 +17,6 @@ from ocrflow.cost import (
     image_tokens,
     model_family,
     pixel_bounds,
-    plan_within_budget,
     smart_resize,
     text_height,
     usage_cost,
@@ -268,11 +267,9 @@ def test_adaptive_ceiling_follows_a_configured_max_pixels(tmp_path: Path):
 # --- the token budget ------------------------------------------------------------------------------
 
 
-def test_plan_within_budget_leaves_what_does_not_fit_pending():
+def test_a_document_that_does_not_fit_is_passed_over_and_a_smaller_one_still_goes():
     budget = TokenBudget(100)
-    submit, pending = plan_within_budget([("a", 60), ("b", 50), ("c", 30), ("d", 200)], budget)
-    assert submit == ["a", "c"]
-    assert pending == ["b", "d"]  # not rejected, not lost: every document is in one list
+    assert [budget.reserve(tokens) for tokens in (60, 50, 30, 200)] == [True, False, True, False]
     assert budget.reserved == 90 and budget.remaining == 10
 
 
@@ -288,19 +285,15 @@ def test_record_replaces_the_reservation_with_actual_usage():
 
 
 def test_a_later_run_submits_what_was_pending():
-    documents = [("a", 700), ("b", 700)]
     first = TokenBudget(1000)
-    submit, pending = plan_within_budget(documents, first)
+    assert first.reserve(700) and not first.reserve(700)
     first.record(710, reserved=700)
-    assert submit == ["a"] and pending == ["b"]
-    second, _ = plan_within_budget([d for d in documents if d[0] in pending], TokenBudget(1000))
-    assert second == ["b"]
+    assert TokenBudget(1000).reserve(700), "the next run has its own budget"
 
 
 def test_no_limit_submits_everything():
     budget = TokenBudget(None)
-    submit, pending = plan_within_budget([("a", 10**9), ("b", 10**9)], budget)
-    assert submit == ["a", "b"] and pending == [] and budget.remaining is None
+    assert budget.reserve(10**9) and budget.reserve(10**9) and budget.remaining is None
 
 
 def test_budget_is_exact_under_concurrent_reservations():
