@@ -469,3 +469,11 @@ def test_a_digit_in_an_mrz_name_is_a_misread() -> None:
     result = validate(extraction(passport, **values), passport)
     assert codes(result, "given_names") == ["schema"]
     assert codes(result, "surname") == []
+
+
+def test_country_codes_are_letters_and_germany_is_d() -> None:
+    passport = load_doctypes()["passport"]
+    german = validate(extraction(passport, nationality="D", issuing_country="D"), passport)
+    misread = validate(extraction(passport, nationality="UT0", issuing_country="UTO"), passport)
+    assert codes(german, "nationality") == [] and codes(german, "issuing_country") == []
+    assert codes(misread, "nationality") == ["schema"] and codes(misread, "issuing_country") == []
