@@ -91,3 +91,18 @@ def test_outside_a_flow_run_the_engine_does_not_ask_prefect(fake_dashscope, tmp_
     engine.recognize(tmp_path / "page.png", OcrTask.TEXT_RECOGNITION)
     assert len(fake_dashscope.requests) == 1
     assert not _warnings(caplog, limits.name), "a plain script has no shared limit to miss"
+
+
+def test_an_unreachable_prefect_api_is_a_transient_error_so_the_page_is_retried():
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from ocrflow.engines._ratelimit import SharedRateLimit
+    from ocrflow.errors import TransientError, is_retryable
+
+    limit = SharedRateLimit(ApiLimits())
+    with (
+        temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}),
+        pytest.raises(TransientError) as caught,
+    ):
+        limit._take_slot()  # what acquire() does once it knows the limit exists
+    assert caught.value.code == "rate_limit_unavailable" and is_retryable(caught.value)
