@@ -44,6 +44,10 @@ def outcome_rows(results: Sequence[DocumentResult], doctypes: dict[str, DocType]
                 )
                 or "-",
                 "fields": shown or "-",
+                # What this document's API calls were billed, as each response reported it.
+                "tokens": f"{result.usage.input_tokens + result.usage.output_tokens:,}"
+                if result.usage.input_tokens or result.usage.output_tokens
+                else "-",
             }
         )
     return rows

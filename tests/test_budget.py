@@ -49,13 +49,23 @@ def settings_for(fake, budget: int | None) -> Settings:
     )
 
 
-async def _summary(flow_run_id) -> str:
+async def _artifact(key: str, flow_run_id):
     async with get_client() as client:
         artifacts = await client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["ocrflow-summary"]))
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
         )
-    (summary,) = [a for a in artifacts if a.flow_run_id == flow_run_id]
-    return summary.data
+    (artifact,) = [a for a in artifacts if a.flow_run_id == flow_run_id]
+    return artifact.data
+
+
+async def _summary(flow_run_id) -> str:
+    return await _artifact("ocrflow-summary", flow_run_id)
+
+
+def _row(table, result) -> dict[str, str]:
+    rows = json.loads(table) if isinstance(table, str) else table
+    (row,) = [row for row in rows if row["id"] == result.document_id[:12]]
+    return row
 
 
 def test_budget_leaves_the_rest_pending_and_the_next_run_takes_them_first(
@@ -85,6 +95,10 @@ def test_budget_leaves_the_rest_pending_and_the_next_run_takes_them_first(
     assert all(p.estimated_tokens > estimates[p.path.name] for p in pending)
     assert all(store.status_of(p.document_id) is None for p in pending)
 
+    table = asyncio.run(_artifact("ocrflow-outcomes", state.state_details.flow_run_id))
+    for result in results:
+        billed = f"{result.usage.input_tokens + result.usage.output_tokens:,}"
+        assert {"document": Path(result.source).name, "tokens": billed}.items() <= _row(table, result).items()
     summary = asyncio.run(_summary(state.state_details.flow_run_id))
     used = sum(r.usage.input_tokens + r.usage.output_tokens for r in results)
     cost = (
