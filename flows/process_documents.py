@@ -12,7 +12,6 @@ and goes first in the next run.
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +99,8 @@ def _failed(future: PrefectFuture) -> BaseException | None:
 @flow(
     name="process-documents",
     flow_run_name=_run_name,
-    task_runner=ThreadPoolTaskRunner(max_workers=max(os.cpu_count() or 1, 2)),
+    # Read when a worker imports the flow, so each worker's OCRFLOW_TASK_THREADS applies.
+    task_runner=ThreadPoolTaskRunner(max_workers=Settings().flow_threads),
     validate_parameters=True,
 )
 def process_documents(

@@ -7,6 +7,7 @@ between nested names, e.g. ``OCRFLOW_INGEST__PDF_DPI=150`` or
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -214,6 +215,9 @@ class Settings(BaseSettings):
     schema_dir: Path | None = None
     """Extra document-type schemas, beside the bundled ones."""
     engine: str = "local"
+    task_threads: int = Field(0, ge=0)
+    """Tasks a flow run works on at once; 0: the machine's cores (at least 2). Raise it for API
+    engines, which wait on the network; set it to a pod's CPU limit, which ``os.cpu_count()`` does not see."""
     ingest: IngestOptions = Field(default_factory=IngestOptions)
     preprocess: PreprocessOptions = Field(default_factory=PreprocessOptions)
     local_engine: LocalEngineOptions = Field(default_factory=LocalEngineOptions)
@@ -224,7 +228,11 @@ class Settings(BaseSettings):
     openai: OpenAIOptions = Field(default_factory=OpenAIOptions)
     api_limits: ApiLimits = Field(default_factory=ApiLimits)
     review_url: str | None = None
-    """Root of the review web app (e.g. ``http://review.example:8080``); run summaries link to ``/items/{id}``."""
+    """Root of the review web app (``http://review.example:8080``); run summaries link to ``/items/{id}``."""
+
+    @property
+    def flow_threads(self) -> int:
+        return self.task_threads or max(os.cpu_count() or 1, 2)
 
     @property
     def work_dir(self) -> Path:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, Fl
 
 from flows.process_documents import process_documents
 from ocrflow.models import Status
+from ocrflow.settings import Settings
 from tests.conftest import EXAMPLES
 
 
@@ -90,3 +94,14 @@ def test_second_run_skips_what_is_already_stored(inbox: Path, tmp_path: Path):
     redone = process_documents(paths=[str(inbox / "cn_id_card_valid.png")], out=str(out), reprocess=True)
     assert len(first) == 1 and again == [] and len(redone) == 1
     assert redone[0].document_id == first[0].document_id
+
+
+def test_a_workers_task_threads_setting_sizes_the_flows_thread_pool():
+    # Read when the flow is imported, as a worker does for each run: in a pod, os.cpu_count() is the node's.
+    code = "from flows.process_documents import process_documents as f; print(f.task_runner._max_workers)"
+    env = {**os.environ, "OCRFLOW_TASK_THREADS": "7"}
+    threads = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert threads.stdout.split()[-1] == "7"
+    assert Settings().flow_threads >= 2
