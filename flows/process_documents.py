@@ -34,11 +34,20 @@ from ocrflow.doctypes import get_doctype
 from ocrflow.errors import OcrflowError
 from ocrflow.ingest import discover, unreadable
 from ocrflow.models import DocumentResult, IngestResult, Reason, Stage, Status, Usage
+from ocrflow.ocr import packs_pages
 from ocrflow.pipeline import AUTO, Context, ocr_failure
 from ocrflow.report import Spend, outcome_rows, summary_markdown
 from ocrflow.routing import failure_result
 from ocrflow.settings import Settings
-from tasks import context_for, finish_task, ingest_task, interpret_task, preprocess_task, recognize_task
+from tasks import (
+    context_for,
+    finish_task,
+    ingest_task,
+    interpret_task,
+    preprocess_task,
+    recognize_document_task,
+    recognize_task,
+)
 
 
 def _run_name() -> str:
@@ -51,7 +60,8 @@ def _run_name() -> str:
 class _Submitted:
     ingested: IngestResult
     pages: list[PrefectFuture]
-    ocr: list[PrefectFuture]
+    ocr: list[PrefectFuture] | PrefectFuture
+    """One future per page, or one for the whole document when its pages are packed."""
     reserved_tokens: int
 
 
@@ -182,9 +192,13 @@ def process_documents(
             continue
         labels = [f"{ingested.source.path.name} p{page.page_number}" for page in ingested.pages]
         pages = preprocess_task.map(list(ingested.pages), settings=unmapped(settings), label=labels)
-        ocr = recognize_task.map(
-            pages, settings=unmapped(settings), doc_type=unmapped(doc_type), label=labels
-        )
+        if len(pages) > 1 and packs_pages(ctx.engine, ctx.known_doctype(doc_type)):
+            label = f"{ingested.source.path.name} p1-{len(pages)}"
+            ocr = recognize_document_task.submit(pages, settings, doc_type, label=label)
+        else:
+            ocr = recognize_task.map(
+                pages, settings=unmapped(settings), doc_type=unmapped(doc_type), label=labels
+            )
         in_flight.append(_Submitted(ingested, pages, ocr, tokens))
     while in_flight:
         finish_oldest()
@@ -212,17 +226,23 @@ def process_documents(
     return results
 
 
+def _ocr_error(exc: BaseException) -> OcrflowError:
+    return exc if isinstance(exc, OcrflowError) else OcrflowError(str(exc), code="ocr_failed")
+
+
 def _finish_document(
     ctx: Context,
     settings: Settings,
     doc_type: str,
     ingested: IngestResult,
     page_futures: list[PrefectFuture],
-    ocr_futures: list[PrefectFuture],
+    ocr_futures: list[PrefectFuture] | PrefectFuture,
 ) -> DocumentResult:
     """Collect one document's page results and store its outcome, whatever failed."""
     pages, ocr_results, failures = [], [], []
-    for page, page_future, ocr_future in zip(ingested.pages, page_futures, ocr_futures, strict=True):
+    packed = not isinstance(ocr_futures, list)
+    per_page = [None] * len(page_futures) if packed else ocr_futures
+    for page, page_future, ocr_future in zip(ingested.pages, page_futures, per_page, strict=True):
         if exc := _failed(page_future):
             failures.append(
                 Reason(
@@ -234,11 +254,18 @@ def _finish_document(
             )
             continue
         pages.append(page_future.result())
+        if packed:
+            continue
         if exc := _failed(ocr_future):
-            error = exc if isinstance(exc, OcrflowError) else OcrflowError(str(exc), code="ocr_failed")
-            failures.append(ocr_failure(page, error))
+            failures.append(ocr_failure(page, _ocr_error(exc)))
             continue
         ocr_results.append(ocr_future.result())
+    if packed and pages:
+        # A packed request needs every page; one page failing its preprocessing stops it.
+        if exc := _failed(ocr_futures):
+            failures.extend(ocr_failure(page, _ocr_error(exc)) for page in pages)
+        else:
+            ocr_results.extend(ocr_futures.result())
     try:
         extraction, type_reason = (
             interpret_task(ingested, ocr_results, doc_type, settings) if ocr_results else (None, None)

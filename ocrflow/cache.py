@@ -21,14 +21,15 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from ocrflow import _imageio
 from ocrflow.doctypes import DocType
-from ocrflow.engines.base import OcrEngine
+from ocrflow.engines.base import OcrEngine, PageBatching
 from ocrflow.models import OcrResult, OcrTask, Usage
 
 CACHE_FORMAT = "1"
@@ -88,9 +89,25 @@ class OcrCache:
             return None
 
     def put(self, key: str, result: OcrResult) -> None:
+        self._write(key, result.model_dump_json().encode())
+
+    def get_packed(self, key: str) -> list[OcrResult] | None:
+        """The results of one multi-page request, or ``None``."""
+        try:
+            return _RESULTS.validate_json(self.path(key).read_bytes())
+        except (OSError, ValidationError):
+            return None
+
+    def put_packed(self, key: str, results: list[OcrResult]) -> None:
+        self._write(key, _RESULTS.dump_json(results))
+
+    def _write(self, key: str, data: bytes) -> None:
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        _imageio.write_atomically(target, result.model_dump_json().encode())
+        _imageio.write_atomically(target, data)
+
+
+_RESULTS = TypeAdapter(list[OcrResult])
 
 
 def file_sha256(path: Path) -> str:
@@ -155,3 +172,56 @@ class CachedEngine:
             self.misses += 1
             self.paid += result.usage
         return result
+
+    @property
+    def packs_pages(self) -> bool:
+        return isinstance(self.engine, PageBatching) and self.engine.packs_pages
+
+    def recognize_pages(
+        self,
+        images: Sequence[Path],
+        task: OcrTask,
+        *,
+        doctype: DocType | None = None,
+        first_page_number: int = 1,
+    ) -> list[OcrResult]:
+        """A multi-page request is one entry, keyed by its pages' images in order."""
+        if not isinstance(self.engine, PageBatching) or not self.engine.packs_pages:
+            return [
+                self.recognize(image, task, page_number=first_page_number + offset, doctype=doctype)
+                for offset, image in enumerate(images)
+            ]
+        started = time.perf_counter()
+        try:
+            digests = [file_sha256(image) for image in images]
+        except OSError:
+            return self.engine.recognize_pages(
+                images, task, doctype=doctype, first_page_number=first_page_number
+            )
+        key = cache_key(",".join(digests), {**request_parts(self.engine, task, doctype), "packed": "yes"})
+        cached = self.cache.get_packed(key)
+        if cached:
+            with self._lock:
+                self.hits += 1
+                for result in cached:
+                    self.saved += result.usage
+            shift = first_page_number - cached[0].page_number
+            seconds = round(time.perf_counter() - started, 3)
+            return [
+                result.model_copy(
+                    update={
+                        "page_number": result.page_number + shift,
+                        "usage": Usage(pages=result.usage.pages, seconds=seconds),
+                    }
+                )
+                for result in cached
+            ]
+        results = self.engine.recognize_pages(
+            images, task, doctype=doctype, first_page_number=first_page_number
+        )
+        self.cache.put_packed(key, results)
+        with self._lock:
+            self.misses += 1
+            for result in results:
+                self.paid += result.usage
+        return results

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from ocrflow.doctypes import DocType
-from ocrflow.engines.base import OcrEngine
+from ocrflow.engines.base import OcrEngine, PageBatching
 from ocrflow.models import Affine, OcrLine, OcrResult, OcrTask, PageRef
 
 
@@ -29,6 +31,50 @@ def recognize(page: PageRef, engine: OcrEngine, doctype: DocType | None = None) 
     """Read one page; engine errors propagate as :mod:`ocrflow.errors` types for the caller to route."""
     task = choose_task(engine, doctype)
     result = engine.recognize(page.path, task, page_number=page.page_number, doctype=doctype)
+    return _in_original(result, page)
+
+
+def packs_pages(engine: OcrEngine, doctype: DocType | None) -> bool:
+    """Whether the engine reads several pages in one request for this type's task.
+
+    API engines pack pages up to their input-token limit, except for text with positions,
+    whose boxes must each belong to one page.
+    """
+    packing = isinstance(engine, PageBatching) and engine.packs_pages
+    return packing and choose_task(engine, doctype) is not OcrTask.ADVANCED_RECOGNITION
+
+
+def recognize_document(
+    pages: Sequence[PageRef], engine: PageBatching, doctype: DocType | None = None
+) -> list[OcrResult]:
+    """Read a document's pages in as few requests as the engine allows: one result per request.
+
+    Pages are sent in runs of consecutive numbers, so each result's page range stays right
+    when a page in the middle is missing.
+    """
+    task = choose_task(engine, doctype)
+    results = []
+    for run in _consecutive(sorted(pages, key=lambda page: page.page_number)):
+        answers = engine.recognize_pages(
+            [page.path for page in run], task, doctype=doctype, first_page_number=run[0].page_number
+        )
+        by_number = {page.page_number: page for page in run}
+        results.extend(_in_original(answer, by_number.get(answer.page_number, run[0])) for answer in answers)
+    return results
+
+
+def _consecutive(pages: Sequence[PageRef]) -> list[list[PageRef]]:
+    runs: list[list[PageRef]] = []
+    for page in pages:
+        if runs and page.page_number == runs[-1][-1].page_number + 1:
+            runs[-1].append(page)
+        else:
+            runs.append([page])
+    return runs
+
+
+def _in_original(result: OcrResult, page: PageRef) -> OcrResult:
+    """Boxes in the original page's pixels, and the frame the page was read in."""
     lines = tuple(
         OcrLine(text=line.text, box=map_box(line.box, page.to_original), score=line.score)
         for line in result.lines

@@ -8,7 +8,16 @@ from tasks.stages import (
     ingest_task,
     interpret_task,
     preprocess_task,
+    recognize_document_task,
     recognize_task,
 )
 
-__all__ = ["context_for", "finish_task", "ingest_task", "interpret_task", "preprocess_task", "recognize_task"]
+__all__ = [
+    "context_for",
+    "finish_task",
+    "ingest_task",
+    "interpret_task",
+    "preprocess_task",
+    "recognize_document_task",
+    "recognize_task",
+]

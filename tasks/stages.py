@@ -19,7 +19,7 @@ from prefect.runtime import task_run
 from ocrflow.errors import is_retryable
 from ocrflow.ingest import ingest
 from ocrflow.models import DocumentResult, Extraction, IngestResult, OcrResult, PageRef, Reason
-from ocrflow.ocr import recognize
+from ocrflow.ocr import recognize, recognize_document
 from ocrflow.pipeline import Context, finish, interpret
 from ocrflow.preprocess import preprocess
 from ocrflow.settings import Settings
@@ -66,18 +66,27 @@ def preprocess_task(page: PageRef, settings: Settings, label: str = "") -> PageR
     return preprocess(page, settings.preprocess)
 
 
-@task(
-    name="ocr",
-    task_run_name="ocr {label}",
+_OCR_RETRIES = dict(
     retries=3,
     retry_delay_seconds=[2, 8, 30],
     retry_jitter_factor=0.5,
     retry_condition_fn=_retry_transient,
-    **_DEFAULTS,
 )
+
+
+@task(name="ocr", task_run_name="ocr {label}", **_OCR_RETRIES, **_DEFAULTS)
 def recognize_task(page: PageRef, settings: Settings, doc_type: str, label: str = "") -> OcrResult:
     ctx = context_for(settings)
     return recognize(page, ctx.engine, ctx.known_doctype(doc_type))
+
+
+@task(name="ocr", task_run_name="ocr {label}", **_OCR_RETRIES, **_DEFAULTS)
+def recognize_document_task(
+    pages: Sequence[PageRef], settings: Settings, doc_type: str, label: str = ""
+) -> list[OcrResult]:
+    """A document's pages in as few API requests as the input limit allows."""
+    ctx = context_for(settings)
+    return recognize_document(pages, ctx.engine, ctx.known_doctype(doc_type))
 
 
 @task(name="extract+validate", task_run_name=lambda: _document_name("extract"), **_DEFAULTS)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -28,11 +29,13 @@ def queue(tmp_path: Path):
     store.engine.dispose()
 
 
-def _events_about(document_id: str) -> list[dict]:
+def _events_about(document_id: str, since: datetime) -> list[dict]:
+    # The server is shared by the session, and other tests decide documents with the same id.
     body = {
         "filter": {
             "event": {"name": [REVIEW_COMPLETED]},
             "resource": {"id": [f"ocrflow.document.{document_id}"]},
+            "occurred": {"since": since.isoformat()},
         },
         "limit": 10,
     }
@@ -43,12 +46,13 @@ def _events_about(document_id: str) -> list[dict]:
 
 def test_a_decision_emits_review_completed_to_the_prefect_server(prefect_server, queue: ReviewQueue):
     queue.store.save(needs_review(1, source=Path("/in/scans/card 1.png")))
+    since = datetime.now(UTC)
     claim = queue.claim("alice")
     outcome = queue.decide(claim.item_id, "alice", values={"card_number": "6222020200112233446"})
     assert outcome.event_sent
     flush_events()
     deadline = time.monotonic() + 30
-    while not (events := _events_about(claim.document_id)) and time.monotonic() < deadline:
+    while not (events := _events_about(claim.document_id, since)) and time.monotonic() < deadline:
         time.sleep(0.5)
     (event,) = events
     assert event["event"] == REVIEW_COMPLETED

@@ -61,6 +61,7 @@ class ApiEngine:
     name: str
     model: str
     supported_tasks: frozenset[OcrTask]
+    packs_pages = True
 
     def __init__(
         self, *, cost_options: CostOptions | None, max_input_tokens: int, limits: ApiLimits | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -25,3 +26,22 @@ class OcrEngine(Protocol):
     def recognize(
         self, image: Path, task: OcrTask, *, page_number: int = 1, doctype: DocType | None = None
     ) -> OcrResult: ...
+
+
+@runtime_checkable
+class PageBatching(OcrEngine, Protocol):
+    """An engine that can read several pages of a document in one request (the API engines)."""
+
+    packs_pages: bool
+    """False for a wrapper whose engine cannot."""
+
+    def recognize_pages(
+        self,
+        images: Sequence[Path],
+        task: OcrTask,
+        *,
+        doctype: DocType | None = None,
+        first_page_number: int = 1,
+    ) -> list[OcrResult]:
+        """One result per request, numbered by the first page it covers."""
+        ...

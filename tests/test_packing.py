@@ -1,0 +1,107 @@
+"""A multi-page document goes to an API engine in as few requests as its input limit allows."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+from flows.process_documents import process_documents
+from ocrflow.cache import CachedEngine, cache_dir
+from ocrflow.doctypes import load_doctypes
+from ocrflow.engines.dashscope import DashScopeEngine
+from ocrflow.engines.rapid import RapidOcrEngine
+from ocrflow.ingest import ingest
+from ocrflow.ocr import packs_pages, recognize_document
+from ocrflow.settings import DashScopeOptions, IngestOptions, PreprocessOptions, Settings
+from tests.conftest import EXAMPLES
+
+PDF = EXAMPLES / "receipt_pages.pdf"
+
+
+@pytest.fixture(autouse=True)
+def api_key(monkeypatch):
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-test-packing")
+
+
+def _images_sent(fake) -> list[int]:
+    """How many images each request to the native API carried."""
+    counts = []
+    for request in fake.requests:
+        content = request.body["input"]["messages"][-1]["content"]
+        counts.append(sum(1 for part in content if "image" in part))
+    return counts
+
+
+def _pages(tmp_path: Path):
+    return ingest(PDF, tmp_path / "work", IngestOptions()).pages
+
+
+def test_known_type_pages_go_in_one_request_and_keep_their_numbers(fake_dashscope, tmp_path):
+    receipt = load_doctypes()["receipt"]
+    engine = DashScopeEngine(DashScopeOptions(base_url=fake_dashscope.native_url), None)
+    pages = _pages(tmp_path)
+    assert len(pages) == 2 and packs_pages(engine, receipt)
+    (result,) = recognize_document(pages, engine, receipt)
+    assert _images_sent(fake_dashscope) == [2]
+    assert result.page_number == 1 and result.usage.pages == 2
+
+
+def test_a_missing_middle_page_splits_the_request_so_page_numbers_stay_right(fake_dashscope, tmp_path):
+    receipt = load_doctypes()["receipt"]
+    engine = DashScopeEngine(DashScopeOptions(base_url=fake_dashscope.native_url), None)
+    first, second = _pages(tmp_path)
+    third = second.model_copy(update={"page_number": 3})
+    results = recognize_document([first, third], engine, receipt)
+    assert _images_sent(fake_dashscope) == [1, 1]
+    assert [r.page_number for r in results] == [1, 3]
+
+
+def test_text_with_positions_and_the_local_engine_are_not_packed(fake_dashscope, engine):
+    api = DashScopeEngine(DashScopeOptions(base_url=fake_dashscope.native_url), None)
+    receipt = load_doctypes()["receipt"]
+    assert not packs_pages(api, None)  # unknown type: advanced recognition, boxes per page
+    assert not packs_pages(engine, receipt)
+    assert not packs_pages(CachedEngine(RapidOcrEngine(), Path("unused")), receipt)
+
+
+def test_a_packed_request_is_cached_as_one_entry(fake_dashscope, tmp_path):
+    receipt = load_doctypes()["receipt"]
+    api = DashScopeEngine(DashScopeOptions(base_url=fake_dashscope.native_url), None)
+    cached = CachedEngine(api, cache_dir(tmp_path))
+    pages = _pages(tmp_path)
+    (first,) = recognize_document(pages, cached, receipt)
+    (again,) = recognize_document(pages, cached, receipt)
+    assert len(fake_dashscope.requests) == 1
+    assert (cached.hits, cached.misses) == (1, 1)
+    assert first.key_values and again.key_values == first.key_values and again.page_number == 1
+    assert again.usage.input_tokens == 0 and cached.saved.input_tokens == first.usage.input_tokens
+
+
+def test_the_flow_sends_a_known_type_pdf_as_one_ocr_task_and_one_request(
+    prefect_server, fake_dashscope, tmp_path
+):
+    settings = Settings(
+        engine="dashscope",
+        dashscope=DashScopeOptions(base_url=fake_dashscope.native_url),
+        preprocess=PreprocessOptions(denoise=False, clahe=False, deskew=False, orientation=False),
+    )
+    state = process_documents(
+        [str(PDF)], out=str(tmp_path / "out"), doc_type="receipt", settings=settings, return_state=True
+    )
+    (result,) = state.result()
+    assert _images_sent(fake_dashscope) == [2]
+    assert result.usage.pages == 2 and result.usage.input_tokens > 0
+    names = asyncio.run(_task_run_names(state.state_details.flow_run_id))
+    assert [n for n in names if n.startswith("ocr ")] == ["ocr receipt_pages.pdf p1-2"]
+
+
+async def _task_run_names(flow_run_id) -> list[str]:
+    async with get_client() as client:
+        runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    return [run.name for run in runs]
