@@ -36,6 +36,7 @@ from ocrflow.ingest import discover, unreadable
 from ocrflow.models import DocumentResult, IngestResult, Reason, Stage, Status, Usage
 from ocrflow.ocr import packs_pages
 from ocrflow.pipeline import AUTO, Context, ocr_failure
+from ocrflow.prefect_setup import require_global_limit
 from ocrflow.report import Spend, outcome_rows, summary_markdown
 from ocrflow.routing import failure_result
 from ocrflow.settings import Settings
@@ -126,6 +127,8 @@ def process_documents(
     ctx = context_for(settings)
     if doc_type != AUTO:
         get_doctype(ctx.doctypes, doc_type)
+    if settings.local_engine.shared_limit and not ctx.bills_tokens:
+        require_global_limit(settings.local_engine.shared_limit, "OCRFLOW_LOCAL_ENGINE__SHARED_LIMIT")
     waiting = read_pending(settings.out_dir)
     sources = _with_pending(discover([Path(p) for p in paths]), waiting)
     logger.info("found %d documents", len(sources))

@@ -4,7 +4,8 @@
 - the global concurrency limit the API engines take a slot of before each request
   (:class:`~ocrflow.settings.ApiLimits`: ``burst`` slots, decaying at the requests-per-minute
   rate, so it is a rate limit shared by every worker);
-- a concurrency limit for local OCR (slots = CPU-bound OCR pages at once, across workers);
+- a concurrency limit for local OCR (slots = CPU-bound OCR pages at once, across workers),
+  taken when workers set ``OCRFLOW_LOCAL_ENGINE__SHARED_LIMIT``;
 - a Secret block per API key the engines may read, with an empty value as placeholder.
 
 Each step reads what exists first. An existing work pool and a Secret's value are never
@@ -16,6 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from ocrflow.errors import ConfigurationError
 from ocrflow.settings import Settings
 
 WORK_POOL = "ocrflow"
@@ -47,9 +49,26 @@ def set_up(settings: Settings, work_pool: str = WORK_POOL, local_ocr_slots: int 
         return [
             _work_pool(client, work_pool),
             _global_limit(client, limits.name, limits.burst, limits.slot_decay_per_second),
-            _global_limit(client, LOCAL_OCR_LIMIT, local_ocr_slots, 0.0),
+            _global_limit(
+                client, settings.local_engine.shared_limit or LOCAL_OCR_LIMIT, local_ocr_slots, 0.0
+            ),
             *(_secret_placeholder(name) for name in secret_block_names(settings)),
         ]
+
+
+def require_global_limit(name: str, setting: str) -> None:
+    """Raise :class:`ConfigurationError` unless the Prefect server has the concurrency limit ``name``."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            raise ConfigurationError(
+                f"{setting} names the concurrency limit {name!r}, which the Prefect server does not have; "
+                "create it with `ocrflow setup`, or unset the setting"
+            ) from None
 
 
 def _work_pool(client, name: str) -> Step:

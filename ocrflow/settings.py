@@ -41,6 +41,10 @@ class LocalEngineOptions(BaseModel):
     text_score: float = Field(0.5, ge=0.0, le=1.0)
     threads: int = Field(0, ge=0)
     """onnxruntime intra-op threads; 0 lets onnxruntime decide."""
+    shared_limit: str | None = None
+    """A Prefect global concurrency limit each page's local OCR takes a slot of, so the workers on
+    one machine share its cores instead of oversubscribing them; ``ocrflow setup`` creates
+    ``ocrflow-local-ocr``. Off by default: Prefect's ephemeral mode has no such limit."""
 
 
 DashScopeRegion = Literal["singapore", "virginia", "beijing"]
@@ -61,6 +65,7 @@ QwenOcrModel = Literal[
     "qwen3.5-ocr",
 ]
 """Qwen-OCR models with the built-in tasks (``qwen-vl-ocr-2024-10-28`` has none, so it is not offered)."""
+
 
 class DashScopeOptions(BaseModel):
     """The ``dashscope`` engine: Qwen-OCR through DashScope's native API.

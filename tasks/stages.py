@@ -9,11 +9,13 @@ pass :class:`PageRef` references between them, never pixels. Only
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from functools import lru_cache
 from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NONE
+from prefect.concurrency.sync import concurrency
 from prefect.runtime import task_run
 
 from ocrflow.errors import is_retryable
@@ -74,10 +76,19 @@ _OCR_RETRIES = dict(
 )
 
 
+def _local_ocr_slot(ctx: Context) -> AbstractContextManager[None]:
+    """A slot of the machine's shared local-OCR limit, when set; API calls are paced elsewhere."""
+    name = ctx.settings.local_engine.shared_limit
+    if name is None or ctx.bills_tokens:
+        return nullcontext()
+    return concurrency(name, occupy=1, strict=True)
+
+
 @task(name="ocr", task_run_name="ocr {label}", **_OCR_RETRIES, **_DEFAULTS)
 def recognize_task(page: PageRef, settings: Settings, doc_type: str, label: str = "") -> OcrResult:
     ctx = context_for(settings)
-    return recognize(page, ctx.engine, ctx.known_doctype(doc_type))
+    with _local_ocr_slot(ctx):
+        return recognize(page, ctx.engine, ctx.known_doctype(doc_type))
 
 
 @task(name="ocr", task_run_name="ocr {label}", **_OCR_RETRIES, **_DEFAULTS)
