@@ -41,13 +41,9 @@ import argparse
 import asyncio
 import contextlib
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,17 +55,9 @@ sys.path.insert(0, str(ROOT))
 from ocrflow.engines._images import encode_image  # noqa: E402
 from ocrflow.settings import ApiLimits, DashScopeOptions, PreprocessOptions, Settings  # noqa: E402
 from tests.fake_dashscope import FakeDashScope  # noqa: E402
+from tests.prefect_servers import fresh_postgres_database, prefect_server  # noqa: E402
 
 KEY = "sk-bench-not-a-real-key"
-POSTGRES_URL = os.environ.get(
-    "OCRFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_documents(folder: Path, count: int) -> list[Path]:
@@ -86,7 +74,7 @@ def make_documents(folder: Path, count: int) -> list[Path]:
 
 
 @contextlib.contextmanager
-def prefect_server(database: str, work: Path) -> Iterator[None]:
+def flow_server(database: str, work: Path) -> Iterator[None]:
     """A Prefect server for the flow runs, on a fresh PostgreSQL database or the SQLite test harness."""
     if database == "sqlite":
         from prefect.testing.utilities import prefect_test_harness
@@ -94,48 +82,14 @@ def prefect_server(database: str, work: Path) -> Iterator[None]:
         with prefect_test_harness(server_startup_timeout=120):
             yield
         return
-    import sqlalchemy
-
-    name = f"ocrflow_api_bench_{uuid.uuid4().hex[:8]}"
-    admin = sqlalchemy.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = sqlalchemy.make_url(POSTGRES_URL).set(drivername="postgresql+asyncpg", database=name)
-    port = free_port()
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(work / "prefect-home"),
-        "PREFECT_SERVER_DATABASE_CONNECTION_URL": url.render_as_string(hide_password=False),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-    }
-    log = (work / "prefect-server.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    api = f"http://127.0.0.1:{port}/api"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"{api}/health", timeout=2).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"the Prefect server did not start; see {log.name}") from None
-                time.sleep(1)
-        os.environ["PREFECT_API_URL"] = api
+    with (
+        fresh_postgres_database("ocrflow_api_bench") as url,
+        prefect_server(
+            work / "prefect-home", url, log_level=os.environ["PREFECT_LOGGING_LEVEL"], start_seconds=180
+        ) as server,
+    ):
+        os.environ["PREFECT_API_URL"] = server.url
         yield
-    finally:
-        server.terminate()
-        server.wait()
-        log.close()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 def docs_loop(paths: list[Path], native_url: str) -> float:
@@ -219,7 +173,7 @@ def main() -> None:
         with FakeDashScope(latency=args.latency, rpm=args.rpm) as fake:
             seconds = docs_loop(make_documents(work / "loop", args.documents), fake.native_url)
             rows.append(("loop, one request at a time (DashScope docs)", seconds, 0, request_rate(fake)))
-        with prefect_server(args.prefect_db, work):
+        with flow_server(args.prefect_db, work):
             asyncio.run(create_limit(limits))
             default_workers = max(os.cpu_count() or 1, 2)
             runs = (

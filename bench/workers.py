@@ -18,90 +18,19 @@ import argparse
 import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.prefect_servers import fresh_postgres_database, prefect_server, stop  # noqa: E402
+
 BIN = Path(sys.executable).parent
 EXAMPLES = ROOT / "examples"
-POSTGRES_URL = os.environ.get(
-    "OCRFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-@contextlib.contextmanager
-def postgres_database():
-    import sqlalchemy
-
-    name = f"ocrflow_bench_{uuid.uuid4().hex[:8]}"
-    admin = sqlalchemy.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = sqlalchemy.engine.make_url(POSTGRES_URL).set(drivername="postgresql+asyncpg", database=name)
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextlib.contextmanager
-def server(home: Path, database_url: str | None):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(
-        PREFECT_HOME=str(home),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_UI_ENABLED="false",
-        PREFECT_API_DATABASE_CONNECTION_URL=database_url or f"sqlite+aiosqlite:///{home / 'prefect.db'}",
-        PREFECT_WORKER_QUERY_SECONDS="1",
-        PREFECT_LOGGING_LEVEL="WARNING",
-        OCRFLOW_HOME=str(ROOT),
-    )
-    log = (home / "server.log").open("w")
-    process = subprocess.Popen(
-        [BIN / "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    env["PREFECT_API_URL"] = url
-    try:
-        for _ in range(300):
-            with contextlib.suppress(httpx.HTTPError, ValueError):
-                if httpx.get(f"{url}/health", timeout=2).json() is True:
-                    break
-            time.sleep(1)
-        else:
-            raise SystemExit("the Prefect server did not start")
-        yield env
-    finally:
-        stop(process)
 
 
 class Usage:
@@ -208,8 +137,15 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ocrflow-bench-") as tmp, contextlib.ExitStack() as stack:
         home = Path(tmp)
-        database = None if args.sqlite else stack.enter_context(postgres_database())
-        env = stack.enter_context(server(home, database))
+        database = None if args.sqlite else stack.enter_context(fresh_postgres_database("ocrflow_bench"))
+        server = prefect_server(
+            home,
+            database,
+            extra_env={"PREFECT_WORKER_QUERY_SECONDS": "1", "OCRFLOW_HOME": str(ROOT)},
+            log_level="WARNING",
+            start_seconds=300,
+        )
+        env = stack.enter_context(server).env
         for command in (
             [BIN / "ocrflow", "setup"],
             [BIN / "prefect", "--no-prompt", "deploy", "--all"],

@@ -9,11 +9,11 @@ import pytest
 from ocrflow.doctypes import load_doctypes
 from ocrflow.engines.rapid import RapidOcrEngine
 from ocrflow.settings import Settings
+from tests.prefect_servers import POSTGRES_URL
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 EVAL_DEV = Path(os.environ.get("OCRFLOW_EVAL_DEV", ROOT.parent / "shared" / "eval-dev"))
-POSTGRES_URL = os.environ.get("OCRFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 def eval_dev(relative: str) -> Path:

@@ -11,116 +11,30 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
 from ocrflow.deploy import deployment_specs
-from tests.conftest import EXAMPLES, POSTGRES_URL, ROOT
+from tests.conftest import EXAMPLES, ROOT
+from tests.prefect_servers import (
+    PostgresUnreachable,
+    PrefectServer,
+    ServerDidNotStart,
+    fresh_postgres_database,
+    prefect_server,
+    stop,
+)
 
 BIN = Path(sys.executable).parent
 SERVER_START_SECONDS = 240  # two shared cores: a cold server takes 10-60 s
 RUN_SECONDS = 300
-
-
-@dataclass
-class PrefectServer:
-    kind: str
-    url: str
-    env: dict[str, str]
-    process: subprocess.Popen
-    log: Path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _stop(process: subprocess.Popen, timeout: float = 30) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-@contextlib.contextmanager
-def prefect_server(home: Path, kind: str, database_url: str | None = None) -> Iterator[PrefectServer]:
-    """A real Prefect server on 127.0.0.1 with its own home (and SQLite file unless a URL is given)."""
-    home.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(
-        PREFECT_HOME=str(home),
-        PREFECT_API_URL=url,
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_UI_ENABLED="false",
-        PREFECT_API_DATABASE_CONNECTION_URL=database_url or f"sqlite+aiosqlite:///{home / 'prefect.db'}",
-        PREFECT_RUNNER_POLL_FREQUENCY="1",
-        PREFECT_LOGGING_LEVEL="INFO",
-    )
-    log = home / "server.log"
-    server_env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [BIN / "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env=server_env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + SERVER_START_SECONDS
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"prefect server exited:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).json() is True:
-                    break
-            except (httpx.HTTPError, ValueError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"prefect server did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(1)
-        yield PrefectServer(kind, url, env, process, log)
-    finally:
-        _stop(process)
-
-
-@contextlib.contextmanager
-def fresh_postgres_database() -> Iterator[str]:
-    """A new database on the test PostgreSQL server for Prefect (asyncpg), dropped afterwards."""
-    sqlalchemy = pytest.importorskip("sqlalchemy")
-    pytest.importorskip("asyncpg")
-    name = f"ocrflow_prefect_{uuid.uuid4().hex[:10]}"
-    admin = sqlalchemy.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except sqlalchemy.exc.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at {POSTGRES_URL} is not reachable: {exc}")
-    url = sqlalchemy.engine.make_url(POSTGRES_URL).set(drivername="postgresql+asyncpg", database=name)
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 def _api_client(server: PrefectServer):
@@ -139,8 +53,25 @@ def _api_client(server: PrefectServer):
 def server(request, tmp_path_factory) -> Iterator[PrefectServer]:
     home = tmp_path_factory.mktemp(f"prefect-{request.param}")
     with contextlib.ExitStack() as stack:
-        database = stack.enter_context(fresh_postgres_database()) if request.param == "postgres" else None
-        yield stack.enter_context(prefect_server(home, request.param, database))
+        database = None
+        if request.param == "postgres":
+            pytest.importorskip("asyncpg")
+            try:
+                database = stack.enter_context(fresh_postgres_database("ocrflow_prefect"))
+            except PostgresUnreachable as exc:
+                pytest.fail(str(exc))
+        try:
+            server = stack.enter_context(
+                prefect_server(
+                    home,
+                    database,
+                    extra_env={"PREFECT_RUNNER_POLL_FREQUENCY": "1"},
+                    start_seconds=SERVER_START_SECONDS,
+                )
+            )
+        except ServerDidNotStart as exc:
+            pytest.fail(str(exc))
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -297,7 +228,7 @@ def test_several_process_workers_share_the_runs(server, client, tmp_path):
         _wait_for(finished, "the runs on the workers", None, tmp_path)
     finally:
         for worker in workers:
-            _stop(worker)
+            stop(worker)
     with client() as c:
         runs = c.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
     assert all(r.state.is_completed() for r in runs), [r.state for r in runs]
@@ -326,7 +257,7 @@ def served(server, client, home) -> Iterator[subprocess.Popen]:
         _wait_for(lambda: _automations(client) == _expected_triggers(), "serve to register", process, home)
         yield process
     finally:
-        _stop(process)
+        stop(process)
 
 
 def _start_watcher(server: PrefectServer, home: Path, log_name: str) -> subprocess.Popen:
@@ -412,7 +343,7 @@ def upload_run(server, client, home, served):
             shutil.copy(EXAMPLES / name, home / "inbox" / name)
         runs = _finished_run(client, "process-upload", served, home)
     finally:
-        _stop(watcher)
+        stop(watcher)
     return runs[0]
 
 
@@ -491,7 +422,7 @@ def test_restarted_watcher_emits_new_files_but_never_a_document_twice(
         shutil.copy(EXAMPLES / "receipt_valid.png", home / "inbox" / "receipt_valid.png")
         runs = _finished_run(client, "process-upload", served, home, count=2)
     finally:
-        _stop(watcher)
+        stop(watcher)
     assert runs[1].name == "receipt_valid.png"
     hashes = [e["resource"]["prefect.resource.id"] for e in _uploaded_events(server)]
     assert len(hashes) == 3 and len(set(hashes)) == 3, hashes
