@@ -62,7 +62,13 @@ def rows(results: Sequence[OcrResult]) -> list[Row]:
     for result in sorted(results, key=lambda r: r.page_number):
         lines = sorted(
             (
-                _line(ocr_line.text.strip(), ocr_line.score, result.page_number, ocr_line.box, result.reading_frame)
+                _line(
+                    ocr_line.text.strip(),
+                    ocr_line.score,
+                    result.page_number,
+                    ocr_line.box,
+                    result.reading_frame,
+                )
                 for ocr_line in result.lines
                 if ocr_line.text.strip()
             ),
