@@ -153,6 +153,13 @@ class ReviewOptions(BaseModel):
     session_hours: float = Field(12.0, gt=0)
     secure_cookies: bool = False
     """Mark the session cookie Secure: set this when the app is served over HTTPS."""
+    sign_in_attempts: int = Field(5, ge=1)
+    """Failed sign-ins for one user name within ``sign_in_window_seconds`` before it is locked."""
+    sign_in_attempts_per_address: int = Field(50, ge=1)
+    """The same for one client address (higher: reviewers behind one proxy or NAT share it)."""
+    sign_in_window_seconds: int = Field(900, ge=1)
+    sign_in_cooldown_seconds: int = Field(900, ge=1)
+    """How long a locked user name or address is refused, even with the right password."""
     rules: dict[str, ReviewRule] = Field(default_factory=dict)
     """Routing rules by document type; ``"*"`` applies to types without their own."""
 
@@ -180,6 +187,12 @@ class CostOptions(BaseModel):
     currency: str = "USD"
     token_budget: int | None = Field(None, ge=1)
     """Tokens one run may spend; documents that do not fit stay pending for the next run."""
+    output_tokens_per_page: int = Field(4096, ge=1)
+    """The answer's tokens a page is assumed to cost until documents of the run have finished.
+
+    Qwen-OCR answers at most 4,096 tokens a request (its 34,096-token context less its 30,000
+    input tokens), so the first documents are never under-reserved; ``openai.max_tokens`` lowers it.
+    """
     max_pixels_mode: Literal["fixed", "adaptive"] = "fixed"
     """``adaptive`` gives each page the smallest pixel budget that keeps its text legible."""
     min_pixels: int | None = Field(None, ge=1)

@@ -142,6 +142,8 @@ class ReviewerRow(Base):
     username: Mapped[str] = mapped_column(String(128), primary_key=True)
     password_hash: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=now)
+    disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """Set by ``ocrflow review remove-user``: the row stays, since audit events name the reviewer."""
 
 
 class SessionRow(Base):
@@ -154,6 +156,20 @@ class SessionRow(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=now)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class SignInFailureRow(Base):
+    """Recent failed sign-ins for one user name or client address (``key``), for throttling.
+
+    In the database rather than in memory, so every app process serving the queue sees the same count.
+    """
+
+    __tablename__ = "sign_in_failures"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    first_failed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 def snapshot(item: ReviewItemRow) -> dict[str, Any]:

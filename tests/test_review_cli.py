@@ -100,6 +100,33 @@ def test_add_user_hashes_the_password(out: Path):
     store.engine.dispose()
 
 
+def test_remove_user_disables_the_account_and_keeps_its_row(out: Path):
+    _ok(["review", "add-user", "alice", "--out", str(out), "--password-stdin"], input="correct horse\n")
+    _ok(["review", "add-user", "bob", "--out", str(out), "--password-stdin"], input="battery staple\n")
+    _ok(["review", "approve", "1", "--out", str(out), "-r", "alice"])
+    store = ResultStore(out, Settings(out_dir=out).resolved_database_url())
+    accounts = Accounts(store.engine)
+    token, _ = accounts.open_session("alice")
+
+    removed = _ok(["review", "remove-user", "alice", "--out", str(out)])
+    assert "removed reviewer alice" in removed.output
+    assert accounts.usernames() == ["bob"]
+    assert not accounts.authenticate("alice", "correct horse") and accounts.signed_in(token) is None
+    with store.engine.connect() as connection:
+        rows = connection.exec_driver_sql("SELECT username, disabled_at FROM reviewers ORDER BY 1").all()
+        sessions = connection.exec_driver_sql("SELECT count(*) FROM review_sessions").scalar()
+    assert [name for name, _ in rows] == ["alice", "bob"] and rows[0][1] is not None and rows[1][1] is None
+    assert sessions == 0
+    shown = _ok(["review", "show", "1", "--out", str(out)]).output
+    assert "approved by alice" in shown  # the audit trail still names her
+
+    unknown = runner.invoke(app, ["review", "remove-user", "mallory", "--out", str(out)])
+    assert unknown.exit_code == 2 and "there is no reviewer mallory" in unknown.output
+    _ok(["review", "add-user", "alice", "--out", str(out), "--password-stdin"], input="a new password\n")
+    assert accounts.authenticate("alice", "a new password")  # adding her again gives access back
+    store.engine.dispose()
+
+
 def test_eval_from_reviews_scores_each_engine_on_the_decisions(out: Path, tmp_path: Path):
     store = ResultStore(out, Settings(out_dir=out).resolved_database_url())
     store.save(needs_review(3).model_copy(update={"engine": "dashscope:qwen-vl-ocr"}))

@@ -10,6 +10,8 @@ import json
 import re
 import shutil
 import socket
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,7 +24,7 @@ from ocrflow.ingest import identify
 from ocrflow.review.app import SESSION_COOKIE, create_app
 from ocrflow.review.auth import Accounts
 from ocrflow.review.queue import ReviewQueue
-from ocrflow.settings import Settings
+from ocrflow.settings import ReviewOptions, Settings
 from ocrflow.store import ResultStore, ReviewState
 from tests.conftest import EXAMPLES
 from tests.review_support import CARD, live_server, needs_review, sign_in
@@ -206,3 +208,93 @@ def test_decisions_are_refused_for_an_item_someone_else_holds(app_setup):
     assert (
         json.loads(queue.store.result_path(queue.get(1).document_id).read_text())["status"] == "needs_review"
     )
+
+
+@contextmanager
+def _served(tmp_path: Path, **review_options):
+    """Two app instances (as two processes would be) over one queue database, with ``review_options``."""
+    settings = Settings(out_dir=tmp_path / "out", review=ReviewOptions(**review_options))
+    store = ResultStore(settings.out_dir, settings.resolved_database_url())
+    store.save(needs_review(1))
+    Accounts(store.engine).add_user("alice", "correct horse")
+    Accounts(store.engine).add_user("bob", "battery staple")
+    queue = ReviewQueue(store, load_doctypes())
+    with (
+        live_server(create_app(settings, queue=queue)) as first,
+        live_server(create_app(settings, queue=queue)) as second,
+    ):
+        yield first, second, settings
+    store.engine.dispose()
+
+
+def _try_sign_in(base: str, username: str, password: str) -> httpx.Response:
+    with httpx.Client() as client:
+        page = client.get(f"{base}/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        return client.post(
+            f"{base}/login", data={"csrf_token": token, "username": username, "password": password}
+        )
+
+
+def _alert(response: httpx.Response) -> str:
+    return re.search(r'role="alert">([^<]*)<', response.text).group(1)
+
+
+def test_failed_sign_ins_lock_the_name_for_a_cooldown_and_a_success_resets_the_count(tmp_path: Path):
+    with _served(tmp_path, sign_in_attempts=3, sign_in_cooldown_seconds=2) as (first, second, _):
+        for _ in range(2):
+            assert _try_sign_in(first, "alice", "wrong password").headers["location"] == "/login?error=1"
+        assert _try_sign_in(first, "alice", "correct horse").headers["location"] == "/"  # resets the count
+        for _ in range(3):  # three more: the two before the success no longer count
+            assert _try_sign_in(first, "alice", "wrong password").headers["location"] == "/login?error=1"
+
+        refused = _try_sign_in(second, "alice", "correct horse")  # the other instance sees the lock
+        assert refused.status_code == 429 and SESSION_COOKIE not in refused.cookies
+        assert _alert(refused).startswith("Too many failed sign-ins. Try again in")
+        assert int(refused.headers["retry-after"]) > 0
+        assert 'name="csrf_token"' in refused.text  # the form is there to try again later
+
+        for _ in range(3):  # a name nobody has is counted and refused the same way
+            assert _try_sign_in(second, "mallory", "correct horse").headers["location"] == "/login?error=1"
+        unknown = _try_sign_in(first, "mallory", "correct horse")
+        assert unknown.status_code == 429 and _alert(unknown) == _alert(refused)
+
+        assert _try_sign_in(first, "bob", "battery staple").headers["location"] == "/"  # others sign in
+        time.sleep(2.2)
+        assert _try_sign_in(first, "alice", "correct horse").headers["location"] == "/"
+
+
+def test_failed_sign_ins_from_one_address_lock_it_across_names(tmp_path: Path):
+    with _served(tmp_path, sign_in_attempts=3, sign_in_attempts_per_address=4) as (first, second, _):
+        for n, base in enumerate((first, second, first, second)):  # one guess each at four names
+            assert _try_sign_in(base, f"user{n}", "guess").headers["location"] == "/login?error=1"
+        refused = _try_sign_in(first, "bob", "battery staple")
+        assert refused.status_code == 429 and SESSION_COOKIE not in refused.cookies
+
+
+def test_a_removed_reviewer_is_signed_out_at_once_and_cannot_sign_in(app_setup, tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from ocrflow.cli import app as cli
+
+    _, base, queue = app_setup
+    with httpx.Client() as alice, httpx.Client() as bob:
+        sign_in(alice, base)
+        sign_in(bob, base, "bob", "battery staple")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', alice.get(base + "/").text).group(1)
+        claimed = alice.post(base + "/items/1/claim", data={"csrf_token": token})
+        assert claimed.headers["location"] == "/items/1"
+
+        removed = CliRunner().invoke(cli, ["review", "remove-user", "alice", "--out", str(tmp_path / "out")])
+        assert removed.exit_code == 0 and "removed reviewer alice" in removed.output
+
+        assert alice.get(base + "/", follow_redirects=False).headers["location"] == "/login"
+        refused = alice.post(base + "/items/1/release", data={"csrf_token": token}, follow_redirects=False)
+        assert refused.status_code == 401
+        assert bob.get(base + "/", follow_redirects=False).status_code == 200  # nobody else is affected
+    assert _try_sign_in(base, "alice", "correct horse").headers["location"] == "/login?error=1"
+    # A session that raced the removal (opened just before it landed) does not work either.
+    raced, _ = Accounts(queue.store.engine).open_session("alice")
+    with httpx.Client(cookies={SESSION_COOKIE: raced}) as late:
+        assert late.get(base + "/", follow_redirects=False).headers["location"] == "/login"
+    assert [(e.action, e.actor) for e in queue.events(1)] == [("queued", "pipeline"), ("claimed", "alice")]

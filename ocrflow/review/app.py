@@ -13,6 +13,7 @@ Routes (everything but ``/login`` needs a session; every POST needs the CSRF tok
 
 from __future__ import annotations
 
+import math
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -28,13 +29,13 @@ from ocrflow.doctypes import DocType, load_doctypes
 from ocrflow.errors import ClaimConflict, ItemNotFound, OcrflowError
 from ocrflow.masking import mask_value, masked_values
 from ocrflow.models import FieldResult
-from ocrflow.review.auth import Accounts, SignedIn, csrf_matches
+from ocrflow.review.auth import Accounts, SignedIn, SignInThrottle, csrf_matches
 from ocrflow.review.decisions import live_errors
 from ocrflow.review.pages import page_png
 from ocrflow.review.queue import ReviewQueue
 from ocrflow.review.suggestions import field_repairs
 from ocrflow.settings import Settings
-from ocrflow.store import ResultStore, ReviewState
+from ocrflow.store import ResultStore, ReviewState, now
 
 SESSION_COOKIE = "ocrflow_session"
 LOGIN_CSRF_COOKIE = "ocrflow_login_csrf"
@@ -78,6 +79,7 @@ def create_app(settings: Settings, queue: ReviewQueue | None = None) -> FastAPI:
             store, load_doctypes(settings.schema_dir), lease_seconds=settings.review.lease_seconds
         )
     accounts = Accounts(queue.store.engine, settings.review.session_hours)
+    throttle = SignInThrottle(queue.store.engine, settings.review)
     templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
     page_cache = settings.out_dir / ".review-pages"
     app = FastAPI(title="ocrflow review", docs_url=None, redoc_url=None, openapi_url=None)
@@ -127,22 +129,37 @@ def create_app(settings: Settings, queue: ReviewQueue | None = None) -> FastAPI:
 
     # --- signing in ----------------------------------------------------------------------
 
-    @app.get("/login", response_class=HTMLResponse)
-    def login_page(request: Request, error: str = "") -> HTMLResponse:
+    def login_form(request: Request, error: str, status_code: int = 200) -> HTMLResponse:
         token = secrets.token_urlsafe(32)
         response = render(request, "login.html", None, csrf_token=token, error=error)
+        response.status_code = status_code
         response.set_cookie(
             LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=settings.review.secure_cookies
         )
         return response
+
+    @app.get("/login", response_class=HTMLResponse)
+    def login_page(request: Request, error: str = "") -> HTMLResponse:
+        return login_form(request, "Wrong username or password." if error else "")
 
     @app.post("/login")
     def login(request: Request, form: Form) -> Response:
         if not csrf_matches(request.cookies.get(LOGIN_CSRF_COOKIE) or "", form.get("csrf_token")):
             raise BadCsrf()
         username, password = str(form.get("username", "")), str(form.get("password", ""))
+        address = request.client.host if request.client else None
+        locked_until = throttle.locked_until(username, address)
+        if locked_until is not None:
+            # The password is not even checked, so a locked name answers the same whether it exists or not.
+            minutes = math.ceil((locked_until - now()).total_seconds() / 60)
+            message = f"Too many failed sign-ins. Try again in {minutes} minute{'s' if minutes != 1 else ''}."
+            response = login_form(request, message, status_code=429)
+            response.headers["Retry-After"] = str(minutes * 60)
+            return response
         if not accounts.authenticate(username, password):
+            throttle.failed(username, address)
             return RedirectResponse("/login?error=1", status_code=303)
+        throttle.succeeded(username)
         token, _ = accounts.open_session(username)
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(

@@ -88,6 +88,21 @@ def add_user(
     console.print(f"{'added' if created else 'updated password of'} reviewer {username}")
 
 
+def remove_user(
+    username: Annotated[str, typer.Argument(help="The reviewer's sign-in name.")],
+    out: OutOption = Path("ocrflow-out"),
+    db: DbOption = None,
+) -> None:
+    """Take a reviewer's access away: sign-in refused, sessions ended; their audit history stays."""
+    from ocrflow.review.auth import Accounts
+
+    if not Accounts(_open(out, db).queue.store.engine).remove_user(username):
+        _fail(f"there is no reviewer {username}")
+    console.print(
+        f"removed reviewer {username}: signed out everywhere, their decisions stay in the audit trail"
+    )
+
+
 def claim(
     item: Annotated[
         str | None, typer.Argument(help="An item to claim (default: the oldest free one).")
@@ -257,6 +272,7 @@ def serve(
 def register(review_app: typer.Typer) -> None:
     """Add these commands to the CLI's ``review`` group."""
     review_app.command("add-user")(add_user)
+    review_app.command("remove-user")(remove_user)
     review_app.command("claim")(claim)
     review_app.command("release")(release)
     review_app.command("approve")(approve)
