@@ -6,8 +6,8 @@ and a document whose tasks fail still gets a rejected record with the reason.
 
 With a token budget (``cost.token_budget``) and an API engine, a document is submitted
 only if its estimate fits beside what finished documents really cost and what the ones
-in flight are expected to; one that does not fit stays pending in ``<out>/pending.json``
-and goes first in the next run.
+in flight are expected to (see :class:`~ocrflow.cost.TokenBudget`); one that does not fit
+stays pending in ``<out>/pending.json`` and goes first in the next run.
 """
 
 from __future__ import annotations
@@ -29,12 +29,19 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.monitoring import documents_run_name, review_links_markdown
 from ocrflow.cache import CachedEngine
-from ocrflow.cost import PendingDocument, TokenBudget, document_tokens, read_pending, write_pending
+from ocrflow.cost import (
+    PendingDocument,
+    TokenBudget,
+    document_tokens,
+    first_page_allowance,
+    read_pending,
+    write_pending,
+)
 from ocrflow.doctypes import get_doctype
 from ocrflow.errors import OcrflowError
 from ocrflow.ingest import discover, unreadable
 from ocrflow.models import DocumentResult, IngestResult, Reason, Stage, Status, Usage
-from ocrflow.ocr import packs_pages
+from ocrflow.ocr import choose_task, packs_pages
 from ocrflow.pipeline import AUTO, Context, ocr_failure
 from ocrflow.prefect_setup import require_global_limit
 from ocrflow.report import Spend, outcome_rows, summary_markdown
@@ -64,6 +71,7 @@ class _Submitted:
     ocr: list[PrefectFuture] | PrefectFuture
     """One future per page, or one for the whole document when its pages are packed."""
     reserved_tokens: int
+    image_tokens: int
 
 
 def _with_pending(sources: list[Path], waiting: list[PendingDocument]) -> list[Path]:
@@ -134,7 +142,12 @@ def process_documents(
     logger.info("found %d documents", len(sources))
     progress = create_progress_artifact(0.0, key=None, description="documents finished")
     limit = settings.cost.token_budget
-    budget = TokenBudget(limit if limit is not None and ctx.bills_tokens else None)
+    budget = TokenBudget(
+        limit if limit is not None and ctx.bills_tokens else None,
+        page_allowance=first_page_allowance(
+            settings, choose_task(ctx.engine, ctx.known_doctype(doc_type)), ctx.known_doctype(doc_type)
+        ),
+    )
     cache_before = _cache_counts(ctx)
 
     ingests = ingest_task.map(sources, settings=unmapped(settings))
@@ -148,7 +161,12 @@ def process_documents(
     def finish_oldest() -> None:
         done = in_flight.popleft()
         result = _finish_document(ctx, settings, doc_type, done.ingested, done.pages, done.ocr)
-        budget.record(result.usage.input_tokens + result.usage.output_tokens, reserved=done.reserved_tokens)
+        budget.record(
+            result.usage.input_tokens + result.usage.output_tokens,
+            reserved=done.reserved_tokens,
+            image_tokens=done.image_tokens,
+            pages=len(done.ingested.pages),
+        )
         results.append(result)
         expected = len(sources) - skipped - len(pending)
         update_progress_artifact(progress, 100.0 * len(results) / max(expected, 1))
@@ -176,12 +194,12 @@ def process_documents(
             if budget.limit is not None
             else 0
         )
-        tokens = budget.expected(estimate)
+        tokens = budget.expected(estimate, len(ingested.pages))
         fits = budget.reserve(tokens)
         while not fits and in_flight:
             # What a document really cost is known when it finishes: settle those before deciding.
             finish_oldest()
-            tokens = budget.expected(estimate)
+            tokens = budget.expected(estimate, len(ingested.pages))
             fits = budget.reserve(tokens)
         if not fits:
             logger.warning(
@@ -202,7 +220,7 @@ def process_documents(
             ocr = recognize_task.map(
                 pages, settings=unmapped(settings), doc_type=unmapped(doc_type), label=labels
             )
-        in_flight.append(_Submitted(ingested, pages, ocr, tokens))
+        in_flight.append(_Submitted(ingested, pages, ocr, tokens, estimate))
     while in_flight:
         finish_oldest()
     gone = {doc.document_id for doc in waiting if not doc.path.is_file()}

@@ -13,6 +13,9 @@ tall after resizing; a page of large print then costs a fraction of the default.
 :class:`TokenBudget` keeps a run within ``token_budget``:
 documents whose estimate does not fit are not submitted and stay pending, listed in
 ``<out>/pending.json`` (:func:`read_pending`, :func:`write_pending`) for the next run.
+A document's estimate is its image tokens plus, per page, the prompt and the answer:
+:func:`first_page_allowance` (an upper bound) until documents of the run have finished,
+then the most any finished page cost beyond its image.
 """
 
 from __future__ import annotations
@@ -30,9 +33,12 @@ import numpy as np
 from PIL import Image
 
 from ocrflow import _imageio
+from ocrflow.doctypes import DocType
+from ocrflow.engines._kie import result_schema
+from ocrflow.engines.prompts import prompt_for
 from ocrflow.errors import ConfigurationError, InputError
 from ocrflow.ingest import discover, ingest
-from ocrflow.models import Frozen, PageRef, Reason, Usage
+from ocrflow.models import Frozen, OcrTask, PageRef, Reason, Usage
 from ocrflow.settings import CostOptions, Settings
 
 MAX_ASPECT_RATIO = 200
@@ -334,6 +340,32 @@ def document_tokens(pages: Iterable[PageRef], model: str, options: CostOptions) 
     return total
 
 
+PROMPT_MARKUP_TOKENS = 64
+"""Chat markup and role tokens around a request's prompt (the engines keep as much free when packing)."""
+
+
+def first_page_allowance(settings: Settings, task: OcrTask, doctype: DocType | None = None) -> int:
+    """Tokens beyond its image one page is reserved before any document of the run has finished.
+
+    An upper bound, so the first documents cannot overshoot the budget: the task's prompt at one
+    token per character (every ASCII and common CJK character is at most one token in Qwen's
+    tokenizer) plus chat markup, as if each page went in a request of its own, and
+    ``cost.output_tokens_per_page`` for the answer, capped by ``openai.max_tokens`` where set.
+    """
+    schema = result_schema(doctype) if doctype and task is OcrTask.KEY_INFORMATION_EXTRACTION else None
+    output = settings.cost.output_tokens_per_page
+    if settings.engine == "openai":
+        options = settings.openai
+        prompt = prompt_for(
+            task, options.prompt_style, result_schema=schema, language=options.qwen_prompt_language
+        )
+        output = min(output, options.max_tokens or output)
+    else:
+        # DashScope's native API applies the documented Qwen-OCR prompt itself; it still counts as input.
+        prompt = prompt_for(task, "qwen-ocr", result_schema=schema)
+    return len(prompt) + PROMPT_MARKUP_TOKENS + output
+
+
 def billed_model(settings: Settings, engine: str | None = None, model: str | None = None) -> str:
     """The model an estimate prices: ``model`` if given, else the one the API ``engine`` is set to use.
 
@@ -370,34 +402,31 @@ def usage_cost(usage: Usage, model: str, options: CostOptions) -> float | None:
 class TokenBudget:
     """A per-run token allowance shared by every worker thread.
 
-    A document first :meth:`reserve` s its estimate; when its calls return, :meth:`record`
-    replaces the reservation with the tokens actually billed (input + output), or
-    :meth:`release` gives it back if nothing was sent. ``limit=None`` means no limit.
-    The answer's tokens are known only afterwards, so a run can overshoot by the output
-    of the documents in flight, never by a whole new document; :meth:`expected` narrows
-    that by scaling estimates with what finished documents really cost.
+    A document first :meth:`reserve` s what it is :meth:`expected` to cost; when its calls
+    return, :meth:`record` replaces the reservation with the tokens actually billed (input +
+    output), or :meth:`release` gives it back if nothing was sent. ``limit=None`` means no limit.
+
+    The expectation is the document's image tokens (exact) plus, per page, ``page_allowance``
+    (an upper bound for the prompt and the answer) until a document has finished, then the most
+    any finished document paid per page beyond its images. So the first documents cannot go
+    over, and later ones only by how much more a page in flight costs than any page before it.
     """
 
-    def __init__(self, limit: int | None) -> None:
+    def __init__(self, limit: int | None, *, page_allowance: int = 0) -> None:
         if limit is not None and limit < 0:
             raise ConfigurationError(f"a token budget cannot be negative ({limit})")
         self.limit = limit
+        self.page_allowance = page_allowance
         self._spent = 0
         self._reserved = 0
-        self._settled_estimates = 0
-        self._settled_actual = 0
+        self._measured_per_page: int | None = None
         self._lock = threading.Lock()
 
-    def expected(self, estimate: int) -> int:
-        """``estimate`` scaled by what finished documents cost against their own estimates.
-
-        Image-token estimates leave out the prompt and the answer, which the bill includes;
-        once documents have finished, their ratio (never below 1) sizes the next reservations.
-        """
+    def expected(self, image_tokens: int, pages: int) -> int:
+        """What a document of ``pages`` pages and ``image_tokens`` should cost, prompt and answer included."""
         with self._lock:
-            if not self._settled_estimates:
-                return estimate
-            return math.ceil(estimate * max(1.0, self._settled_actual / self._settled_estimates))
+            per_page = self.page_allowance if self._measured_per_page is None else self._measured_per_page
+            return image_tokens + pages * per_page
 
     def reserve(self, tokens: int) -> bool:
         """Hold ``tokens`` for a document if they fit in what is left; False leaves it pending."""
@@ -407,15 +436,19 @@ class TokenBudget:
             self._reserved += tokens
             return True
 
-    def record(self, actual: int, *, reserved: int = 0) -> None:
-        """Count ``actual`` tokens as spent, releasing the ``reserved`` estimate they replace."""
+    def record(self, actual: int, *, reserved: int = 0, image_tokens: int = 0, pages: int = 0) -> None:
+        """Count ``actual`` tokens as spent, releasing the ``reserved`` estimate they replace.
+
+        ``image_tokens`` and ``pages`` say what was sent, so the document's cost beyond its
+        images sizes the next reservations.
+        """
         with self._lock:
             self._reserved = max(0, self._reserved - reserved)
             self._spent += actual
-            if actual and reserved:
-                # Documents that paid nothing (cached, failed before sending) say nothing of the ratio.
-                self._settled_estimates += reserved
-                self._settled_actual += actual
+            if actual and pages:
+                # Documents that paid nothing (cached, failed before sending) say nothing of the rest.
+                per_page = math.ceil(max(0, actual - image_tokens) / pages)
+                self._measured_per_page = max(self._measured_per_page or 0, per_page)
 
     def release(self, reserved: int) -> None:
         """Give back a reservation whose document sent nothing (it failed before OCR)."""

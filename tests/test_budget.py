@@ -1,8 +1,8 @@
 """The per-run token budget in the Prefect flow, against the loopback DashScope fake.
 
 Documents that do not fit stay pending (no record, not rejected) in ``<out>/pending.json``
-and go first in the next run; each result carries the usage the fake billed, and the run's
-summary artifact sums it with its cost.
+and go first in the next run; the run never spends more than its budget; each result carries
+the usage the fake billed, and the run's summary artifact sums it with its cost.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from flows.process_documents import process_documents
-from ocrflow.cost import PENDING_FILE, estimate, read_pending
+from ocrflow.cost import PENDING_FILE, estimate, first_page_allowance, read_pending
+from ocrflow.models import OcrTask
 from ocrflow.settings import CostOptions, DashScopeOptions, ModelPrice, Settings
 from ocrflow.store import ResultStore
 from tests.conftest import EXAMPLES
@@ -25,6 +26,8 @@ from tests.conftest import EXAMPLES
 NAMES = ("a_receipt.png", "b_invoice.png", "c_ticket.png", "d_bank_card.png")
 SOURCES = ("receipt_valid.png", "invoice_valid.png", "train_ticket_valid.png", "bank_card_valid.png")
 PRICE = ModelPrice(input=0.5, output=2.0)
+FAKE_ANSWER_ALLOWANCE = 200
+"""The fake answers these examples in 78 tokens; the default allowance (4,096) is Qwen-OCR's ceiling."""
 
 
 @pytest.fixture(autouse=True)
@@ -41,12 +44,20 @@ def inbox(tmp_path: Path) -> Path:
     return folder
 
 
-def settings_for(fake, budget: int | None) -> Settings:
+def settings_for(fake, budget: int | None, output_tokens_per_page: int = FAKE_ANSWER_ALLOWANCE) -> Settings:
     return Settings(
         engine="dashscope",
         dashscope=DashScopeOptions(base_url=fake.native_url),
-        cost=CostOptions(token_budget=budget, prices={"qwen-vl-ocr": PRICE}),
+        cost=CostOptions(
+            token_budget=budget, prices={"qwen-vl-ocr": PRICE}, output_tokens_per_page=output_tokens_per_page
+        ),
     )
+
+
+def real_costs(fake, inbox: Path, out: Path) -> dict[str, int]:
+    """What each document really costs, from a run without a budget into its own output folder."""
+    results = process_documents(paths=[str(inbox)], out=str(out), settings=settings_for(fake, None))
+    return {Path(r.source).name: r.usage.input_tokens + r.usage.output_tokens for r in results}
 
 
 async def _artifact(key: str, flow_run_id):
@@ -73,9 +84,9 @@ def test_budget_leaves_the_rest_pending_and_the_next_run_takes_them_first(
 ):
     out = tmp_path / "out"
     estimates = {e.path.name: e.tokens for e in estimate([inbox], Settings(), "qwen-vl-ocr")}
-    # Room for the first two documents' images: their prompts and answers use up the rest.
-    budget = estimates[NAMES[0]] + estimates[NAMES[1]]
-    assert budget < sum(estimates.values())
+    costs = real_costs(fake_dashscope, inbox, tmp_path / "unbudgeted")
+    # Exactly what the first two documents really cost, prompts and answers included.
+    budget = costs[NAMES[0]] + costs[NAMES[1]]
 
     state = process_documents(
         paths=[str(inbox)], out=str(out), settings=settings_for(fake_dashscope, budget), return_state=True
@@ -83,7 +94,8 @@ def test_budget_leaves_the_rest_pending_and_the_next_run_takes_them_first(
     results = state.result()
 
     assert sorted(Path(r.source).name for r in results) == list(NAMES[:2])
-    assert len(fake_dashscope.requests) == 2, "nothing was sent for the pending documents"
+    assert len(fake_dashscope.requests) == 4 + 2, "nothing was sent for the pending documents"
+    assert sum(r.usage.input_tokens + r.usage.output_tokens for r in results) == budget, "no overshoot"
     for result in results:
         assert result.usage.image_tokens == estimates[Path(result.source).name]
         assert result.usage.input_tokens > result.usage.image_tokens > 0 and result.usage.output_tokens > 0
@@ -91,8 +103,8 @@ def test_budget_leaves_the_rest_pending_and_the_next_run_takes_them_first(
     store = ResultStore(out, f"sqlite:///{(out / 'ocrflow.sqlite3').resolve()}")
     pending = read_pending(out)
     assert [p.path.name for p in pending] == list(NAMES[2:])
-    # Their estimates grew by what the finished ones paid for prompt and answer beyond their images.
-    assert all(p.estimated_tokens > estimates[p.path.name] for p in pending)
+    # Their estimates are their images plus what a finished page paid beyond its image: here, exact.
+    assert all(p.estimated_tokens == costs[p.path.name] > estimates[p.path.name] for p in pending)
     assert all(store.status_of(p.document_id) is None for p in pending)
 
     table = asyncio.run(_artifact("ocrflow-outcomes", state.state_details.flow_run_id))
@@ -115,7 +127,7 @@ def test_budget_leaves_the_rest_pending_and_the_next_run_takes_them_first(
         paths=[str(inbox / NAMES[0])], out=str(out), settings=settings_for(fake_dashscope, None)
     )
     assert sorted(Path(r.source).name for r in later) == list(NAMES[2:])
-    assert len(fake_dashscope.requests) == 4
+    assert len(fake_dashscope.requests) == 4 + 4
     assert not (out / PENDING_FILE).exists()
     assert all(store.status_of(r.document_id) is not None for r in later)
 
@@ -146,11 +158,16 @@ def test_the_cli_says_how_many_documents_wait(inbox: Path, tmp_path: Path, fake_
     from ocrflow.cli import app
 
     estimates = {e.path.name: e.tokens for e in estimate([inbox], Settings(), "qwen-vl-ocr")}
+    smallest = min(estimates.values())
+    # The default first allowance is Qwen-OCR's answer ceiling: a budget one token short of the
+    # smallest document's upper bound sends nothing, although its real cost (about 1,350) would fit.
+    allowance = first_page_allowance(Settings(engine="dashscope"), OcrTask.ADVANCED_RECOGNITION)
     monkeypatch.setenv("OCRFLOW_ENGINE", "dashscope")
     monkeypatch.setenv("OCRFLOW_DASHSCOPE__BASE_URL", fake_dashscope.native_url)
-    monkeypatch.setenv("OCRFLOW_COST__TOKEN_BUDGET", str(estimates[NAMES[0]]))
+    monkeypatch.setenv("OCRFLOW_COST__TOKEN_BUDGET", str(smallest + allowance - 1))
     result = CliRunner().invoke(app, ["run", str(inbox), "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
+    assert not fake_dashscope.requests
     said = " ".join(result.output.split())  # rich wraps lines at the terminal's width
-    assert "3 pending (token budget reached; the next run takes them first)" in said
+    assert "4 pending (token budget reached; the next run takes them first)" in said
     assert "skipped" not in said

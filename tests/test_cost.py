@@ -319,18 +319,44 @@ def test_budget_is_exact_under_concurrent_reservations():
     assert budget.spent + budget.reserved == 5000 and budget.remaining == 0
 
 
-def test_estimates_grow_by_what_finished_documents_really_cost():
-    budget = TokenBudget(10_000)
-    assert budget.expected(1000) == 1000, "nothing finished yet: the estimate as it is"
-    budget.reserve(1000)
-    budget.record(1250, reserved=1000)  # the prompt and the answer came on top of the image
-    assert budget.expected(2000) == 2500
+def test_first_documents_are_reserved_an_upper_bound_then_what_finished_pages_cost():
+    budget = TokenBudget(10_000, page_allowance=300)
+    assert budget.expected(1000, 2) == 1600, "nothing finished yet: images plus the allowance per page"
+    budget.reserve(1600)
+    budget.record(1250, reserved=1600, image_tokens=1000, pages=2)  # 125 a page beyond the images
+    assert budget.expected(2000, 1) == 2125
     budget.reserve(500)
-    budget.release(500)  # sent nothing: says nothing about the ratio
+    budget.release(500)  # sent nothing: says nothing about the rest
     budget.reserve(800)
-    budget.record(0, reserved=800)  # answered from the cache: neither
-    assert budget.expected(2000) == 2500
-    cheap = TokenBudget(None)
-    cheap.reserve(1000)
-    cheap.record(900, reserved=1000)
-    assert cheap.expected(1000) == 1000, "never below the estimate"
+    budget.record(0, reserved=800, image_tokens=700, pages=1)  # answered from the cache: neither
+    assert budget.expected(2000, 1) == 2125
+    budget.reserve(900)
+    budget.record(1000, reserved=900, image_tokens=800, pages=1)  # a wordier page: the most seen counts
+    assert budget.expected(2000, 1) == 2200
+    budget.record(850, image_tokens=800, pages=1)
+    assert budget.expected(2000, 1) == 2200, "a cheaper page does not lower it"
+
+
+def test_the_first_allowance_covers_prompt_and_answer():
+    from ocrflow.cost import PROMPT_MARKUP_TOKENS, first_page_allowance
+    from ocrflow.doctypes import load_doctypes
+    from ocrflow.engines._kie import result_schema
+    from ocrflow.engines.prompts import prompt_for
+    from ocrflow.models import OcrTask
+    from ocrflow.settings import OpenAIOptions
+
+    settings = Settings(engine="dashscope")
+    plain = prompt_for(OcrTask.ADVANCED_RECOGNITION, "qwen-ocr")
+    assert first_page_allowance(settings, OcrTask.ADVANCED_RECOGNITION) == (
+        len(plain) + PROMPT_MARKUP_TOKENS + 4096
+    )
+    doctype = next(iter(load_doctypes(settings.schema_dir).values()))
+    kie = prompt_for(OcrTask.KEY_INFORMATION_EXTRACTION, "qwen-ocr", result_schema=result_schema(doctype))
+    assert first_page_allowance(settings, OcrTask.KEY_INFORMATION_EXTRACTION, doctype) == (
+        len(kie) + PROMPT_MARKUP_TOKENS + 4096
+    )
+    capped = Settings(engine="openai", openai=OpenAIOptions(max_tokens=1000, qwen_prompt_language="en"))
+    english = prompt_for(OcrTask.TEXT_RECOGNITION, "qwen-ocr", language="en")
+    assert (
+        first_page_allowance(capped, OcrTask.TEXT_RECOGNITION) == len(english) + PROMPT_MARKUP_TOKENS + 1000
+    )
