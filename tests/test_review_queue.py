@@ -10,7 +10,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
+from sqlalchemy.orm import Session
 
 from ocrflow.doctypes import load_doctypes
 from ocrflow.errors import ClaimConflict, ItemNotFound
@@ -63,7 +64,14 @@ def queue(store: ResultStore, clock: Clock) -> ReviewQueue:
 def test_migrations_bring_a_new_database_to_the_newest_revision(store: ResultStore):
     assert current_revision(store.engine) == head_revision()
     tables = set(inspect(store.engine).get_table_names())
-    assert {"documents", "review_items", "review_events", "reviewers", "review_sessions"} <= tables
+    assert {
+        "documents",
+        "review_items",
+        "review_events",
+        "reviewers",
+        "review_sessions",
+        "sign_in_failures",
+    } <= tables
 
 
 def test_a_claim_is_exclusive_until_its_lease_runs_out(queue: ReviewQueue, store: ResultStore, clock: Clock):
@@ -250,3 +258,30 @@ def test_twenty_reviewers_decide_two_hundred_items_each_exactly_once(
         actions = [e.action for e in queue.events(item_id)]
         assert actions.count("corrected") == 1 and actions.count("claimed") == 1
     assert store.counts()["accepted"] == 200
+
+
+def test_failed_sign_ins_counted_at_once_are_all_counted(store: ResultStore):
+    from ocrflow.review.auth import SignInThrottle
+    from ocrflow.settings import ReviewOptions
+    from ocrflow.store import SignInFailureRow
+
+    throttle = SignInThrottle(
+        store.engine, ReviewOptions(sign_in_attempts=12, sign_in_attempts_per_address=100)
+    )
+    start = threading.Barrier(12)
+
+    def guess() -> None:
+        start.wait()
+        throttle.failed("alice", "10.0.0.7")
+
+    threads = [threading.Thread(target=guess) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with Session(store.engine) as session:
+        rows = {row.key: row for row in session.scalars(select(SignInFailureRow))}
+    assert {key: row.failures for key, row in rows.items()} == {"user:alice": 12, "addr:10.0.0.7": 12}
+    assert rows["user:alice"].locked_until is not None and rows["addr:10.0.0.7"].locked_until is None
+    assert throttle.locked_until("alice", "10.0.0.8") is not None
+    assert throttle.locked_until("bob", "10.0.0.7") is None
