@@ -38,6 +38,7 @@ from ocrflow.cost import (
     write_pending,
 )
 from ocrflow.doctypes import get_doctype
+from ocrflow.engines._api import ApiEngine
 from ocrflow.errors import OcrflowError
 from ocrflow.ingest import discover, unreadable
 from ocrflow.models import DocumentResult, IngestResult, Reason, Stage, Status, Usage
@@ -79,6 +80,16 @@ def _with_pending(sources: list[Path], waiting: list[PendingDocument]) -> list[P
     given = {source.resolve() for source in sources}
     earlier = [doc.path for doc in waiting if doc.path.is_file() and doc.path.resolve() not in given]
     return list(dict.fromkeys(earlier)) + sources
+
+
+def _unanswered_tokens(ctx: Context, page_futures: list[PrefectFuture]) -> int:
+    """Tokens billed for a document's answers the service cut off and no retry replaced."""
+    engine = ctx.engine.engine if isinstance(ctx.engine, CachedEngine) else ctx.engine
+    if not isinstance(engine, ApiEngine):
+        return 0
+    pages = [future.result().path for future in page_futures if future.state.is_completed()]
+    usage = engine.take_unanswered(pages)
+    return usage.input_tokens + usage.output_tokens
 
 
 def _cache_counts(ctx: Context) -> tuple[int, Usage]:
@@ -162,7 +173,7 @@ def process_documents(
         done = in_flight.popleft()
         result = _finish_document(ctx, settings, doc_type, done.ingested, done.pages, done.ocr)
         budget.record(
-            result.usage.input_tokens + result.usage.output_tokens,
+            result.usage.input_tokens + result.usage.output_tokens + _unanswered_tokens(ctx, done.pages),
             reserved=done.reserved_tokens,
             image_tokens=done.image_tokens,
             pages=len(done.ingested.pages),

@@ -18,7 +18,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from flows.process_documents import process_documents
 from ocrflow.cost import PENDING_FILE, estimate, first_page_allowance, read_pending
-from ocrflow.models import OcrTask
+from ocrflow.models import OcrTask, Usage
 from ocrflow.settings import CostOptions, DashScopeOptions, ModelPrice, Settings
 from ocrflow.store import ResultStore
 from tests.conftest import EXAMPLES
@@ -171,3 +171,60 @@ def test_the_cli_says_how_many_documents_wait(inbox: Path, tmp_path: Path, fake_
     said = " ".join(result.output.split())  # rich wraps lines at the terminal's width
     assert "4 pending (token budget reached; the next run takes them first)" in said
     assert "skipped" not in said
+
+
+# --- answers the service cut off (x-dashscope-partialresponse) are billed too ----------------------
+
+
+@pytest.mark.parametrize("engine_name", ["dashscope", "openai"])
+def test_a_cut_off_answer_is_counted_in_the_retry_that_answers(fake_dashscope, tmp_path, engine_name):
+    from ocrflow.engines.dashscope import DashScopeEngine
+    from ocrflow.engines.openai_compat import OpenAICompatEngine
+    from ocrflow.errors import TransientError
+    from ocrflow.settings import OpenAIOptions
+
+    if engine_name == "dashscope":
+        engine = DashScopeEngine(DashScopeOptions(base_url=fake_dashscope.native_url))
+    else:
+        engine = OpenAICompatEngine(OpenAIOptions(base_url=fake_dashscope.compat_url))
+    page = tmp_path / "receipt.png"
+    shutil.copy(EXAMPLES / SOURCES[0], page)
+    whole = engine.recognize(page, OcrTask.TEXT_RECOGNITION).usage
+
+    fake_dashscope.inject("partial")
+    with pytest.raises(TransientError) as caught:
+        engine.recognize(page, OcrTask.TEXT_RECOGNITION)
+    assert caught.value.code == "partial_response"
+    retried = engine.recognize(page, OcrTask.TEXT_RECOGNITION).usage
+    # The cut-off request paid for the whole input and about half the answer.
+    assert retried.input_tokens == 2 * whole.input_tokens
+    assert whole.output_tokens < retried.output_tokens < 2 * whole.output_tokens
+    assert engine.take_unanswered([page]) == Usage(), "claimed by the retry, not counted twice"
+
+    fake_dashscope.inject("partial")
+    with pytest.raises(TransientError):
+        engine.recognize(page, OcrTask.TEXT_RECOGNITION)
+    left = engine.take_unanswered([page])
+    assert left.input_tokens == whole.input_tokens and 0 < left.output_tokens < whole.output_tokens
+    assert engine.take_unanswered([page]) == Usage()
+    assert engine.recognize(page, OcrTask.TEXT_RECOGNITION).usage.input_tokens == whole.input_tokens
+
+
+def test_the_run_counts_what_a_cut_off_answer_cost(inbox: Path, tmp_path: Path, fake_dashscope):
+    costs = real_costs(fake_dashscope, inbox, tmp_path / "unbudgeted")
+    fake_dashscope.inject("partial")  # the next request, the first document's, is cut off and retried
+    budget = costs[NAMES[0]] + costs[NAMES[1]]
+    state = process_documents(
+        paths=[str(inbox)],
+        out=str(tmp_path / "out"),
+        settings=settings_for(fake_dashscope, budget),
+        return_state=True,
+    )
+    results = state.result()
+    first = next(r for r in results if Path(r.source).name == NAMES[0])
+    billed = first.usage.input_tokens + first.usage.output_tokens
+    assert costs[NAMES[0]] < billed < 2 * costs[NAMES[0]], "the cut-off answer is in the document's usage"
+    # It left less room: the second document no longer fits, and nothing went over.
+    assert [Path(r.source).name for r in results] == [NAMES[0]]
+    assert len(fake_dashscope.requests) == 4 + 2
+    assert [p.path.name for p in read_pending(tmp_path / "out")] == list(NAMES[1:])

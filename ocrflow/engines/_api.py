@@ -7,11 +7,17 @@ packed, because its boxes must belong to one page.
 
 Each image's ``min_pixels``/``max_pixels`` and its token count come from :mod:`ocrflow.cost`
 (fixed or adaptive bounds), the same figures ``ocrflow estimate`` shows.
+
+An answer the service cut off (``x-dashscope-partialresponse``) is billed but unusable: its
+usage is held under the request's pages and the page is retried. The retry that answers adds
+the held usage to its own, so the document's usage says all it cost; what no retry claimed is
+handed to the run's token budget by :meth:`ApiEngine.take_unanswered`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +30,7 @@ from ocrflow.engines._images import EncodedImage, encode_image, pack
 from ocrflow.engines._kie import result_schema
 from ocrflow.engines._parse import parse_key_values, strip_fences, word_box
 from ocrflow.engines._ratelimit import SharedRateLimit
-from ocrflow.errors import EngineError
+from ocrflow.errors import EngineError, TransientError
 from ocrflow.models import OcrLine, OcrResult, OcrTask, Usage
 from ocrflow.settings import ApiLimits, CostOptions
 
@@ -53,6 +59,8 @@ class Answer:
     usage: Usage
     words: list[dict[str, Any]] | None = None
     key_values: dict[str, Any] | None = None
+    cut_off: str | None = None
+    """Set when the service cut the answer off: the message of the error raised once its usage is held."""
 
 
 class ApiEngine:
@@ -69,6 +77,8 @@ class ApiEngine:
         self.cost_options = cost_options or CostOptions()
         self._max_input_tokens = max_input_tokens
         self.rate_limit = SharedRateLimit(limits)
+        self._unanswered: dict[tuple[str, ...], Usage] = {}
+        self._unanswered_lock = threading.Lock()
 
     def recognize(
         self, image: Path, task: OcrTask, *, page_number: int = 1, doctype: DocType | None = None
@@ -111,11 +121,30 @@ class ApiEngine:
             self.rate_limit.acquire()
             started = time.perf_counter()
             answer = self._ask([prepared[i] for i in group], task, schema, label)
-            usage = answer.usage.model_copy(
+            request = (task.value, *(str(images[i]) for i in group))
+            if answer.cut_off is not None:
+                self._hold(request, answer.usage)
+                raise TransientError(answer.cut_off, code="partial_response")
+            usage = self._claim(request) + answer.usage.model_copy(
                 update={"pages": len(group), "seconds": round(time.perf_counter() - started, 3)}
             )
             results.append(self._result(answer, task, first, prepared[group[0]].image, usage))
         return results
+
+    def take_unanswered(self, images: Sequence[Path]) -> Usage:
+        """The usage of cut-off answers for requests among ``images`` that no retry claimed, now released."""
+        names = {str(image) for image in images}
+        with self._unanswered_lock:
+            requests = [request for request in self._unanswered if set(request[1:]) <= names]
+            return sum((self._unanswered.pop(request) for request in requests), Usage())
+
+    def _hold(self, request: tuple[str, ...], usage: Usage) -> None:
+        with self._unanswered_lock:
+            self._unanswered[request] = self._unanswered.get(request, Usage()) + usage
+
+    def _claim(self, request: tuple[str, ...]) -> Usage:
+        with self._unanswered_lock:
+            return self._unanswered.pop(request, Usage())
 
     def request_fingerprint(self, task: OcrTask) -> dict[str, str]:
         """What besides the image, model and task decides the answer, for :mod:`ocrflow.cache`.

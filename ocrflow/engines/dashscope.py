@@ -13,7 +13,8 @@ side in one process.
 A response whose ``x-dashscope-partialresponse`` header is ``true`` is incomplete: the
 service stopped the model at its 180 s limit for non-streaming calls and returned what
 it had. It is raised as a :class:`~ocrflow.errors.TransientError` with code
-``partial_response``, so the page is retried rather than half-read.
+``partial_response``, so the page is retried rather than half-read; the tokens it was billed
+are counted (see :mod:`ocrflow.engines._api`).
 """
 
 from __future__ import annotations
@@ -109,9 +110,10 @@ class DashScopeEngine(ApiEngine):
             )
         headers = {str(k).lower(): str(v) for k, v in (response.headers or {}).items()}
         if headers.get(PARTIAL_RESPONSE_HEADER, "").lower() == "true":
-            raise TransientError(
-                f"DashScope returned an incomplete answer for {label} (cut off at its time limit)",
-                code="partial_response",
+            return Answer(
+                text="",
+                usage=_usage(response.usage or {}),
+                cut_off=f"DashScope returned an incomplete answer for {label} (cut off at its time limit)",
             )
         return _answer(response, label)
 

@@ -15,7 +15,7 @@ needs a real key.
 The SDK's own retries are off (``max_retries=0``): retrying is Prefect's job, gated by
 the error type. A response marked ``x-dashscope-partialresponse: true`` is incomplete
 (DashScope's 180 s limit) and raised as a :class:`~ocrflow.errors.TransientError` with code
-``partial_response``, so the page is retried.
+``partial_response``, so the page is retried; the tokens it was billed are counted.
 """
 
 from __future__ import annotations
@@ -124,12 +124,11 @@ class OpenAICompatEngine(ApiEngine):
             # Raised outside the handler: the SDK's exception may quote what the server echoed
             # (even the key), so it must not ride along as __context__.
             raise failure
-        if raw.headers.get(PARTIAL_RESPONSE_HEADER, "").lower() == "true":
-            raise TransientError(
-                f"{self._service} returned an incomplete answer for {label} (cut off at its time limit)",
-                code="partial_response",
-            )
         completion = raw.parse()
+        if raw.headers.get(PARTIAL_RESPONSE_HEADER, "").lower() == "true":
+            cut_off = f"{self._service} returned an incomplete answer for {label} (cut off at its time limit)"
+            usage = _usage(completion.usage.model_dump() if completion.usage else {})
+            return Answer(text="", usage=usage, cut_off=cut_off)
         if not completion.choices:
             raise TransientError(
                 f"{self._service} sent a response without an answer for {label}", code="malformed_response"
