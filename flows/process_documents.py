@@ -37,8 +37,6 @@ from ocrflow.cost import (
     read_pending,
     write_pending,
 )
-from ocrflow.doctypes import get_doctype
-from ocrflow.engines._api import ApiEngine
 from ocrflow.errors import OcrflowError
 from ocrflow.ingest import discover, unreadable
 from ocrflow.models import DocumentResult, IngestResult, Reason, Stage, Status, Usage
@@ -84,8 +82,8 @@ def _with_pending(sources: list[Path], waiting: list[PendingDocument]) -> list[P
 
 def _unanswered_tokens(ctx: Context, page_futures: list[PrefectFuture]) -> int:
     """Tokens billed for a document's answers the service cut off and no retry replaced."""
-    engine = ctx.engine.engine if isinstance(ctx.engine, CachedEngine) else ctx.engine
-    if not isinstance(engine, ApiEngine):
+    engine = ctx.api_engine
+    if engine is None:
         return 0
     pages = [future.result().path for future in page_futures if future.state.is_completed()]
     usage = engine.take_unanswered(pages)
@@ -144,8 +142,7 @@ def process_documents(
     logger = get_run_logger()
     settings = (settings or Settings()).model_copy(update={"out_dir": Path(out)})
     ctx = context_for(settings)
-    if doc_type != AUTO:
-        get_doctype(ctx.doctypes, doc_type)
+    doctype = ctx.known_doctype(doc_type)
     if settings.local_engine.shared_limit and not ctx.bills_tokens:
         require_global_limit(settings.local_engine.shared_limit, "OCRFLOW_LOCAL_ENGINE__SHARED_LIMIT")
     waiting = read_pending(settings.out_dir)
@@ -155,9 +152,7 @@ def process_documents(
     limit = settings.cost.token_budget
     budget = TokenBudget(
         limit if limit is not None and ctx.bills_tokens else None,
-        page_allowance=first_page_allowance(
-            settings, choose_task(ctx.engine, ctx.known_doctype(doc_type)), ctx.known_doctype(doc_type)
-        ),
+        page_allowance=first_page_allowance(settings, choose_task(ctx.engine, doctype), doctype),
     )
     cache_before = _cache_counts(ctx)
 
@@ -224,7 +219,7 @@ def process_documents(
             continue
         labels = [f"{ingested.source.path.name} p{page.page_number}" for page in ingested.pages]
         pages = preprocess_task.map(list(ingested.pages), settings=unmapped(settings), label=labels)
-        if len(pages) > 1 and packs_pages(ctx.engine, ctx.known_doctype(doc_type)):
+        if len(pages) > 1 and packs_pages(ctx.engine, doctype):
             label = f"{ingested.source.path.name} p1-{len(pages)}"
             ocr = recognize_document_task.submit(pages, settings, doc_type, label=label)
         else:

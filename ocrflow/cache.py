@@ -186,7 +186,7 @@ class CachedEngine:
         first_page_number: int = 1,
     ) -> list[OcrResult]:
         """A multi-page request is one entry, keyed by its pages' images in order."""
-        if not isinstance(self.engine, PageBatching) or not self.engine.packs_pages:
+        if not self.packs_pages:
             return [
                 self.recognize(image, task, page_number=first_page_number + offset, doctype=doctype)
                 for offset, image in enumerate(images)

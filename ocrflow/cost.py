@@ -404,7 +404,7 @@ class TokenBudget:
 
     A document first :meth:`reserve` s what it is :meth:`expected` to cost; when its calls
     return, :meth:`record` replaces the reservation with the tokens actually billed (input +
-    output), or :meth:`release` gives it back if nothing was sent. ``limit=None`` means no limit.
+    output; none if nothing was sent). ``limit=None`` means no limit.
 
     The expectation is the document's image tokens (exact) plus, per page, ``page_allowance``
     (an upper bound for the prompt and the answer) until a document has finished, then the most
@@ -449,10 +449,6 @@ class TokenBudget:
                 # Documents that paid nothing (cached, failed before sending) say nothing of the rest.
                 per_page = math.ceil(max(0, actual - image_tokens) / pages)
                 self._measured_per_page = max(self._measured_per_page or 0, per_page)
-
-    def release(self, reserved: int) -> None:
-        """Give back a reservation whose document sent nothing (it failed before OCR)."""
-        self.record(0, reserved=reserved)
 
     @property
     def spent(self) -> int:

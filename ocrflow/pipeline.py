@@ -46,10 +46,15 @@ class Context:
         return with_cache(self.given_engine or create_engine(self.settings), self.settings)
 
     @property
+    def api_engine(self) -> ApiEngine | None:
+        """The paid API engine behind the cache, or ``None`` for a free one."""
+        engine = self.engine.engine if isinstance(self.engine, CachedEngine) else self.engine
+        return engine if isinstance(engine, ApiEngine) else None
+
+    @property
     def bills_tokens(self) -> bool:
         """Whether the engine is a paid API, whose tokens the run's budget counts."""
-        engine = self.engine.engine if isinstance(self.engine, CachedEngine) else self.engine
-        return isinstance(engine, ApiEngine)
+        return self.api_engine is not None
 
     @cached_property
     def doctypes(self) -> dict[str, DocType]:

@@ -209,8 +209,8 @@ class ApiLimits(BaseModel):
     """The request rate every worker shares, as a Prefect global concurrency limit.
 
     ``ocrflow setup`` creates the limit ``name`` with ``burst`` slots and
-    ``slot_decay_per_second``; inside a flow run the API engines take one slot of it
-    (``prefect.concurrency.sync.rate_limit``) before each request.
+    ``slot_decay_per_second``; inside a flow run the API engines take one slot of it before
+    each request (ocrflow/engines/_ratelimit.py).
     """
 
     name: str = "ocrflow-api"

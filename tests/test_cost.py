@@ -279,7 +279,7 @@ def test_record_replaces_the_reservation_with_actual_usage():
     budget.record(450, reserved=400)  # the answer's tokens come on top of the estimate
     assert (budget.spent, budget.reserved, budget.remaining) == (450, 0, 550)
     assert budget.reserve(500)
-    budget.release(500)  # the document failed before anything was sent
+    budget.record(0, reserved=500)  # the document failed before anything was sent
     assert (budget.spent, budget.reserved, budget.remaining) == (450, 0, 550)
     assert not budget.reserve(551)
 
@@ -326,7 +326,7 @@ def test_first_documents_are_reserved_an_upper_bound_then_what_finished_pages_co
     budget.record(1250, reserved=1600, image_tokens=1000, pages=2)  # 125 a page beyond the images
     assert budget.expected(2000, 1) == 2125
     budget.reserve(500)
-    budget.release(500)  # sent nothing: says nothing about the rest
+    budget.record(0, reserved=500)  # sent nothing: says nothing about the rest
     budget.reserve(800)
     budget.record(0, reserved=800, image_tokens=700, pages=1)  # answered from the cache: neither
     assert budget.expected(2000, 1) == 2125
