@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,15 @@ from tests.prefect_servers import POSTGRES_URL
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 EVAL_DEV = Path(os.environ.get("OCRFLOW_EVAL_DEV", ROOT.parent / "shared" / "eval-dev"))
+
+
+def examples_in(folder: Path, names: Iterable[str] | Mapping[str, str]) -> Path:
+    """``folder`` holding copies of bundled examples: their names, or new names mapped to them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pairs = names.items() if isinstance(names, Mapping) else ((name, name) for name in names)
+    for target, source in pairs:
+        shutil.copy(EXAMPLES / source, folder / target)
+    return folder
 
 
 def eval_dev(relative: str) -> Path:

@@ -21,7 +21,7 @@ from ocrflow.cost import PENDING_FILE, estimate, first_page_allowance, read_pend
 from ocrflow.models import OcrTask, Usage
 from ocrflow.settings import CostOptions, DashScopeOptions, ModelPrice, Settings
 from ocrflow.store import ResultStore
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, examples_in
 
 NAMES = ("a_receipt.png", "b_invoice.png", "c_ticket.png", "d_bank_card.png")
 SOURCES = ("receipt_valid.png", "invoice_valid.png", "train_ticket_valid.png", "bank_card_valid.png")
@@ -37,11 +37,7 @@ def _server(prefect_server, monkeypatch):
 
 @pytest.fixture
 def inbox(tmp_path: Path) -> Path:
-    folder = tmp_path / "inbox"
-    folder.mkdir()
-    for name, source in zip(NAMES, SOURCES, strict=True):
-        shutil.copy(EXAMPLES / source, folder / name)
-    return folder
+    return examples_in(tmp_path / "inbox", dict(zip(NAMES, SOURCES, strict=True)))
 
 
 def settings_for(fake, budget: int | None, output_tokens_per_page: int = FAKE_ANSWER_ALLOWANCE) -> Settings:

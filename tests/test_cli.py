@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 os.environ["COLUMNS"] = "200"  # rich wraps tables at the terminal's width; keep rows on one line
 
 from ocrflow.cli import app  # noqa: E402
-from tests.conftest import EXAMPLES, eval_dev
+from tests.conftest import EXAMPLES, eval_dev, examples_in
 
 runner = CliRunner()
 
@@ -34,10 +34,7 @@ def test_user_errors_are_one_clear_line(args, message, tmp_path):
 
 
 def test_run_then_review(tmp_path, prefect_server):
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    for name in ("bank_card_valid.png", "bank_card_bad_luhn.png"):
-        shutil.copy(EXAMPLES / name, inbox / name)
+    inbox = examples_in(tmp_path / "inbox", ("bank_card_valid.png", "bank_card_bad_luhn.png"))
     out = tmp_path / "out"
     result = runner.invoke(app, ["run", str(inbox), "--out", str(out)])
     assert result.exit_code == 0, result.output

@@ -17,7 +17,7 @@ from flows.process_documents import process_documents
 from ocrflow.engines.dashscope import DashScopeEngine
 from ocrflow.models import OcrTask
 from ocrflow.settings import ApiLimits, DashScopeOptions, Settings
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, examples_in
 
 PAGES = ("receipt_valid.png", "invoice_valid.png", "train_ticket_valid.png", "bank_card_valid.png")
 
@@ -29,11 +29,7 @@ def _server(prefect_server, monkeypatch):
 
 @pytest.fixture
 def inbox(tmp_path: Path) -> Path:
-    folder = tmp_path / "inbox"
-    folder.mkdir()
-    for name in PAGES:
-        shutil.copy(EXAMPLES / name, folder / name)
-    return folder
+    return examples_in(tmp_path / "inbox", PAGES)
 
 
 def settings_for(fake, limits: ApiLimits) -> Settings:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ os.environ["COLUMNS"] = "200"  # rich wraps tables at the terminal's width; keep
 
 from ocrflow.cli import app  # noqa: E402
 from ocrflow.cost import image_tokens  # noqa: E402
-from tests.conftest import EXAMPLES  # noqa: E402
+from tests.conftest import examples_in  # noqa: E402
 
 runner = CliRunner()
 PRICES = '{"qwen-vl-ocr": {"input": 0.72, "output": 1.44}, "qwen3-vl-plus": {"input": 0.2, "output": 1.6}}'
@@ -22,10 +21,7 @@ PRICES = '{"qwen-vl-ocr": {"input": 0.72, "output": 1.44}, "qwen3-vl-plus": {"in
 
 @pytest.fixture
 def inbox(tmp_path: Path) -> Path:
-    folder = tmp_path / "inbox"
-    folder.mkdir()
-    for name in ("receipt_valid.png", "receipt_pages.pdf"):
-        shutil.copy(EXAMPLES / name, folder / name)
+    folder = examples_in(tmp_path / "inbox", ("receipt_valid.png", "receipt_pages.pdf"))
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     return folder
 

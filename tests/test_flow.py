@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, Fl
 from flows.process_documents import process_documents
 from ocrflow.models import Status
 from ocrflow.settings import Settings
-from tests.conftest import EXAMPLES
+from tests.conftest import examples_in
 
 
 @pytest.fixture(autouse=True)
@@ -26,11 +25,9 @@ def _server(prefect_server):
 
 @pytest.fixture
 def inbox(tmp_path: Path) -> Path:
-    folder = tmp_path / "inbox"
-    folder.mkdir()
-    for name in ("cn_id_card_valid.png", "cn_id_card_bad_checksum.png", "receipt_pages.pdf"):
-        shutil.copy(EXAMPLES / name, folder / name)
-    shutil.copy(EXAMPLES / "cn_id_card_valid.png", folder / "same_card_again.png")
+    names = ("cn_id_card_valid.png", "cn_id_card_bad_checksum.png", "receipt_pages.pdf")
+    folder = examples_in(tmp_path / "inbox", names)
+    examples_in(folder, {"same_card_again.png": "cn_id_card_valid.png"})
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     return folder
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from itertools import pairwise
@@ -18,7 +17,7 @@ from ocrflow.engines.rapid import RapidOcrEngine
 from ocrflow.errors import ConfigurationError
 from ocrflow.models import OcrTask, Status
 from ocrflow.settings import LocalEngineOptions, Settings
-from tests.conftest import EXAMPLES
+from tests.conftest import examples_in
 
 NAMES = ("bank_card_valid.png", "cn_id_card_valid.png", "train_ticket_valid.png")
 
@@ -47,11 +46,7 @@ def timed_engine(monkeypatch, prefect_server):
 
 @pytest.fixture
 def inbox(tmp_path: Path) -> Path:
-    folder = tmp_path / "inbox"
-    folder.mkdir()
-    for name in NAMES:
-        shutil.copy(EXAMPLES / name, folder / name)
-    return folder
+    return examples_in(tmp_path / "inbox", NAMES)
 
 
 def _overlaps(spans: list[tuple[float, float]]) -> int:
