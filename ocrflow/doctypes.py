@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ocrflow.checks import FORMAT_CHECKS
 from ocrflow.errors import ConfigurationError
 
 SCHEMA_SUFFIX = ".schema.json"
@@ -53,8 +54,12 @@ class FieldSpec:
 
     @property
     def masked_in_views(self) -> bool:
-        """ID and card numbers: shown masked wherever a person monitors runs."""
-        return bool(self.hints.get("mask", False))
+        """ID and card numbers: shown masked wherever a person monitors runs.
+
+        A field with a checked number format (an ID, a card number, an IBAN, an MRZ line,
+        which holds the document number) is masked whether or not the schema says ``mask``.
+        """
+        return bool(self.hints.get("mask", False)) or self.format in FORMAT_CHECKS
 
     @property
     def allow_masked(self) -> bool:

@@ -484,8 +484,7 @@ def _ambiguity(spec: FieldSpec, readings: list[str]) -> FieldError:
     ID, card and MRZ numbers are shown masked, as everywhere a person monitors runs.
     """
     distinct = list(dict.fromkeys(readings))
-    secret = spec.masked_in_views or spec.format in checks.FORMAT_CHECKS
-    shown = ", ".join(mask_value(r) if secret else repr(r) for r in distinct[:4])
+    shown = ", ".join(mask_value(r) if spec.masked_in_views else repr(r) for r in distinct[:4])
     message = (
         f"{spec.title}: the document gives {len(distinct)} different values ({shown}); the first was kept"
     )

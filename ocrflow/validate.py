@@ -47,7 +47,6 @@ __all__ = ["FORMATS", "RULES", "blocking_errors", "format_checker", "mask_value"
 
 # Formats whose values are personal (an MRZ line holds the document number and birth date):
 # shown masked in every message.
-_SECRET_FORMATS = {"cn-ric", "bank-card", "iban", "mrz-line"}
 _UNREADABLE = ("?", "？")
 
 
@@ -119,7 +118,7 @@ def format_checker() -> FormatChecker:
 
 
 def _is_secret(spec: FieldSpec | None) -> bool:
-    return spec is not None and (spec.masked_in_views or spec.format in _SECRET_FORMATS)
+    return spec is not None and spec.masked_in_views
 
 
 def _shown(value: Any, spec: FieldSpec | None) -> str:
@@ -373,7 +372,7 @@ def _check_doctype(doctype: DocType) -> None:
 
 def _is_number_field(spec: FieldSpec | None) -> bool:
     """Fields where a '*' or 'xx' run means masking rather than text."""
-    return spec is not None and (spec.format in FORMAT_CHECKS or spec.masked_in_views or spec.allow_masked)
+    return spec is not None and (spec.masked_in_views or spec.allow_masked)
 
 
 def _unjudgeable(name: str, value: Any, spec: FieldSpec | None) -> FieldError | None:

@@ -12,6 +12,7 @@ import yaml
 from ocrflow.doctypes import load_doctypes
 from ocrflow.engines import ENGINES, create_engine
 from ocrflow.errors import ConfigurationError, EngineError, TransientError, is_retryable
+from ocrflow.masking import masked_values
 from ocrflow.models import OcrTask
 from ocrflow.normalize import NORMALIZERS
 from ocrflow.settings import Settings
@@ -61,3 +62,9 @@ def test_local_engine_refuses_tasks_it_cannot_do(engine):
         engine.recognize(ROOT / "examples" / "receipt_valid.png", OcrTask.TABLE_PARSING)
     assert not is_retryable(raised.value)
     assert is_retryable(TransientError("429"))
+
+
+def test_mrz_lines_are_masked_like_the_document_number_they_hold():
+    assert TYPES["passport"].masked_fields() == {"mrz_line1", "mrz_line2", "mrz_line3", "document_number"}
+    shown = masked_values({"mrz_line2": "L898902C36UTO7408122F1204159ZE184226B<<<<<10"}, TYPES["passport"])
+    assert "L898902C3" not in shown["mrz_line2"] and "740812" not in shown["mrz_line2"]

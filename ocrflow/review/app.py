@@ -24,10 +24,9 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from ocrflow.checks import FORMAT_CHECKS
-from ocrflow.doctypes import DocType, load_doctypes
+from ocrflow.doctypes import load_doctypes
 from ocrflow.errors import ClaimConflict, ItemNotFound, OcrflowError
-from ocrflow.masking import mask_value, masked_values
+from ocrflow.masking import masked_values
 from ocrflow.models import FieldResult
 from ocrflow.review.auth import Accounts, SignedIn, SignInThrottle, csrf_matches
 from ocrflow.review.decisions import live_errors
@@ -207,7 +206,7 @@ def create_app(settings: Settings, queue: ReviewQueue | None = None) -> FastAPI:
             {
                 "item": item,
                 "name": Path(sources.get(item.document_id, "?")).name,
-                "values": _list_values(item.extracted_values or {}, queue.doctypes.get(item.doc_type or "")),
+                "values": masked_values(item.extracted_values or {}, queue.doctypes.get(item.doc_type or "")),
                 "age": _age(current - item.created_at),
                 "reasons": sorted({r.get("code", "") for r in item.reasons}),
                 "lease_over": item.lease_expires_at is not None and item.lease_expires_at <= current,
@@ -360,15 +359,6 @@ def create_app(settings: Settings, queue: ReviewQueue | None = None) -> FastAPI:
 
 def _back(item_id: int, message: str) -> RedirectResponse:
     return RedirectResponse(f"/items/{item_id}?" + urlencode({"message": message}), status_code=303)
-
-
-def _list_values(values: dict[str, Any], doctype: DocType | None) -> dict[str, Any]:
-    """Values as the queue list shows them: ID and card numbers masked, MRZ lines too (they hold both)."""
-    shown = masked_values(values, doctype)
-    for name, spec in (doctype.fields if doctype else {}).items():
-        if spec.format in FORMAT_CHECKS and values.get(name) not in (None, ""):
-            shown[name] = mask_value(values[name])
-    return shown
 
 
 def _age(delta: timedelta) -> str:
