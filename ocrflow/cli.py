@@ -441,12 +441,13 @@ def watch(
     max_wait: Annotated[float, typer.Option(help="Seconds a batch may wait for its burst to end.")] = 60.0,
 ) -> None:
     """Emit ocrflow.document.uploaded events for complete new files in INBOX, debounced into batches."""
-    from prefect.settings import PREFECT_API_URL
-
+    from ocrflow.prefect_setup import require_prefect_api
     from ocrflow.watch import InboxWatcher, WatchOptions
 
-    if not PREFECT_API_URL.value():
-        _fail("PREFECT_API_URL is not set: the watcher sends its events to a Prefect server")
+    try:
+        require_prefect_api("ocrflow watch")
+    except OcrflowError as exc:
+        _fail(exc.message)
     options = WatchOptions(
         poll_seconds=poll,
         settle_seconds=settle,

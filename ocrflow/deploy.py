@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ocrflow.errors import ConfigurationError
+from ocrflow.prefect_setup import require_prefect_api
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
@@ -80,6 +81,7 @@ def serve_deployments(config: Path = PREFECT_YAML, names: list[str] | None = Non
     """Serve the deployments of ``config`` (all, or those ``names``) until interrupted."""
     from prefect import serve
 
+    require_prefect_api("ocrflow serve")
     specs = deployment_specs(config)
     unknown = set(names or []) - {spec["name"] for spec in specs}
     if unknown:

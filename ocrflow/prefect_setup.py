@@ -39,10 +39,23 @@ def secret_block_names(settings: Settings) -> list[str]:
     return sorted(name for name in names if name)
 
 
+def require_prefect_api(purpose: str) -> None:
+    """Raise :class:`ConfigurationError` unless ``PREFECT_API_URL`` names a server.
+
+    Without it Prefect would quietly start a temporary server of its own, and what ``purpose``
+    creates or sends would vanish with it.
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        raise ConfigurationError(f"PREFECT_API_URL is not set: {purpose} needs a Prefect server")
+
+
 def set_up(settings: Settings, work_pool: str = WORK_POOL, local_ocr_slots: int | None = None) -> list[Step]:
     """Create or align every object on the server ``PREFECT_API_URL`` points at."""
     from prefect.client.orchestration import get_client
 
+    require_prefect_api("ocrflow setup")
     local_ocr_slots = local_ocr_slots or os.cpu_count() or 1
     limits = settings.api_limits
     with get_client(sync_client=True) as client:

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from ocrflow.errors import ConfigurationError
 from ocrflow.ingest import SUPPORTED_SUFFIXES
+from ocrflow.prefect_setup import require_prefect_api
 from ocrflow.store import write_json_atomically
 
 UPLOADED_EVENT = "ocrflow.document.uploaded"
@@ -137,12 +138,8 @@ def batch_events(uploads: list[Upload], inbox: Path, batch_id: str) -> list[dict
 def post_events(events: list[dict]) -> None:
     """Send events to the Prefect server and wait for it to accept them (raises if it does not)."""
     from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL
 
-    if not PREFECT_API_URL.value():
-        raise ConfigurationError(
-            "PREFECT_API_URL is not set: the watcher needs a Prefect server for its events"
-        )
+    require_prefect_api("the watcher's events")
     with get_client(sync_client=True) as client:
         client.request("POST", "/events", json=events)
 

@@ -212,11 +212,13 @@ def test_an_unreadable_state_file_is_a_clear_error(inbox):
         Harness(inbox)
 
 
-def test_watch_command_needs_a_prefect_server(inbox):
+@pytest.mark.parametrize("command", [["watch", "INBOX"], ["setup"], ["serve"]])
+def test_server_commands_need_a_prefect_server(inbox, command):
+    # Without PREFECT_API_URL, Prefect would start a temporary server and setup would "succeed" on it.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env["PREFECT_HOME"] = str(inbox.parent / "prefect-home")
     done = subprocess.run(
-        [Path(sys.executable).parent / "ocrflow", "watch", str(inbox)],
+        [Path(sys.executable).parent / "ocrflow", *[str(inbox) if a == "INBOX" else a for a in command]],
         env=env,
         capture_output=True,
         text=True,
@@ -224,3 +226,4 @@ def test_watch_command_needs_a_prefect_server(inbox):
     )
     assert done.returncode == 2
     assert "PREFECT_API_URL is not set" in done.stderr
+    assert "Traceback" not in done.stderr
