@@ -22,7 +22,7 @@ from ocrflow.ingest import ingest
 from ocrflow.models import DocumentResult, Extraction, IngestResult, OcrResult, PageRef, Reason, Stage
 from ocrflow.ocr import recognize
 from ocrflow.preprocess import preprocess
-from ocrflow.routing import build_result, decide
+from ocrflow.routing import build_result, decide, schema_rule
 from ocrflow.settings import Settings
 from ocrflow.store import ResultStore
 from ocrflow.validate import validate
@@ -119,7 +119,7 @@ def finish(
 ) -> DocumentResult:
     """Route the document, then store its outcome durably before anyone acts on it."""
     doctype = ctx.doctypes.get(extraction.doc_type) if extraction else None
-    rule = ctx.settings.review.rule_for(extraction.doc_type if extraction else None)
+    rule = ctx.settings.review.rule_for(extraction.doc_type if extraction else None, schema_rule(doctype))
     status, reasons = decide(ingested, ocr_results, ocr_failures, extraction, doctype, type_reason, rule)
     result = build_result(ingested, pages, ocr_results, extraction, status, reasons)
     ctx.store.save(result)

@@ -163,8 +163,9 @@ class ReviewOptions(BaseModel):
     rules: dict[str, ReviewRule] = Field(default_factory=dict)
     """Routing rules by document type; ``"*"`` applies to types without their own."""
 
-    def rule_for(self, doc_type: str | None) -> ReviewRule | None:
-        return self.rules.get(doc_type or "") or self.rules.get("*")
+    def rule_for(self, doc_type: str | None, own: ReviewRule | None = None) -> ReviewRule | None:
+        """The type's rule from settings, else its ``own`` (its schema's), else the ``"*"`` rule."""
+        return self.rules.get(doc_type or "") or own or self.rules.get("*")
 
 
 class ModelPrice(BaseModel):

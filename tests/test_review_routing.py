@@ -145,6 +145,15 @@ def test_a_schema_rule_routes_a_real_document_through_the_pipeline(tmp_path: Pat
     assert item.document_id == result.document_id and item.reasons[0]["code"] == "audit_sample"
 
 
+def test_a_types_schema_rule_wins_over_the_settings_rule_for_every_type(tmp_path: Path, engine):
+    # "*" applies to types without a rule of their own; bank_card's schema has one.
+    folder = _schema_with_review(tmp_path, {"audit_percent": 100})
+    everyone = ReviewOptions(rules={"*": ReviewRule(audit_percent=0)})
+    ctx = Context(Settings(out_dir=tmp_path / "out", schema_dir=folder, review=everyone), given_engine=engine)
+    result = process_document(ctx, EXAMPLES / "bank_card_valid.png", "bank_card")
+    assert [r.code for r in result.reasons] == ["audit_sample"]
+
+
 def test_a_broken_schema_rule_is_a_configuration_error(tmp_path: Path):
     folder = _schema_with_review(tmp_path, {"audit_percent": 250})
     doctype = load_doctypes(folder)["bank_card"]
