@@ -460,10 +460,10 @@ def validate(extraction: Extraction, doctype: DocType, *, min_confidence: float 
 
     for name, field in result.fields.items():
         spec = doctype.fields.get(name)
-        # A schema may ask more of a field whose misreads the OCR score hides (long names).
-        threshold = spec.hints.get("min_confidence", min_confidence) if spec else min_confidence
+        # A schema may ask more of a field whose misreads the OCR score hides (long names), never less.
+        threshold = max(spec.hints.get("min_confidence", 0.0), min_confidence) if spec else min_confidence
         if values[name] is not None and field.confidence < threshold:
-            title = _title(name, doctype.fields.get(name))
+            title = _title(name, spec)
             message = f"{title} was read with low confidence ({field.confidence:.2f})"
             new.append((name, FieldError(code="low_confidence", message=message)))
 

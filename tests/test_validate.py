@@ -477,3 +477,11 @@ def test_country_codes_are_letters_and_germany_is_d() -> None:
     misread = validate(extraction(passport, nationality="UT0", issuing_country="UTO"), passport)
     assert codes(german, "nationality") == [] and codes(german, "issuing_country") == []
     assert codes(misread, "nationality") == ["schema"] and codes(misread, "issuing_country") == []
+
+
+def test_a_fields_own_threshold_raises_the_runs_and_never_lowers_it() -> None:
+    receipt = load_doctypes()["receipt"]  # company asks for 0.97
+    read = dict(company="SHOP SDN BHD", date="2018-12-25", address="1 JALAN A, 81100 JOHOR", total="9.00")
+    assert codes(validate(extraction(receipt, 0.95, **read), receipt), "company") == ["low_confidence"]
+    strict = validate(extraction(receipt, 0.985, **read), receipt, min_confidence=0.99)
+    assert codes(strict, "company") == ["low_confidence"]
