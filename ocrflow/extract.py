@@ -288,14 +288,18 @@ def _levenshtein_le1(a: str, b: str) -> bool:
     return any(long[:k] + long[k + 1 :] == short for k in range(len(long)))
 
 
-def _label_end(text: str, label: str) -> int | None:
+def _label_end(text: str, label: str, *, fuzzy: bool) -> int | None:
     """The index in ``text`` just after ``label``, or ``None``.
 
-    Case and spaces are ignored and, in labels of 5+ characters, one OCR slip ("TOTSL", "TOTAI").
+    Case and spaces are ignored. With ``fuzzy``, labels of 5+ characters also match with one
+    OCR slip ("TOTSL", "TOTAI"); without it the label must be a word of its own, so "CHANGE"
+    is not found in "SERVICE CHARGE" or "EXCHANGE", nor "CASH" in "CASHIER".
     """
     kept = [(i, ch.lower()) for i, ch in enumerate(text) if not ch.isspace()]
     folded = "".join(ch for _, ch in kept)
     target = _fold(label).lower()
+    if not fuzzy:
+        return _word_end(text, kept, folded, target)
     at = folded.find(target)
     if at >= 0:
         return kept[at + len(target) - 1][0] + 1
@@ -310,17 +314,28 @@ def _label_end(text: str, label: str) -> int | None:
     return None
 
 
+def _word_end(text: str, kept: list[tuple[int, str]], folded: str, target: str) -> int | None:
+    """Where ``target`` ends in ``text`` at its first match with no letter glued to either side."""
+    at = folded.find(target)
+    while at >= 0:
+        start, end = kept[at][0], kept[at + len(target) - 1][0] + 1
+        if not (start > 0 and text[start - 1].isalpha()) and not (end < len(text) and text[end].isalpha()):
+            return end
+        at = folded.find(target, at + 1)
+    return None
+
+
 def _amounts_after(
-    labels: Sequence[str], exclude: Sequence[str], rows_: list[Row]
+    labels: Sequence[str], exclude: Sequence[str], rows_: list[Row], *, fuzzy: bool = False
 ) -> list[tuple[int, Candidate]]:
     """``(label rank, amount)`` for every line with one of the labels, in reading order."""
     found: list[tuple[int, Candidate]] = []
     for i, row in enumerate(rows_):
         for j, line in enumerate(row.lines):
-            if any(_label_end(line.text, x) is not None for x in exclude):
+            if any(_label_end(line.text, x, fuzzy=fuzzy) is not None for x in exclude):
                 continue
             for rank, label in enumerate(labels):
-                end = _label_end(line.text, label)
+                end = _label_end(line.text, label, fuzzy=fuzzy)
                 if end is None:
                     continue
                 options = [(line.text[end:], line.score)]
@@ -345,7 +360,8 @@ def _by_total(spec: FieldSpec, rows_: list[Row]) -> list[Candidate]:
     """
     exclude = spec.hints.get("exclude", [])
     change_labels = spec.hints.get("change", [])
-    totals = _amounts_after(spec.labels, exclude, rows_)
+    # Only total labels are long and distinctive enough to be found despite a slip.
+    totals = _amounts_after(spec.labels, exclude, rows_, fuzzy=True)
     if not totals:
         return []
     paid = [c for _, c in _amounts_after(spec.hints.get("paid", []), [*exclude, *change_labels], rows_)]

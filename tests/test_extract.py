@@ -329,6 +329,12 @@ def test_a_change_without_a_payment_questions_the_total(doctypes):
     assert _total(doctypes, "TOTAL 5.00", "CHANGE 0.00").errors == []
 
 
+def test_payment_labels_are_whole_words_without_slips(doctypes):
+    # "CHANGE" is one slip from "CHARGE", and "CASH" starts "CASHIER": neither is a payment.
+    total = _total(doctypes, "ITEM 10.00", "SERVICE CHARGE 1.00", "TOTAL 11.00", "CASHIER: 7.00")
+    assert (total.value, total.errors) == ("11.00", [])
+
+
 def test_rounded_total_is_printed_last(doctypes):
     total = _total(doctypes, "TOTAL: 102.39", "TOTAL 102.40")
     assert total.value == "102.40"
