@@ -185,18 +185,10 @@ def snapshot(item: ReviewItemRow) -> dict[str, Any]:
 
 
 def write_json_atomically(path: Path, payload: str) -> None:
-    _write_atomically(path, payload, "w")
-
-
-def write_bytes_atomically(path: Path, payload: bytes) -> None:
-    _write_atomically(path, payload, "wb")
-
-
-def _write_atomically(path: Path, payload: str | bytes, mode: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, mode, encoding="utf-8" if mode == "w" else None) as handle:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())

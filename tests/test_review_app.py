@@ -128,3 +128,20 @@ def test_review_next_claims_the_oldest_free_item_and_says_when_none_is_left(serv
     again = client.post(base + "/next", data={"csrf_token": token}, follow_redirects=False)
     assert again.headers["location"] == "/items/1"
     assert [queue.get(i).claimed_by for i in (1, 2)] == ["alice", "alice"]
+
+
+def test_a_pdf_page_image_is_rendered_once_with_the_pages_before_it(tmp_path: Path, engine):
+    from ocrflow.pipeline import Context, process_document
+    from ocrflow.review.pages import page_png
+    from ocrflow.settings import IngestOptions, Settings
+    from tests.conftest import EXAMPLES
+
+    ctx = Context(Settings(out_dir=tmp_path / "out"), given_engine=engine)
+    result = process_document(ctx, EXAMPLES / "receipt_pages.pdf")
+    cache = tmp_path / "pages"
+    second = page_png(result, 2, cache, IngestOptions())
+    assert second is not None and second.startswith(b"\x89PNG")
+    first, other = (cache / f"{result.document_id}-{n}.png" for n in (1, 2))
+    assert first.is_file() and other.read_bytes() == second
+    assert page_png(result, 1, cache, IngestOptions()) == first.read_bytes()
+    assert page_png(result, 3, cache, IngestOptions()) is None

@@ -7,13 +7,12 @@ beside the results. No part of a request ever becomes part of a path.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
+from ocrflow import _imageio
 from ocrflow.ingest import DecodedPage, identify, iter_pages
 from ocrflow.models import DocumentResult
 from ocrflow.settings import IngestOptions
-from ocrflow.store import write_bytes_atomically
 
 
 def page_png(
@@ -31,11 +30,14 @@ def page_png(
     ref = identify(source)
     if ref.document_id != result.document_id:
         return None  # the file at that path is another document now
+    # Pages decode in order, so keep each one passed on the way: page N of a PDF then costs
+    # one rendering pass, and the pages before it are ready when the reviewer turns back.
+    cache_dir.mkdir(parents=True, exist_ok=True)
     for page in iter_pages(ref, options):
-        if isinstance(page, DecodedPage) and page.number == page_number:
-            buffer = io.BytesIO()
-            page.image.save(buffer, format="PNG")
-            data = buffer.getvalue()
-            write_bytes_atomically(cached, data)
+        if not isinstance(page, DecodedPage):
+            continue
+        data = _imageio.encode(page.image, "PNG")
+        _imageio.write_atomically(cache_dir / f"{result.document_id}-{page.number}.png", data)
+        if page.number == page_number:
             return data
     return None
