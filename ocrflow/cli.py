@@ -396,10 +396,10 @@ def setup(
     except httpx.HTTPError as exc:
         _fail(f"the Prefect server cannot be reached ({exc}); set PREFECT_API_URL")
     finally:
-        from prefect.events.worker import EventsWorker
+        from ocrflow.review.events import flush_events
 
         # Saving a block emits an event; send it now rather than warn about it at exit.
-        EventsWorker.drain_all(timeout=10)
+        flush_events()
     for step in steps:
         console.print(
             f"{step.action:9} {step.kind} {step.name}" + (f" ({step.detail})" if step.detail else "")

@@ -52,18 +52,17 @@ def runner_deployment(spec: dict[str, Any]) -> RunnerDeployment:
     name = spec["name"]
     schedules = []
     for schedule in spec.get("schedules") or []:
+        # Every key prefect.yaml allows (timezone, active, parameters, day_or, anchor_date...) goes through.
+        options = {key: value for key, value in schedule.items() if key not in ("cron", "interval")}
         if "cron" in schedule:
-            schedules.append(Cron(schedule["cron"], timezone=schedule.get("timezone")))
+            schedules.append(Cron(schedule["cron"], **options))
         elif "interval" in schedule:
-            schedules.append(Interval(schedule["interval"], timezone=schedule.get("timezone")))
+            schedules.append(Interval(schedule["interval"], **options))
         else:
             raise ConfigurationError(f"deployment {name}: only cron and interval schedules can be served")
     adapter = TypeAdapter(DeploymentTriggerTypes)
-    triggers = [
-        # Named as `prefect deploy` names them, so both create the same automations.
-        adapter.validate_python({"name": f"{name}__automation_{i}", **trigger})
-        for i, trigger in enumerate(spec.get("triggers") or [], start=1)
-    ]
+    # Unnamed triggers get the names `prefect deploy` gives them (<deployment>__automation_<n>).
+    triggers = [adapter.validate_python(trigger) for trigger in spec.get("triggers") or []]
     return load_entrypoint(spec["entrypoint"]).to_deployment(
         name=name,
         description=spec.get("description"),

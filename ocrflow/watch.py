@@ -26,7 +26,6 @@ schedule unless ``backfill`` is set (then those not emitted before are emitted).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -36,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ocrflow.cache import file_sha256
 from ocrflow.errors import ConfigurationError
 from ocrflow.ingest import SUPPORTED_SUFFIXES
 from ocrflow.prefect_setup import require_prefect_api
@@ -94,14 +94,6 @@ class WatchState:
         for upload in uploads:
             self.emitted[upload.sha256] = {"path": str(upload.path), "batch_id": batch_id, "at": now}
         write_json_atomically(self.path, json.dumps({"version": 1, "emitted": self.emitted}, indent=1))
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def batch_events(uploads: list[Upload], inbox: Path, batch_id: str) -> list[dict]:
