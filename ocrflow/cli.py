@@ -227,10 +227,14 @@ def estimate(
         bool | None,
         typer.Option("--adaptive/--fixed", help="max_pixels mode; default: OCRFLOW_COST__MAX_PIXELS_MODE."),
     ] = None,
+    batch: Annotated[
+        bool, typer.Option("--batch", help="Price for the Batch API (half the real-time price).")
+    ] = False,
 ) -> None:
     """Print the image tokens and input cost of every page, before anything is sent."""
-    from ocrflow.cost import billed_model
+    from ocrflow.cost import billed_model, price_of
     from ocrflow.cost import estimate as estimate_documents
+    from ocrflow.engines.catalog import BATCH_PRICE_FACTOR, batch_refusal
     from ocrflow.settings import Settings
 
     try:
@@ -239,11 +243,17 @@ def estimate(
             mode = "adaptive" if adaptive else "fixed"
             settings.cost = settings.cost.model_copy(update={"max_pixels_mode": mode})
         priced = billed_model(settings, engine, model)
+        if batch and (
+            refusal := batch_refusal(settings.openai.region, priced, base_url=settings.openai.base_url)
+        ):
+            _fail(refusal)
         documents = estimate_documents(paths, settings, priced)
     except OcrflowError as exc:
         _fail(exc.message)
+    factor = BATCH_PRICE_FACTOR if batch else 1.0
     currency = settings.cost.currency
-    table = Table(title=f"estimate for {priced} ({settings.cost.max_pixels_mode} max_pixels)")
+    mode = f"{settings.cost.max_pixels_mode} max_pixels" + (", Batch API at 50%" if batch else "")
+    table = Table(title=f"estimate for {priced} ({mode})")
     for column in ("document", "page", "pixels", "sent as", "max_pixels", "tokens", f"cost {currency}"):
         table.add_column(column, overflow="fold")
     for document in documents:
@@ -255,7 +265,7 @@ def estimate(
                 f"{page.resized[1]}x{page.resized[0]}",
                 f"{page.max_pixels:,}",
                 f"{page.tokens:,}",
-                "?" if page.cost is None else f"{page.cost:.6f}",
+                "?" if page.cost is None else f"{page.cost * factor:.6f}",
             )
         for reason in document.reasons:
             table.add_row(document.path.name, str(reason.page or "-"), reason.message, "", "", "", "")
@@ -264,15 +274,19 @@ def estimate(
     tokens = sum(d.tokens for d in documents)
     costs = [page.cost for d in documents for page in d.pages]
     priced_total = (
-        f"{sum(costs):.4f} {currency}"
+        f"{sum(costs) * factor:.4f} {currency}"
         if costs and None not in costs
-        else f"unknown (no price for {priced}; set OCRFLOW_COST__PRICES)"
+        else f"unknown (no price for {priced}: ../shared/reference states none; set OCRFLOW_COST__PRICES, "
+        "see the README's 'Prices')"
     )
     console.print(
         f"{len(documents)} documents, {pages} pages, {tokens:,} image tokens, input cost {priced_total}. "
         "The prompt and the answer are billed on top.",
         highlight=False,
     )
+    price = price_of(priced, settings.cost)
+    if price is not None and (price.as_of or price.source):
+        console.print(f"Price of {priced}: as of {price.as_of or 'unknown date'} ({price.source or 'set'}).")
 
 
 @app.command("eval")

@@ -35,11 +35,12 @@ from PIL import Image
 from ocrflow import _imageio
 from ocrflow.doctypes import DocType
 from ocrflow.engines._kie import result_schema
+from ocrflow.engines.catalog import BATCH_PRICE_FACTOR, DOCUMENTED_PRICES, model_limits
 from ocrflow.engines.prompts import prompt_for
 from ocrflow.errors import ConfigurationError, InputError
 from ocrflow.ingest import discover, ingest
 from ocrflow.models import Frozen, OcrTask, PageRef, Reason, Usage
-from ocrflow.settings import CostOptions, Settings
+from ocrflow.settings import CostOptions, ModelPrice, Settings
 
 MAX_ASPECT_RATIO = 200
 VISION_MARKER_TOKENS = 2
@@ -295,7 +296,7 @@ def estimate_page(
     family = model_family(model)
     resized = smart_resize(height, width, factor=family.factor, min_pixels=min_pixels, max_pixels=max_pixels)
     tokens = resized[0] * resized[1] // family.factor**2 + VISION_MARKER_TOKENS
-    price = options.prices.get(model)
+    price = price_of(model, options)
     return PageEstimate(
         page_number=page_number,
         width=width,
@@ -304,7 +305,7 @@ def estimate_page(
         min_pixels=min_pixels,
         max_pixels=max_pixels,
         tokens=tokens,
-        cost=None if price is None else tokens * price.input / 1_000_000,
+        cost=None if price is None else tokens * price.input / 1_000_000 + price.per_1k_images / 1000,
     )
 
 
@@ -350,10 +351,11 @@ def first_page_allowance(settings: Settings, task: OcrTask, doctype: DocType | N
     An upper bound, so the first documents cannot overshoot the budget: the task's prompt at one
     token per character (every ASCII and common CJK character is at most one token in Qwen's
     tokenizer) plus chat markup, as if each page went in a request of its own, and
-    ``cost.output_tokens_per_page`` for the answer, capped by ``openai.max_tokens`` where set.
+    ``cost.output_tokens_per_page`` (default: the model's documented output limit) for the answer,
+    capped by ``openai.max_tokens`` where set.
     """
     schema = result_schema(doctype) if doctype and task is OcrTask.KEY_INFORMATION_EXTRACTION else None
-    output = settings.cost.output_tokens_per_page
+    output = settings.cost.output_tokens_per_page or model_limits(billed_model(settings)).max_output
     if settings.engine == "openai":
         options = settings.openai
         prompt = prompt_for(
@@ -385,15 +387,34 @@ def billed_model(settings: Settings, engine: str | None = None, model: str | Non
     return models[engine]
 
 
-def usage_cost(usage: Usage, model: str, options: CostOptions) -> float | None:
-    """What a call's usage cost at the configured price, or ``None`` when the model has none.
+def price_of(model: str, options: CostOptions) -> ModelPrice | None:
+    """The price set in ``options`` for ``model``, else the one the reference states, else ``None``."""
+    if model in options.prices:
+        return options.prices[model]
+    documented = DOCUMENTED_PRICES.get(model)
+    if documented is None:
+        return None
+    return ModelPrice(
+        input=documented.input_per_million or 0.0,
+        output=documented.output_per_million or 0.0,
+        per_1k_images=documented.per_1k_images or 0.0,
+        as_of=documented.as_of,
+        source=f"{documented.source}; {documented.note}" if documented.note else documented.source,
+    )
 
-    DashScope's ``input_tokens`` already include the ``image_tokens``.
+
+def usage_cost(usage: Usage, model: str, options: CostOptions, *, batch: bool = False) -> float | None:
+    """What a call's usage cost at the model's price, or ``None`` when it has none.
+
+    DashScope's ``input_tokens`` already include the ``image_tokens``. ``batch``: the Batch API's
+    price, half the real-time one (``ocrflow.engines.catalog.BATCH_PRICE_FACTOR``).
     """
-    price = options.prices.get(model)
+    price = price_of(model, options)
     if price is None:
         return None
-    return (usage.input_tokens * price.input + usage.output_tokens * price.output) / 1_000_000
+    cost = (usage.input_tokens * price.input + usage.output_tokens * price.output) / 1_000_000
+    cost += usage.pages * price.per_1k_images / 1000
+    return cost * BATCH_PRICE_FACTOR if batch else cost
 
 
 # --- the run's token budget -------------------------------------------------------------------

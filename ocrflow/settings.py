@@ -110,14 +110,16 @@ class OpenAIOptions(BaseModel):
     model: str = "qwen-vl-ocr"
     prompt_style: Literal["qwen-ocr", "qianfan-ocr", "generic"] = "qwen-ocr"
     """Which model family's prompts the built-in tasks become; see ``ocrflow.engines.prompts``."""
-    qwen_prompt_language: Literal["zh", "en"] = "zh"
-    """Qwen-OCR's documentation gives the extraction prompts in Chinese and in English."""
+    qwen_prompt_language: Literal["zh", "en"] = "en"
+    """The documented English prompts (``../shared/reference``), or the Chinese edition's."""
     api_key_env: str = "DASHSCOPE_API_KEY"
     api_key_secret_block: str | None = "dashscope-api-key"
     timeout_seconds: float = Field(180.0, gt=0)
     max_input_tokens: int = Field(30_000, ge=1000)
     max_tokens: int | None = Field(None, ge=1)
     """The answer's token limit; ``None`` leaves the server's default."""
+    stream: Literal["long", "always", "never"] = "long"
+    """Stream answers (no 180 s cut-off): for long-answer tasks (document, table parsing), all, none."""
 
     @property
     def api_url(self) -> str:
@@ -169,30 +171,41 @@ class ReviewOptions(BaseModel):
 
 
 class ModelPrice(BaseModel):
-    """What one model costs, per million tokens, as Model Studio's price lists give it."""
+    """What one model costs, as the vendor's price lists give it: per million tokens, and/or per image.
 
-    input: float = Field(ge=0)
-    output: float = Field(ge=0)
+    ``OCRFLOW_COST__PRICES='{"qwen-vl-ocr": {"input": 0.07, "output": 0.16, "as_of": "2026-03"}}'``
+    (amounts in ``cost.currency``). ``per_1k_images`` is for models priced by the page, like
+    Qianfan-OCR's hosted API. ``as_of`` says when the price was read, so a stale one shows.
+    """
+
+    input: float = Field(0.0, ge=0)
+    output: float = Field(0.0, ge=0)
+    per_1k_images: float = Field(0.0, ge=0)
+    as_of: str | None = None
+    source: str | None = None
 
 
 class CostOptions(BaseModel):
     """Token estimates, prices and the per-run token budget (see :mod:`ocrflow.cost`).
 
-    Prices are not built in: they differ by region and change, so a model without one
-    here is estimated in tokens only and its cost shown as unknown. For example
+    Prices set here win; beside them ocrflow knows the prices ``../shared/reference`` states
+    (``ocrflow.engines.catalog.DOCUMENTED_PRICES``, with their date). It states none for
+    Qwen-OCR, so a Qwen-OCR model without a price here is estimated in tokens only and its cost
+    shown as unknown, never guessed. For example
     ``OCRFLOW_COST__PRICES='{"qwen-vl-ocr": {"input": 0.07, "output": 0.16}}'``.
     """
 
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
-    """Model name (exactly as sent) to its price per million input and output tokens."""
+    """Model name (exactly as sent) to its price (:class:`ModelPrice`)."""
     currency: str = "USD"
     token_budget: int | None = Field(None, ge=1)
     """Tokens one run may spend; documents that do not fit stay pending for the next run."""
-    output_tokens_per_page: int = Field(4096, ge=1)
+    output_tokens_per_page: int | None = Field(None, ge=1)
     """The answer's tokens a page is assumed to cost until documents of the run have finished.
 
-    Qwen-OCR answers at most 4,096 tokens a request (its 34,096-token context less its 30,000
-    input tokens), so the first documents are never under-reserved; ``openai.max_tokens`` lowers it.
+    ``None``: the model's documented output limit, 8,192 tokens for Qwen-OCR (its 38,192-token
+    context less its 30,000 input tokens; ``ocrflow.engines.catalog``), so the first documents are
+    never under-reserved; ``openai.max_tokens`` lowers it.
     """
     max_pixels_mode: Literal["fixed", "adaptive"] = "fixed"
     """``adaptive`` gives each page the smallest pixel budget that keeps its text legible."""

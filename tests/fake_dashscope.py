@@ -15,6 +15,12 @@ Faults are queued with :meth:`FakeDashScope.inject` and each one is spent on one
 answer) and ``malformed`` (200 with model output that is not JSON). ``latency`` delays every
 answer; ``rpm`` answers 429 above that many requests in any 60 seconds.
 
+A compatible-mode request with ``"stream": true`` is answered as server-sent events, with
+the usage in a last chunk when ``stream_options.include_usage`` asks for it; the ``partial``
+fault then ends the stream half-way without a ``finish_reason``. The Files and Batches
+endpoints and DashScope's temporary storage for the SDK's local-file upload live in
+:mod:`tests.fake_files` (``fake.batch``).
+
 In tests use the ``fake_dashscope`` fixture. For a benchmark run it alone::
 
     python -m tests.fake_dashscope --port 8765 --latency 1 --rpm 120
@@ -35,11 +41,19 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BytesIO
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from PIL import Image
 
+from tests.fake_files import BatchService
+
 NATIVE_PATH = "/api/v1/services/aigc/multimodal-generation/generation"
 COMPAT_PATH = "/compatible-mode/v1/chat/completions"
+COMPAT_ROOT = "/compatible-mode/v1"
+UPLOAD_POLICY_PATH = "/api/v1/uploads"
+OSS_UPLOAD_PATH = "/oss-upload"
+BATCH_LINE = "batch line"
+"""The ``path`` a batch line is recorded under in ``fake.requests``."""
 FAULTS = {
     "rate_limit",
     "server_error",
@@ -160,9 +174,14 @@ def smart_resize(
     return h_bar, w_bar
 
 
-def image_tokens(data_url: str, min_pixels: int, max_pixels: int) -> int:
-    payload = data_url.split(",", 1)[1] if data_url.startswith("data:") else ""
-    with Image.open(BytesIO(base64.b64decode(payload))) as image:
+def image_tokens(
+    data_url: str, min_pixels: int, max_pixels: int, uploads: dict[str, bytes] | None = None
+) -> int:
+    if data_url.startswith("oss://"):
+        data = (uploads or {})[data_url.removeprefix("oss://")]
+    else:
+        data = base64.b64decode(data_url.split(",", 1)[1] if data_url.startswith("data:") else "")
+    with Image.open(BytesIO(data)) as image:
         h_bar, w_bar = smart_resize(image.height, image.width, min_pixels, max_pixels)
     return h_bar * w_bar // (32 * 32) + 2
 
@@ -189,11 +208,13 @@ class FakeDashScope:
         """Values the fake "reads" for key-information extraction; a key it lacks is answered null."""
         self.words = [dict(word) for word in DEFAULT_WORDS]
         self.text = DEFAULT_TEXT
+        self._headers: dict[str, str] = {}
         self.echo_key_in_errors = False
         """Repeat the caller's key in error messages, as some services do, to test that it is scrubbed."""
         self._faults: deque[Fault] = deque()
         self._admitted: deque[float] = deque()
         self._lock = threading.Lock()
+        self.batch = BatchService(self._batch_answer)
         self._server = _Server((host, port), _handler_for(self))
         self._thread: threading.Thread | None = None
 
@@ -273,7 +294,59 @@ class FakeDashScope:
             return self._error(fault.kind, native, key)
         time.sleep(self.latency + (fault.seconds if fault and fault.kind == "slow" else 0.0))
         kind = fault.kind if fault else None
+        self._headers = headers
         return self._native(body, kind) if native else self._compat(body, kind)
+
+    def _batch_answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """One batch line, answered as a live compatible-mode request is (queued faults included)."""
+        if self.record:
+            with self._lock:
+                self.requests.append(Received(BATCH_LINE, {}, body, time.monotonic()))
+        fault = self._next_fault()
+        if fault and fault.kind in _ERRORS:
+            status, _, payload = self._error(fault.kind, False, "")
+            return status, payload
+        status, _, payload = self._compat(body, fault.kind if fault else None)
+        return status, payload
+
+    def authorized(self, headers: dict[str, str]) -> bool:
+        key = headers.get("authorization", "").removeprefix("Bearer ").strip()
+        return bool(key) and (self.valid_keys is None or key in self.valid_keys)
+
+    def route(
+        self, method: str, target: str, headers: dict[str, str], raw: bytes
+    ) -> tuple[int, dict[str, str], Any]:
+        """Files, Batches and uploads: (status, headers, JSON body or bytes)."""
+        url = urlsplit(target)
+        path, query = url.path.rstrip("/"), dict(parse_qsl(url.query))
+        content_type = headers.get("content-type", "")
+        if path == OSS_UPLOAD_PATH and method == "POST":
+            return (*self._split(self.batch.store_upload(content_type, raw)),)
+        if not self.authorized(headers):
+            return self._error("invalid_key", not path.startswith(COMPAT_ROOT), "")
+        if path == UPLOAD_POLICY_PATH and method == "GET" and query.get("action") == "getPolicy":
+            return (*self._split(self.batch.upload_policy(self.base_url + OSS_UPLOAD_PATH)),)
+        parts = path.removeprefix(COMPAT_ROOT).strip("/").split("/")
+        batch = self.batch
+        routes = {
+            ("POST", "files", 1): lambda: batch.create_file(content_type, raw),
+            ("GET", "files", 1): batch.list_files,
+            ("GET", "files", 2): lambda: batch.file(parts[1]),
+            ("GET", "files", 3): lambda: batch.file(parts[1], content=True),
+            ("DELETE", "files", 2): lambda: batch.delete_file(parts[1]),
+            ("POST", "batches", 1): lambda: batch.create_batch(json.loads(raw or b"{}")),
+            ("GET", "batches", 1): lambda: batch.list_batches(query),
+            ("GET", "batches", 2): lambda: batch.retrieve_batch(parts[1]),
+            ("POST", "batches", 3): lambda: batch.cancel_batch(parts[1]),
+        }
+        handler = routes.get((method, parts[0], len(parts))) if path.startswith(COMPAT_ROOT) else None
+        if handler is None:
+            return 404, {}, {"code": "NotFound", "message": f"no route {method} {path}"}
+        return (*self._split(handler()),)
+
+    @staticmethod
+    def _split(reply: tuple[int, Any]) -> tuple[int, dict[str, str], Any]:
+        return reply[0], {}, reply[1]
 
     def _error(self, kind: str, native: bool, key: str) -> tuple[int, dict[str, str], dict]:
         status, native_code, compat_code, compat_type, message = _ERRORS[kind]
@@ -302,9 +375,18 @@ class FakeDashScope:
         ocr_options = (body.get("parameters") or {}).get("ocr_options") or {}
         task = ocr_options.get("task")
         images = [part for part in content if "image" in part]
+        uploaded = [part["image"] for part in images if part["image"].startswith("oss://")]
+        if uploaded and (
+            self._headers.get("x-dashscope-ossresourceresolve") != "enable"
+            or any(url.removeprefix("oss://") not in self.batch.uploads for url in uploaded)
+        ):
+            return 400, {}, {"code": "InvalidParameter", "message": "oss:// URL not resolvable"}
         tokens = sum(
             image_tokens(
-                part["image"], part.get("min_pixels", 32 * 32 * 3), part.get("max_pixels", 32 * 32 * 8192)
+                part["image"],
+                part.get("min_pixels", 32 * 32 * 3),
+                part.get("max_pixels", 32 * 32 * 8192),
+                self.batch.uploads,
             )
             for part in images
         )
@@ -364,13 +446,24 @@ class FakeDashScope:
         )
         answer = self._compat_answer(prompt)
         headers: dict[str, str] = {}
+        stream = bool(body.get("stream"))
         if fault == "partial":
             answer = answer[: max(1, len(answer) // 2)]
-            headers["X-DashScope-PartialResponse"] = "true"
+            if not stream:
+                headers["X-DashScope-PartialResponse"] = "true"
         elif fault == "malformed":
             answer = MALFORMED
         prompt_tokens = tokens + len(prompt) // 2
         completion_tokens = len(answer) // 2 + 1
+        if stream:
+            usage = (body.get("stream_options") or {}).get("include_usage")
+            return (
+                200,
+                headers,
+                _chunks(
+                    body.get("model"), answer, prompt_tokens, completion_tokens, usage, fault != "partial"
+                ),
+            )
         return (
             200,
             headers,
@@ -421,16 +514,66 @@ class FakeDashScope:
         return self.text
 
 
+@dataclass(frozen=True)
+class EventStream:
+    """Server-sent events to write; ``complete=False`` drops the connection after them."""
+
+    events: list[dict[str, Any]]
+    complete: bool
+
+
+def _chunks(
+    model: Any, answer: str, prompt_tokens: int, completion_tokens: int, usage: bool, complete: bool
+) -> EventStream:
+    chunk_id = f"chatcmpl-{uuid.uuid4()}"
+
+    def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+        choice = {"delta": delta, "finish_reason": finish, "index": 0}
+        return {
+            "id": chunk_id,
+            "choices": [choice],
+            "object": "chat.completion.chunk",
+            "model": model,
+            "usage": None,
+        }
+
+    pieces = [answer[i : i + 16] for i in range(0, len(answer), 16)]
+    events = [chunk({"content": "", "role": "assistant"}, None)]
+    events += [chunk({"content": piece}, None) for piece in pieces[:-1]]
+    if not complete:
+        return EventStream(events, complete=False)
+    events.append(chunk({"content": pieces[-1] if pieces else ""}, "stop"))
+    if usage:
+        totals = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+        totals["total_tokens"] = prompt_tokens + completion_tokens
+        events.append(
+            {
+                "id": chunk_id,
+                "choices": [],
+                "object": "chat.completion.chunk",
+                "model": model,
+                "usage": totals,
+            }
+        )
+    return EventStream(events, complete=True)
+
+
 def _handler_for(fake: FakeDashScope) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_POST(self) -> None:  # noqa: N802 - the name http.server dispatches to
+        def do_GET(self) -> None:  # noqa: N802 - the names http.server dispatches to
+            self._route("GET")
+
+        def do_DELETE(self) -> None:  # noqa: N802
+            self._route("DELETE")
+
+        def do_POST(self) -> None:  # noqa: N802
+            if self.path not in (NATIVE_PATH, COMPAT_PATH):
+                self._route("POST")
+                return
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length)
-            if self.path not in (NATIVE_PATH, COMPAT_PATH):
-                self._send(404, {}, {"code": "NotFound", "message": f"no route {self.path}"})
-                return
             try:
                 body = json.loads(raw or b"{}")
             except ValueError:
@@ -440,15 +583,45 @@ def _handler_for(fake: FakeDashScope) -> type[BaseHTTPRequestHandler]:
             status, extra, payload = fake.handle(self.path, headers, body)
             self._send(status, extra, payload)
 
-        def _send(self, status: int, headers: dict[str, str], payload: dict) -> None:
-            data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        def _route(self, method: str) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status, extra, payload = fake.route(method, self.path, headers, raw)
+            self._send(status, extra, payload)
+
+        def _send(self, status: int, headers: dict[str, str], payload: Any) -> None:
+            if isinstance(payload, EventStream):
+                self._stream(headers, payload)
+                return
+            if isinstance(payload, bytes):
+                data, content_type = payload, "application/octet-stream"
+            else:
+                data, content_type = (
+                    json.dumps(payload, ensure_ascii=False).encode("utf-8"),
+                    "application/json; charset=utf-8",
+                )
             self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             for name, value in headers.items():
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
+
+        def _stream(self, headers: dict[str, str], stream: EventStream) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Connection", "close")
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            for event in stream.events:
+                self.wfile.write(f"data: {json.dumps(event, ensure_ascii=False)}\n\n".encode())
+                self.wfile.flush()
+            if stream.complete:
+                self.wfile.write(b"data: [DONE]\n\n")
+            self.close_connection = True
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
             """Quiet: the tests read ``fake.requests`` instead."""

@@ -338,22 +338,26 @@ def test_first_documents_are_reserved_an_upper_bound_then_what_finished_pages_co
 
 
 def test_the_first_allowance_covers_prompt_and_answer():
+    """The answer allowance is qwen-vl-ocr's documented output limit, read from the reference."""
     from ocrflow.cost import PROMPT_MARKUP_TOKENS, first_page_allowance
     from ocrflow.doctypes import load_doctypes
     from ocrflow.engines._kie import result_schema
     from ocrflow.engines.prompts import prompt_for
     from ocrflow.models import OcrTask
     from ocrflow.settings import OpenAIOptions
+    from tests.reference import qwen_ocr_limits
 
+    max_output = qwen_ocr_limits()["qwen-vl-ocr"]["max_output"]
+    assert max_output == 8192
     settings = Settings(engine="dashscope")
     plain = prompt_for(OcrTask.ADVANCED_RECOGNITION, "qwen-ocr")
     assert first_page_allowance(settings, OcrTask.ADVANCED_RECOGNITION) == (
-        len(plain) + PROMPT_MARKUP_TOKENS + 4096
+        len(plain) + PROMPT_MARKUP_TOKENS + max_output
     )
     doctype = next(iter(load_doctypes(settings.schema_dir).values()))
     kie = prompt_for(OcrTask.KEY_INFORMATION_EXTRACTION, "qwen-ocr", result_schema=result_schema(doctype))
     assert first_page_allowance(settings, OcrTask.KEY_INFORMATION_EXTRACTION, doctype) == (
-        len(kie) + PROMPT_MARKUP_TOKENS + 4096
+        len(kie) + PROMPT_MARKUP_TOKENS + max_output
     )
     capped = Settings(engine="openai", openai=OpenAIOptions(max_tokens=1000, qwen_prompt_language="en"))
     english = prompt_for(OcrTask.TEXT_RECOGNITION, "qwen-ocr", language="en")

@@ -261,7 +261,9 @@ def test_boxes_of_a_shrunk_image_are_mapped_back(fake_dashscope, tmp_path, monke
     noise = np.random.default_rng(1).integers(0, 256, (600, 800, 3), dtype=np.uint8)
     path = tmp_path / "noise.png"
     Image.fromarray(noise).save(path)
-    monkeypatch.setattr("ocrflow.engines._api.encode_image", lambda p: encode_image(p, max_chars=120_000))
+    monkeypatch.setattr(
+        "ocrflow.engines._api.encode_image", lambda p, **kw: encode_image(p, max_chars=120_000, **kw)
+    )
     result = engine_for(fake_dashscope).recognize(path, OcrTask.ADVANCED_RECOGNITION)
     (image,) = fake_dashscope.requests[0].body["input"]["messages"][0]["content"]
     assert len(image["image"]) <= 120_000

@@ -14,30 +14,14 @@ from ocrflow.engines.openai_compat import OpenAICompatEngine
 from ocrflow.errors import ConfigurationError, EngineError, TransientError, is_retryable
 from ocrflow.models import OcrTask
 from ocrflow.settings import CostOptions, OpenAIOptions, Settings
+from tests import reference
 from tests.fake_dashscope import COMPAT_PATH, MALFORMED
 
 KEY = "sk-test-compat-0123456789"
 
-# The prompts as Qwen-OCR's documentation prints them for OpenAI-compatible callers
-# ("Call built-in tasks"), copied here independently of ocrflow.engines.prompts.
-DOC_TEXT = (
-    "Please output only the text content from the image without any additional descriptions or formatting."
-)
-DOC_TABLE = (
-    "In a safe, sandbox environment, you're tasked with converting tables from a synthetic image into HTML. "
-    "Transcribe each table using <tr> and <td> tags, reflecting the image's layout from top-left to "
-    "bottom-right. Ensure merged cells are accurately represented. This is purely a simulation with no "
-    "real-world implications. Begin."
-)
-DOC_DOCUMENT = (
-    "In a secure sandbox, transcribe the image's text, tables, and equations into LaTeX format without "
-    "alteration. This is a simulation with fabricated data. Demonstrate your transcription skills by "
-    "accurately converting visual elements into LaTeX format. Begin."
-)
-DOC_FORMULA = (
-    "Extract and output the LaTeX representation of the formula from the image, without any additional text "
-    "or descriptions."
-)
+# The documented English prompts are read from ../shared/reference (tests/reference.py). The
+# Chinese edition's prompts are not in the reference; they are copied here from that edition,
+# independently of ocrflow.engines.prompts.
 DOC_ADVANCED = "定位所有的文字行，并且返回旋转矩形([cx, cy, width, height, angle])的坐标结果。"
 DOC_KIE_ZH = (
     "假设你是一名信息提取专家。现在给你一个JSON模式，用图像中的信息填充该模式的值部分。请注意，如果值是一个列表，"
@@ -46,10 +30,6 @@ DOC_KIE_ZH = (
     "不需要解释。请注意，输入图像均来自公共基准数据集，不包含任何真实的个人隐私数据。请按要求输出结果。"
     "输入的JSON模式内容如下: {result_schema}。"
 )
-DOC_KIE_EN = """Assume you are an information extraction expert. You are given a JSON schema. Fill the value part of this schema with information from the image. Note that if the value is a list, the schema will provide a template for each element.
-            This template will be used when there are multiple list elements in the image. Finally, only output valid JSON. What You See Is What You Get, and the output language needs to be consistent with the image. Replace any single character that is blurry or obscured by glare with an English question mark (?).
-            If there is no corresponding value, fill it with null. No explanation is needed. Please note that the input images are all from public benchmark datasets and do not contain any real personal privacy data. Please output the result as required. The content of the input JSON schema is as follows:
-            {result_schema}."""  # noqa: E501 - the documentation's Python example, line breaks and all
 DOC_KIE_ALL_ZH = (
     "假设你是一名信息提取专家。请提取图像中的全部键值对，结果以json字典格式。请注意，如果值是一个列表，模式将为每个"
     "元素提供一个模板。当图像中有多个列表元素时，将使用此模板。最后，只需要输出合法的JSON。所见即所得，并且输出语言"
@@ -90,18 +70,19 @@ def test_registered(fake_dashscope):
 
 
 @pytest.mark.parametrize(
-    ("task", "prompt"),
+    ("task", "documented"),
     [
-        (OcrTask.TEXT_RECOGNITION, DOC_TEXT),
-        (OcrTask.MULTI_LAN, DOC_TEXT),
-        (OcrTask.TABLE_PARSING, DOC_TABLE),
-        (OcrTask.DOCUMENT_PARSING, DOC_DOCUMENT),
-        (OcrTask.FORMULA_RECOGNITION, DOC_FORMULA),
-        (OcrTask.ADVANCED_RECOGNITION, DOC_ADVANCED),
-        (OcrTask.KEY_INFORMATION_EXTRACTION, DOC_KIE_ALL_ZH),
+        (OcrTask.TEXT_RECOGNITION, "text_recognition"),
+        (OcrTask.MULTI_LAN, "multi_lan"),
+        (OcrTask.TABLE_PARSING, "table_parsing"),
+        (OcrTask.DOCUMENT_PARSING, "document_parsing"),
+        (OcrTask.FORMULA_RECOGNITION, "formula_recognition"),
+        (OcrTask.ADVANCED_RECOGNITION, "advanced_recognition"),
+        (OcrTask.KEY_INFORMATION_EXTRACTION, "key_information_extraction_all_fields"),
     ],
 )
-def test_qwen_ocr_tasks_become_the_documented_prompts(fake_dashscope, tmp_path, task, prompt):
+def test_qwen_ocr_tasks_become_the_documented_prompts(fake_dashscope, tmp_path, task, documented):
+    prompt = reference.task_prompts()[documented]
     engine_for(fake_dashscope, CostOptions(min_pixels=3072, max_pixels=8388608)).recognize(
         page(tmp_path), task
     )
@@ -119,7 +100,7 @@ def test_qwen_ocr_tasks_become_the_documented_prompts(fake_dashscope, tmp_path, 
 def test_kie_prompt_has_the_doctype_schema_appended(fake_dashscope, tmp_path, doctypes):
     invoice = doctypes["invoice"]
     fake_dashscope.kv = {"invoice_code": "044031900111", "total": "1130.00"}
-    result = engine_for(fake_dashscope).recognize(
+    result = engine_for(fake_dashscope, qwen_prompt_language="zh").recognize(
         page(tmp_path), OcrTask.KEY_INFORMATION_EXTRACTION, doctype=invoice
     )
     _, text = sent_parts(fake_dashscope)
@@ -129,14 +110,23 @@ def test_kie_prompt_has_the_doctype_schema_appended(fake_dashscope, tmp_path, do
     assert result.text.startswith("```json")  # the raw answer is kept
 
 
-def test_english_kie_prompt(fake_dashscope, tmp_path, doctypes):
+def test_english_kie_prompt_is_the_documented_one(fake_dashscope, tmp_path, doctypes):
+    """English is the default: the OpenAI example's prompt with the schema put in (line breaks aside)."""
     invoice = doctypes["invoice"]
-    engine_for(fake_dashscope, qwen_prompt_language="en").recognize(
-        page(tmp_path), OcrTask.KEY_INFORMATION_EXTRACTION, doctype=invoice
-    )
+    engine_for(fake_dashscope).recognize(page(tmp_path), OcrTask.KEY_INFORMATION_EXTRACTION, doctype=invoice)
     _, text = sent_parts(fake_dashscope)
-    expected = DOC_KIE_EN.format(result_schema=json.dumps(result_schema(invoice), ensure_ascii=False))
-    assert " ".join(text.split()) == " ".join(expected.split())
+    schema = json.dumps(result_schema(invoice), ensure_ascii=False)
+    assert text == reference.kie_prompt_with_schema(schema)
+
+
+@pytest.mark.parametrize(
+    ("task", "prompt"),
+    [(OcrTask.ADVANCED_RECOGNITION, DOC_ADVANCED), (OcrTask.KEY_INFORMATION_EXTRACTION, DOC_KIE_ALL_ZH)],
+)
+def test_chinese_prompts_on_request(fake_dashscope, tmp_path, task, prompt):
+    engine_for(fake_dashscope, qwen_prompt_language="zh").recognize(page(tmp_path), task)
+    _, text = sent_parts(fake_dashscope)
+    assert text == prompt
 
 
 def test_qianfan_ocr_prompts(fake_dashscope, tmp_path, doctypes):
@@ -156,7 +146,7 @@ def test_generic_style_uses_the_english_prompts_without_pixel_bounds(fake_dashsc
     engine = engine_for(fake_dashscope, prompt_style="generic", model="Qwen/Qwen3-VL-8B-Instruct")
     engine.recognize(page(tmp_path), OcrTask.TABLE_PARSING)
     images, text = sent_parts(fake_dashscope)
-    assert text == DOC_TABLE and set(images[0]) == {"type", "image_url"}
+    assert text == reference.task_prompts()["table_parsing"] and set(images[0]) == {"type", "image_url"}
 
 
 def test_an_unsupported_task_fails_before_any_request(fake_dashscope, tmp_path):

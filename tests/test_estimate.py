@@ -84,3 +84,40 @@ def test_the_free_engine_is_a_clear_error(inbox: Path):
     assert result.exit_code == 2
     assert "'local' engine is not billed per token" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_batch_prices_at_half_where_batch_serves_the_model(inbox: Path, monkeypatch):
+    monkeypatch.setenv("OCRFLOW_COST__PRICES", PRICES)
+    page = str(inbox / "receipt_valid.png")
+    live = rows(runner.invoke(app, ["estimate", page]).output)[("receipt_valid.png", "1")]
+    batched = runner.invoke(app, ["estimate", page, "--batch"])
+    assert batched.exit_code == 0, batched.output
+    assert "Batch API at 50%" in batched.output
+    cell = rows(batched.output)[("receipt_valid.png", "1")]
+    assert float(cell[6]) == pytest.approx(float(live[6]) / 2, abs=1e-6)
+
+    monkeypatch.setenv("OCRFLOW_OPENAI__REGION", "singapore")
+    refused = runner.invoke(app, ["estimate", page, "--batch"])
+    assert refused.exit_code == 2
+    assert "Batch API does not serve 'qwen-vl-ocr' in the singapore region; use the beijing region" in (
+        " ".join(refused.output.split())
+    )
+
+
+def test_documented_prices_ship_with_their_date_and_qwen_ocr_says_why_it_has_none(inbox: Path):
+    from tests import reference
+
+    page = str(inbox / "receipt_valid.png")
+    qianfan = reference.text(reference.QIANFAN)
+    documented = re.search(r"~\$([\d.]+)\n/ 1k images", qianfan)
+    assert documented and "updated Apr 2026" in qianfan
+    result = runner.invoke(app, ["estimate", page, "--model", "baidu/Qianfan-OCR"])
+    per_page = float(documented.group(1)) / 1000
+    assert rows(result.output)[("receipt_valid.png", "1")][6] == f"{per_page:.6f}"
+    assert "Price of baidu/Qianfan-OCR: as of 2026-04" in " ".join(result.output.split())
+
+    assert "For pricing, see [official pricing page]" in reference.text(reference.QWEN_OCR_GUIDE)
+    for name in (reference.QWEN_OCR, reference.QWEN_OCR_GUIDE, reference.COMPATIBLE_MODE):
+        assert not re.search(r"(?i)per (million|1m|1,000|thousand) tokens", reference.text(name))
+    unpriced = runner.invoke(app, ["estimate", page])
+    assert "no price for qwen-vl-ocr: ../shared/reference states none" in " ".join(unpriced.output.split())

@@ -70,6 +70,8 @@ class ApiEngine:
     model: str
     supported_tasks: frozenset[OcrTask]
     packs_pages = True
+    upload_from: int | None = None
+    """Image files from this many bytes go by the SDK's local-file upload (see :mod:`._images`)."""
 
     def __init__(
         self, *, cost_options: CostOptions | None, max_input_tokens: int, limits: ApiLimits | None = None
@@ -163,7 +165,7 @@ class ApiEngine:
         return parts
 
     def _prepare(self, path: Path) -> Prepared:
-        image = encode_image(path)
+        image = encode_image(path, upload_from=self.upload_from)
         min_pixels, max_pixels = cost.pixel_bounds(path, self.model, self.cost_options)
         tokens = cost.image_tokens(
             image.height, image.width, model=self.model, min_pixels=min_pixels, max_pixels=max_pixels

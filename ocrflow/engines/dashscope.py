@@ -10,6 +10,11 @@ The base URL is passed with each call (``base_address``) rather than set on the 
 global ``dashscope.base_http_api_url``, so engines for different regions can run side by
 side in one process.
 
+A page image of 7 to 10 MB is passed as a local file, which the SDK uploads to DashScope's
+temporary storage (``OssUtils.upload``, the mechanism behind its ``file://`` paths) and sends as
+an ``oss://`` URL, as the documentation advises for that size, instead of being re-encoded. The
+upload is asked for at this engine's own base URL, not the SDK's module-wide one.
+
 A response whose ``x-dashscope-partialresponse`` header is ``true`` is incomplete: the
 service stopped the model at its 180 s limit for non-streaming calls and returned what
 it had. It is raised as a :class:`~ocrflow.errors.TransientError` with code
@@ -23,9 +28,13 @@ from typing import Any
 
 import requests
 from dashscope import MultiModalConversation
+from dashscope.common.error import UploadFileException
+from dashscope.utils.oss_utils import OssUtils
 
 from ocrflow.engines._api import Answer, ApiEngine, Prepared
+from ocrflow.engines._images import UPLOAD_FROM_BYTES
 from ocrflow.engines._remote import PARTIAL_RESPONSE_HEADER, KeySource, redact, resolve_api_key, status_error
+from ocrflow.engines.catalog import warn_if_unlisted
 from ocrflow.engines.prompts import prompt_for
 from ocrflow.errors import ConfigurationError, TransientError
 from ocrflow.models import OcrTask, Usage
@@ -39,6 +48,7 @@ class DashScopeEngine(ApiEngine):
 
     name = "dashscope"
     supported_tasks = frozenset(OcrTask)
+    upload_from = UPLOAD_FROM_BYTES
 
     def __init__(
         self,
@@ -49,6 +59,7 @@ class DashScopeEngine(ApiEngine):
         self.options = options or DashScopeOptions()
         self.model = self.options.model
         self._keys = KeySource(self.options.api_key_env, self.options.api_key_secret_block)
+        warn_if_unlisted(self.options.region, self.model, base_url=self.options.base_url)
         super().__init__(
             cost_options=cost_options, max_input_tokens=self.options.max_input_tokens, limits=limits
         )
@@ -60,6 +71,15 @@ class DashScopeEngine(ApiEngine):
         # The service applies the documented prompt itself; it still counts as input.
         return prompt_for(task, "qwen-ocr", result_schema=schema)
 
+    def _image(self, page: Prepared, key: str) -> str:
+        """The page's data URL, or the ``oss://`` URL of its upload (see the module docstring)."""
+        if page.image.upload is None:
+            return page.image.data_url
+        url, _ = OssUtils.upload(
+            model=self.model, file_path=str(page.image.upload), api_key=key, base_address=self.options.api_url
+        )
+        return url
+
     def _ask(self, pages: list[Prepared], task: OcrTask, schema: dict[str, Any] | None, label: str) -> Answer:
         key = resolve_api_key(self._keys)
         if key is None:
@@ -67,16 +87,23 @@ class DashScopeEngine(ApiEngine):
         ocr_options: dict[str, Any] = {"task": task.value}
         if schema is not None:
             ocr_options["task_config"] = {"result_schema": schema}
-        content = [
-            {
-                "image": page.image.data_url,
-                "min_pixels": page.min_pixels,
-                "max_pixels": page.max_pixels,
-                "enable_rotate": self.options.enable_rotate,
-            }
-            for page in pages
-        ]
         failure: TransientError | None = None
+        try:
+            content = [
+                {
+                    "image": self._image(page, key),
+                    "min_pixels": page.min_pixels,
+                    "max_pixels": page.max_pixels,
+                    "enable_rotate": self.options.enable_rotate,
+                }
+                for page in pages
+            ]
+        except (UploadFileException, requests.exceptions.RequestException):
+            failure = TransientError(
+                f"uploading the page image for {label} to DashScope failed", code="upload_failed"
+            )
+        if failure is not None:
+            raise failure
         try:
             response = MultiModalConversation.call(
                 model=self.model,

@@ -16,6 +16,16 @@ The SDK's own retries are off (``max_retries=0``): retrying is Prefect's job, ga
 the error type. A response marked ``x-dashscope-partialresponse: true`` is incomplete
 (DashScope's 180 s limit) and raised as a :class:`~ocrflow.errors.TransientError` with code
 ``partial_response``, so the page is retried; the tokens it was billed are counted.
+
+Long answers (document and table parsing by default, ``OpenAIOptions.stream``) are streamed
+(``stream=True`` with ``stream_options={"include_usage": True}``, as DashScope's
+compatible-mode page documents), so the 180 s limit of non-streaming calls does not cut them
+off. A stream that ends without a ``finish_reason`` was cut off and is handled like a partial
+answer; its usage, when the last chunk brought one, is counted the same way.
+
+The reference places ``min_pixels``/``max_pixels`` in two ways: the Qwen-OCR page (001) beside
+``image_url`` in the content part, in every one of its OpenAI examples; the guide (000) inside the
+``image_url`` object. ocrflow follows the Qwen-OCR page, the one that documents the tasks.
 """
 
 from __future__ import annotations
@@ -23,11 +33,13 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import httpx
 import openai
 
 from ocrflow.engines._api import Answer, ApiEngine, Prepared
 from ocrflow.engines._parse import parse_words
 from ocrflow.engines._remote import PARTIAL_RESPONSE_HEADER, KeySource, redact, resolve_api_key, status_error
+from ocrflow.engines.catalog import warn_if_unlisted
 from ocrflow.engines.prompts import SUPPORTED_TASKS, prompt_for
 from ocrflow.errors import ConfigurationError, OcrflowError, TransientError
 from ocrflow.models import OcrTask, Usage
@@ -56,6 +68,8 @@ class OpenAICompatEngine(ApiEngine):
         self._service = "DashScope" if self._hosted else f"the server at {self.options.api_url}"
         self._lock = threading.Lock()
         self._client_cache: tuple[str, openai.OpenAI] | None = None
+        if self.options.prompt_style == "qwen-ocr":
+            warn_if_unlisted(self.options.region, self.model, base_url=self.options.base_url)
         super().__init__(
             cost_options=cost_options, max_input_tokens=self.options.max_input_tokens, limits=limits
         )
@@ -88,26 +102,49 @@ class OpenAICompatEngine(ApiEngine):
             part["max_pixels"] = page.max_pixels
         return part
 
+    def streams(self, task: OcrTask) -> bool:
+        """Whether answers for ``task`` are streamed (:attr:`OpenAIOptions.stream`)."""
+        mode = self.options.stream
+        return mode == "always" or (mode == "long" and task in LONG_ANSWER_TASKS)
+
+    def request_body(
+        self, pages: list[Prepared], task: OcrTask, schema: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """The ``/chat/completions`` body for ``pages``: what a live call sends and a Batch line holds."""
+        content = [self._image_part(page) for page in pages]
+        content.append({"type": "text", "text": self._prompt(task, schema)})
+        body: dict[str, Any] = {"model": self.model, "messages": [{"role": "user", "content": content}]}
+        if self.options.max_tokens:
+            body["max_tokens"] = self.options.max_tokens
+        return body
+
     def _ask(self, pages: list[Prepared], task: OcrTask, schema: dict[str, Any] | None, label: str) -> Answer:
         key = resolve_api_key(self._keys)
         if key is None:
             if self._hosted:
                 raise ConfigurationError(f"no DashScope API key: {self._keys.describe()}")
             key = NO_KEY
-        content = [self._image_part(page) for page in pages]
-        content.append({"type": "text", "text": self._prompt(task, schema)})
-        extra: dict[str, Any] = {"max_tokens": self.options.max_tokens} if self.options.max_tokens else {}
+        body = self.request_body(pages, task, schema)
+        stream = self.streams(task)
+        if stream:
+            body |= {"stream": True, "stream_options": {"include_usage": True}}
         failure: OcrflowError | None = None
         try:
-            raw = self._client(key).chat.completions.with_raw_response.create(
-                model=self.model, messages=[{"role": "user", "content": content}], **extra
-            )
+            raw = self._client(key).chat.completions.with_raw_response.create(**body)
+            cut_off = raw.headers.get(PARTIAL_RESPONSE_HEADER, "").lower() == "true"
+            if stream:
+                text, usage, finished = _read_stream(raw.parse())
+                cut_off = cut_off or not finished
+            else:
+                completion = raw.parse()
+                usage = _usage(completion.usage.model_dump() if completion.usage else {})
+                text = (completion.choices[0].message.content or "") if completion.choices else None
         except openai.APITimeoutError:
             failure = TransientError(
                 f"{self._service} did not answer within {self.options.timeout_seconds:g} s for {label}",
                 code="timeout",
             )
-        except openai.APIConnectionError:
+        except (openai.APIConnectionError, httpx.TransportError):
             failure = TransientError(f"cannot reach {self._service} for {label}", code="connection_error")
         except openai.APIStatusError as exc:
             message = exc.body.get("message") if isinstance(exc.body, dict) else None
@@ -124,21 +161,45 @@ class OpenAICompatEngine(ApiEngine):
             # Raised outside the handler: the SDK's exception may quote what the server echoed
             # (even the key), so it must not ride along as __context__.
             raise failure
-        completion = raw.parse()
-        if raw.headers.get(PARTIAL_RESPONSE_HEADER, "").lower() == "true":
-            cut_off = f"{self._service} returned an incomplete answer for {label} (cut off at its time limit)"
-            usage = _usage(completion.usage.model_dump() if completion.usage else {})
-            return Answer(text="", usage=usage, cut_off=cut_off)
-        if not completion.choices:
+        if usage.input_tokens and not usage.image_tokens:
+            # A streamed answer's usage has no token details (reference 003): the images cost what
+            # the documented formula says, as it was estimated.
+            usage = usage.model_copy(update={"image_tokens": sum(page.tokens for page in pages)})
+        if cut_off:
+            message = f"{self._service} returned an incomplete answer for {label} (cut off at its time limit)"
+            return Answer(text="", usage=usage, cut_off=message)
+        if text is None:
             raise TransientError(
                 f"{self._service} sent a response without an answer for {label}", code="malformed_response"
             )
-        text = completion.choices[0].message.content or ""
-        return Answer(
-            text=text,
-            usage=_usage(completion.usage.model_dump() if completion.usage else {}),
-            words=parse_words(text) if task is OcrTask.ADVANCED_RECOGNITION else None,
-        )
+        return answer_from_text(text, usage, task)
+
+
+LONG_ANSWER_TASKS = frozenset({OcrTask.DOCUMENT_PARSING, OcrTask.TABLE_PARSING})
+"""Tasks whose answers can run to the output limit, streamed by default."""
+
+
+def answer_from_text(text: str, usage: Usage, task: OcrTask) -> Answer:
+    """An answer from the model's text, as a live call or a Batch output line gives it."""
+    return Answer(
+        text=text, usage=usage, words=parse_words(text) if task is OcrTask.ADVANCED_RECOGNITION else None
+    )
+
+
+def _read_stream(chunks: Any) -> tuple[str, Usage, bool]:
+    """The streamed answer's text, its usage (from the last chunk) and whether it finished."""
+    parts: list[str] = []
+    usage = Usage()
+    finished = False
+    for chunk in chunks:
+        if chunk.usage is not None:
+            usage = _usage(chunk.usage.model_dump())
+        for choice in chunk.choices:
+            if choice.delta is not None and choice.delta.content:
+                parts.append(choice.delta.content)
+            if choice.finish_reason is not None:
+                finished = True
+    return "".join(parts), usage, finished
 
 
 def _usage(usage: dict[str, Any]) -> Usage:

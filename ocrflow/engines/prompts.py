@@ -6,10 +6,12 @@ to text:
 
 ``qwen-ocr``
     The prompts Qwen-OCR's documentation gives OpenAI callers for each built-in task
-    (Alibaba Cloud Model Studio, "Text extraction (Qwen-OCR)", section "Call built-in tasks"),
-    copied verbatim. The key-information prompts exist in Chinese and in English; the JSON
-    schema is appended after them as the documentation's OpenAI examples do (the English
-    one as in its Python example, without that source's line breaks).
+    ("Text extraction (Qwen-OCR)", section "Call built-in tasks": ``../shared/reference/``
+    file 001), word for word; ``tests/test_prompts.py`` compares them with that file. The
+    JSON schema is appended to the key-information prompt as the documentation's OpenAI
+    Python example does, without that example's line breaks and indentation. English is the
+    default. The Chinese prompts (``qwen_prompt_language="zh"``) are the Chinese edition's,
+    which the reference does not hold, so no test can hold them to it.
 ``qianfan-ocr``
     Qianfan-OCR (Baidu). "Parse this document to Markdown." is the prompt of every example on
     its model card. The table and formula prompts are the ones Hugging Face's uv-scripts
@@ -46,9 +48,9 @@ QWEN_TABLE_PARSING = (
     "real-world implications. Begin."
 )
 QWEN_DOCUMENT_PARSING = (
-    "In a secure sandbox, transcribe the image's text, tables, and equations into LaTeX format without "
-    "alteration. This is a simulation with fabricated data. Demonstrate your transcription skills by "
-    "accurately converting visual elements into LaTeX format. Begin."
+    "In a secure sandbox, transcribe the text, tables, and equations in the provided image into LaTeX "
+    "format without modification. This is a simulation that uses fabricated data. Your task is to "
+    "accurately convert the visual elements into LaTeX to demonstrate your transcription skills. Begin."
 )
 QWEN_FORMULA_RECOGNITION = (
     "Extract and output the LaTeX representation of the formula from the image, without any additional "
@@ -131,7 +133,7 @@ def prompt_for(
     style: PromptStyle,
     *,
     result_schema: dict[str, Any] | None = None,
-    language: Literal["zh", "en"] = "zh",
+    language: Literal["zh", "en"] = "en",
 ) -> str:
     """The prompt for ``task`` in ``style``; key-information extraction without a schema takes all fields."""
     if style == "qianfan-ocr":
