@@ -1,7 +1,10 @@
 """Ingest: turn an input file into page images that every OCR engine accepts.
 
 ``discover`` expands the command line into files, ``identify`` names a file by the SHA-256
-of its bytes, and ``ingest`` splits it into pages on disk (``work_dir/<document_id>/page-0001.png``).
+of its bytes, and ``ingest`` splits it into pages on disk (``work_dir/<document_id>/page-0001.png``,
+or ``.jpg`` when the source is a JPEG nothing had to change: its own bytes, not re-encoded).
+``open_document`` and ``ingest_page`` do the same a page at a time, so a runner can read page 1
+of a long PDF while later pages are still being rendered.
 Bad input never raises here: it becomes :class:`~ocrflow.models.Reason` items, for the whole
 document (``page=None``) or for one page, and the other pages still go through.
 
@@ -18,7 +21,7 @@ import os
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pypdfium2 as pdfium
@@ -44,6 +47,12 @@ MAX_ENCODED_BYTES = 10_000_000
 """The file limit is "10 MB"; of its two readings the decimal one is the stricter."""
 JPEG_QUALITIES = (92, 85, 75, 60)
 """Tried in turn when a page's PNG is over :data:`MAX_ENCODED_BYTES`."""
+PNG_FAST, PNG_SMALL = 1, 6
+"""zlib levels a page is written at: the fast one first (a scan's PNG is about as small as at
+PIL's default 6 and written 2-3 times faster; bench/RESULTS-overhead.md), the default when the
+fast one is over :data:`MAX_ENCODED_BYTES`, before JPEG."""
+_AS_IS = {"image/jpeg": "jpg", "image/png": "png"}
+"""Sources whose own file can be a page (the formats every engine takes), with the page's suffix."""
 
 SUPPORTED_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".heic", ".heif", ".pdf"}
@@ -59,12 +68,17 @@ tasks in threads. Any other code calling pdfium in this process should hold this
 
 @dataclass(frozen=True)
 class DecodedPage:
-    """One page decoded to RGB or L, upright, within :data:`MAX_PIXELS`, not yet on disk."""
+    """One page decoded to RGB or L, upright, within :data:`MAX_PIXELS`, not yet on disk.
+
+    ``file`` is set when the source file, as it is, already is this page (a JPEG or PNG
+    that nothing had to change): its bytes become the page, never re-encoded.
+    """
 
     number: int
     image: Image.Image
     to_original: Affine = field(default_factory=lambda: [row[:] for row in IDENTITY])
     steps: tuple[StepRecord, ...] = ()
+    file: Path | None = None
 
 
 def discover(paths: Iterable[Path]) -> list[Path]:
@@ -123,6 +137,31 @@ def ingest(path: Path, work_dir: Path, options: IngestOptions) -> IngestResult:
     Re-ingesting the same bytes rewrites the same files. A file that cannot be read at all gets
     the SHA-256 of its absolute path as ``document_id``, having no content to name it by.
     """
+    opened = open_document(path, options)
+    if opened.reasons:
+        return opened
+    source = opened.source
+    folder = work_dir / source.document_id
+    pages: list[PageRef] = []
+    reasons: list[Reason] = []
+    with closing(iter_pages(source, options)) as items:
+        for item in items:
+            outcome = _save(item, folder, source.document_id) if isinstance(item, DecodedPage) else item
+            if isinstance(outcome, PageRef):
+                pages.append(outcome)
+            else:
+                reasons.append(outcome)
+    page_count = len(pages) + sum(1 for reason in reasons if reason.page is not None)
+    return IngestResult(source=source, pages=tuple(pages), reasons=tuple(reasons), page_count=page_count)
+
+
+def open_document(path: Path, options: IngestOptions) -> IngestResult:
+    """Name a document and count its pages, decoding none: what :func:`ingest_page` needs.
+
+    The result has ``page_count`` and no pages, or the reason the whole document cannot be
+    used (``page=None``). So a runner can hand each page on as soon as it exists: page 1 of a
+    200-page PDF is read while page 2 is being rendered.
+    """
     try:
         source = identify(path)
     except InputError as exc:
@@ -137,19 +176,24 @@ def ingest(path: Path, work_dir: Path, options: IngestOptions) -> IngestResult:
             "limit; split or compress the document and upload it again"
         )
         return IngestResult(source=source, reasons=(_reason("file_too_large", message),))
+    counted = _count_pages(source, options)
+    if isinstance(counted, Reason):
+        return IngestResult(source=source, reasons=(counted,))
+    return IngestResult(source=source, page_count=counted)
 
-    folder = work_dir / source.document_id
-    pages: list[PageRef] = []
-    reasons: list[Reason] = []
-    with closing(iter_pages(source, options)) as items:
-        for item in items:
-            outcome = _save(item, folder, source.document_id) if isinstance(item, DecodedPage) else item
-            if isinstance(outcome, PageRef):
-                pages.append(outcome)
-            else:
-                reasons.append(outcome)
-    page_count = len(pages) + sum(1 for reason in reasons if reason.page is not None)
-    return IngestResult(source=source, pages=tuple(pages), reasons=tuple(reasons), page_count=page_count)
+
+def ingest_page(source: SourceRef, number: int, work_dir: Path, options: IngestOptions) -> PageRef | Reason:
+    """Decode and save page ``number`` of a document :func:`open_document` counted, or say why not.
+
+    Only this page is decoded and held in memory; a PDF is opened again for each page.
+    """
+    if source.media_type == _imageio.PDF:
+        page = _render_pdf_page(source.path, number, options)
+    else:
+        page = _decode_image_page(source.path, source.media_type, number, options)
+    if isinstance(page, Reason):
+        return page
+    return _save(page, work_dir / source.document_id, source.document_id)
 
 
 def unreadable(path: Path, code: str, message: str) -> IngestResult:
@@ -174,6 +218,26 @@ def iter_pages(source: SourceRef, options: IngestOptions) -> Iterator[DecodedPag
             yield _not_supported(file.read(_imageio.HEAD_BYTES))
 
 
+def _count_pages(source: SourceRef, options: IngestOptions) -> int | Reason:
+    if source.media_type == _imageio.PDF:
+        with PDFIUM_LOCK:
+            opened = _open_pdf(source.path, options.max_pages)
+            if isinstance(opened, Reason):
+                return opened
+            count = len(opened)
+            opened.close()
+        return count
+    if source.media_type in _imageio.PIL_FORMATS:
+        try:
+            with _imageio.open_image(source.path, source.media_type) as image:
+                count = _frame_count(image, source.media_type)
+        except _imageio.DECODE_ERRORS:
+            return _damaged(source.path, source.media_type, None)
+        return _too_many_pages(count, options.max_pages) if count > options.max_pages else count
+    with source.path.open("rb") as file:
+        return _not_supported(file.read(_imageio.HEAD_BYTES))
+
+
 # --- PDF -----------------------------------------------------------------------------------
 
 
@@ -191,6 +255,17 @@ def _pdf_pages(path: Path, options: IngestOptions) -> Iterator[DecodedPage | Rea
             yield page
     finally:
         with PDFIUM_LOCK:
+            opened.close()
+
+
+def _render_pdf_page(path: Path, number: int, options: IngestOptions) -> DecodedPage | Reason:
+    with PDFIUM_LOCK:
+        opened = _open_pdf(path, options.max_pages)
+        if isinstance(opened, Reason):  # it was opened when its pages were counted
+            return _unreadable_pdf_page(number)
+        try:
+            return _render_page(opened, number, options.pdf_dpi)
+        finally:
             opened.close()
 
 
@@ -263,13 +338,37 @@ def _image_pages(path: Path, media_type: str, options: IngestOptions) -> Iterato
         yield _damaged(path, media_type, None)
         return
     with image:
-        # Only a TIFF's frames are pages; other formats' extra frames are animation or thumbnails.
-        count = getattr(image, "n_frames", 1) if media_type == "image/tiff" else 1
+        count = _frame_count(image, media_type)
         if count > options.max_pages:
             yield _too_many_pages(count, options.max_pages)
             return
         for number in range(1, count + 1):
-            yield _decode_frame(image, number, path, media_type, options.max_decoded_pixels)
+            yield _image_page(image, number, count, path, media_type, options)
+
+
+def _decode_image_page(
+    path: Path, media_type: str, number: int, options: IngestOptions
+) -> DecodedPage | Reason:
+    try:
+        image = _imageio.open_image(path, media_type)
+    except _imageio.DECODE_ERRORS:
+        return _damaged(path, media_type, number)
+    with image:
+        return _image_page(image, number, _frame_count(image, media_type), path, media_type, options)
+
+
+def _frame_count(image: ImageFile.ImageFile, media_type: str) -> int:
+    # Only a TIFF's frames are pages; other formats' extra frames are animation or thumbnails.
+    return getattr(image, "n_frames", 1) if media_type == "image/tiff" else 1
+
+
+def _image_page(
+    image: ImageFile.ImageFile, number: int, count: int, path: Path, media_type: str, options: IngestOptions
+) -> DecodedPage | Reason:
+    page = _decode_frame(image, number, path, media_type, options.max_decoded_pixels)
+    if isinstance(page, DecodedPage) and count == 1 and not page.steps and media_type in _AS_IS:
+        return replace(page, file=path)  # the file is the page as it is
+    return page
 
 
 def _decode_frame(
@@ -316,23 +415,10 @@ def _downscale(page: DecodedPage) -> DecodedPage:
 
 
 def _save(page: DecodedPage, folder: Path, document_id: str) -> PageRef | Reason:
-    data, suffix, steps = _imageio.encode(page.image, "PNG"), "png", list(page.steps)
-    if len(data) > MAX_ENCODED_BYTES:
-        png_size = len(data)
-        for quality in JPEG_QUALITIES:
-            data = _imageio.encode(page.image, "JPEG", quality=quality)
-            if len(data) <= MAX_ENCODED_BYTES:
-                break
-        else:
-            message = (
-                f"page {page.number} is over the {_megabytes(MAX_ENCODED_BYTES)} OCR limit even as a "
-                f"JPEG at quality {JPEG_QUALITIES[-1]}; scan it at a lower resolution and upload it again"
-            )
-            return _reason("page_too_large", message, page.number)
-        suffix = "jpg"
-        detail = f"saved as JPEG quality {quality}: the PNG was {_megabytes(png_size)}, over the OCR limit"
-        steps.append(_step(detail, quality=quality))
-
+    encoded = _encode_page(page, document_id)
+    if isinstance(encoded, Reason):
+        return encoded
+    data, suffix, steps = encoded
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"page-{page.number:04d}.{suffix}"
     _imageio.write_atomically(target, data)
@@ -345,8 +431,37 @@ def _save(page: DecodedPage, folder: Path, document_id: str) -> PageRef | Reason
         width=page.image.width,
         height=page.image.height,
         to_original=page.to_original,
-        steps=tuple(steps),
+        steps=steps,
     )
+
+
+def _encode_page(page: DecodedPage, document_id: str) -> tuple[bytes, str, tuple[StepRecord, ...]] | Reason:
+    """The page file's bytes and suffix: the source's own bytes if they are the page, else a PNG.
+
+    A PNG over :data:`MAX_ENCODED_BYTES` is tried at the smaller zlib level, then as JPEG.
+    """
+    if page.file is not None:
+        data = page.file.read_bytes()
+        # Only the bytes that were identified and decoded: the file may have changed since.
+        if len(data) <= MAX_ENCODED_BYTES and hashlib.sha256(data).hexdigest() == document_id:
+            return data, _AS_IS[_imageio.sniff_media_type(data[: _imageio.HEAD_BYTES])], page.steps
+    for level in (PNG_FAST, PNG_SMALL):
+        data = _imageio.encode(page.image, "PNG", compress_level=level)
+        if len(data) <= MAX_ENCODED_BYTES:
+            return data, "png", page.steps
+    png_size = len(data)
+    for quality in JPEG_QUALITIES:
+        data = _imageio.encode(page.image, "JPEG", quality=quality)
+        if len(data) <= MAX_ENCODED_BYTES:
+            detail = (
+                f"saved as JPEG quality {quality}: the PNG was {_megabytes(png_size)}, over the OCR limit"
+            )
+            return data, "jpg", (*page.steps, _step(detail, quality=quality))
+    message = (
+        f"page {page.number} is over the {_megabytes(MAX_ENCODED_BYTES)} OCR limit even as a "
+        f"JPEG at quality {JPEG_QUALITIES[-1]}; scan it at a lower resolution and upload it again"
+    )
+    return _reason("page_too_large", message, page.number)
 
 
 # --- reasons -------------------------------------------------------------------------------

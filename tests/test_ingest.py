@@ -26,7 +26,9 @@ from ocrflow.ingest import (
     discover,
     identify,
     ingest,
+    ingest_page,
     iter_pages,
+    open_document,
 )
 from ocrflow.models import IDENTITY, IngestResult, Reason, Stage
 from ocrflow.settings import IngestOptions
@@ -158,10 +160,14 @@ FORMATS = [
 ]
 
 
+AS_IS = {"JPEG": "jpg", "PNG": "png"}
+"""Formats whose file is the page as it is: its bytes are kept, never decoded and encoded again."""
+
+
 @pytest.mark.parametrize(
     ("pil_format", "suffix", "media_type", "params"), FORMATS, ids=[f[0] for f in FORMATS]
 )
-def test_every_supported_format_becomes_one_png_page(
+def test_every_supported_format_becomes_one_page_in_a_format_every_engine_reads(
     tmp_path: Path, pil_format: str, suffix: str, media_type: str, params: dict[str, int]
 ) -> None:
     path = tmp_path / f"page.{suffix}"
@@ -177,13 +183,48 @@ def test_every_supported_format_becomes_one_png_page(
     assert result.source.media_type == media_type
     assert result.page_count == 1
     (page,) = result.pages
-    assert page.path == tmp_path / "work" / result.source.document_id / "page-0001.png"
-    assert page.path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page_suffix = AS_IS.get(pil_format, "png")
+    assert page.path == tmp_path / "work" / result.source.document_id / f"page-0001.{page_suffix}"
+    if pil_format in AS_IS:
+        assert page.path.read_bytes() == path.read_bytes()  # not re-encoded
+    else:
+        assert page.path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert page.sha256 == hashlib.sha256(page.path.read_bytes()).hexdigest()
     assert (page.width, page.height) == (320, 200)
     assert page.to_original == IDENTITY
     written = np.asarray(Image.open(page.path).convert("RGB"), dtype=int)
     assert np.abs(written - np.asarray(original, dtype=int)).mean() < 4  # the same picture
+
+
+def test_a_jpeg_that_had_to_change_is_written_as_png(tmp_path: Path) -> None:
+    """Kept as is only when nothing changed it: here a CMYK JPEG becomes RGB."""
+    path = tmp_path / "print.jpg"
+    document().convert("CMYK").save(path, "JPEG", quality=95)
+
+    (page,) = run(path, tmp_path).pages
+
+    assert page.path.name == "page-0001.png"
+    assert Image.open(page.path).mode == "RGB"
+    assert "converted CMYK to RGB" in [s.detail for s in page.steps]
+
+
+def test_a_source_changed_after_it_was_read_is_not_copied(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "scan.jpg"
+    document().save(path, "JPEG", quality=95)
+    decode = ingest_module._decode_frame
+
+    def decode_then_change(*args, **kwargs):
+        page = decode(*args, **kwargs)
+        document((320, 200), "L").save(path, "JPEG")  # another upload lands under the same name
+        return page
+
+    monkeypatch.setattr(ingest_module, "_decode_frame", decode_then_change)
+    result = run(path, tmp_path)
+    (page,) = result.pages
+
+    # The page is what was identified and decoded: written from the pixels, not the new file.
+    assert page.path.name == "page-0001.png"
+    assert Image.open(page.path).mode == "RGB"
 
 
 def test_multi_page_tiff_makes_every_frame_a_page(tmp_path: Path) -> None:
@@ -730,3 +771,61 @@ def _encrypted_pdf(user_password: bytes) -> bytes:
     out += b"trailer\n<< /Size %d /Root 1 0 R /Encrypt 4 0 R /ID [%s] >>\n" % (len(objects) + 1, ids)
     out += b"startxref\n%d\n%%%%EOF\n" % xref
     return bytes(out)
+
+
+# --- one page at a time --------------------------------------------------------------------
+
+
+def _page_by_page(path: Path, tmp_path: Path, **options: int) -> tuple[IngestResult, list]:
+    opened = open_document(path, IngestOptions(**options))
+    work = tmp_path / "work"
+    pages = [
+        ingest_page(opened.source, number, work, IngestOptions(**options))
+        for number in range(1, opened.page_count + 1)
+    ]
+    return opened, pages
+
+
+@pytest.mark.parametrize("kind", ["pdf", "tiff", "jpeg"])
+def test_page_by_page_gives_what_ingest_gives(tmp_path: Path, kind: str) -> None:
+    if kind == "pdf":
+        path = make_pdf(tmp_path / "doc.pdf", [(300, 400), (400, 300), (200, 200)], rotations={1: 90})
+    elif kind == "tiff":
+        path = tmp_path / "fax.tif"
+        document((300, 200)).save(path, save_all=True, append_images=[document((150, 400)).convert("CMYK")])
+    else:
+        path = tmp_path / "scan.jpg"
+        document().save(path, "JPEG", quality=90)
+
+    whole = run(path, tmp_path, pdf_dpi=100)
+    opened, pages = _page_by_page(path, tmp_path, pdf_dpi=100)
+
+    assert opened.pages == () and opened.reasons == ()
+    assert opened.source == whole.source and opened.page_count == whole.page_count
+    assert tuple(pages) == whole.pages  # the same files, hashes, sizes, steps
+
+
+def test_open_document_decodes_nothing_and_refuses_the_whole_document(tmp_path: Path) -> None:
+    too_long = make_pdf(tmp_path / "long.pdf", [(200, 300)] * 4)
+    refused = open_document(too_long, IngestOptions(max_pages=3))
+    assert (refused.page_count, refused.pages, [r.code for r in refused.reasons]) == (
+        0,
+        (),
+        ["too_many_pages"],
+    )
+
+    text = tmp_path / "notes.txt"
+    text.write_text("not a scan")
+    assert [r.code for r in open_document(text, IngestOptions()).reasons] == ["not_an_image"]
+    assert not (tmp_path / "work").exists()
+
+
+def test_a_bad_page_is_a_reason_for_that_page_only(tmp_path: Path) -> None:
+    path = tmp_path / "strip.png"
+    Image.new("L", (3000, 1), 255).save(path)
+
+    opened, pages = _page_by_page(path, tmp_path)
+
+    assert opened.page_count == 1
+    (reason,) = pages
+    assert (reason.code, reason.page) == ("extreme_aspect_ratio", 1)
