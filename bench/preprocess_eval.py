@@ -18,6 +18,12 @@ a markdown table per subset:
   recognised words (lower case, 3+ letters) that occur in the truth.
 - underexposed (only with ``--category underexposed``): eval-dev's dark photos with their
   lightness scaled by ``UNDEREXPOSURE``, the case CLAHE is for; same truth and geometry.
+- tables (``--category tables``): clean rendered images, where no step should fire:
+  PubTabNet's table crops as given and their cell texts rendered by Pillow's own font
+  at 9 px (small, dense, anti-aliased text, which the old noise measurement mistook for
+  noise); and the crops with 0.4% salt-and-pepper added, where denoise should fire.
+  CER against the cells in table order; fields = cell recall (share of cells whose text
+  is found in the transcript).
 - per step, the number of pages it changed; s/page: wall seconds of ``preprocess()`` per
   page (OpenCV and the classifier on one thread), writing the result included.
 
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import re
 import statistics
 import sys
@@ -48,7 +55,9 @@ from ocrflow.models import OcrTask, PageRef
 from ocrflow.preprocess import preprocess
 from ocrflow.settings import LocalEngineOptions, PreprocessOptions
 
-EVAL_DEV = Path(__file__).resolve().parents[2] / "shared" / "eval-dev"
+EVAL_DEV = Path(
+    os.environ.get("OCRFLOW_EVAL_DEV", Path(__file__).resolve().parents[2] / "shared" / "eval-dev")
+)
 
 # subset name -> (eval-dev category, file-stem prefixes, transcript compared without spaces?)
 SUBSETS: dict[str, tuple[str, tuple[str, ...], bool]] = {
@@ -59,7 +68,17 @@ SUBSETS: dict[str, tuple[str, tuple[str, ...], bool]] = {
     "WildReceipt dark photos": ("photos", ("wildreceipt_dark_",), True),
     "worksheet photos": ("worksheets", ("dyslexia_",), False),
     "WildReceipt dark photos, underexposed": ("underexposed", ("wildreceipt_dark_",), True),
+    "PubTabNet tables (clean rendered)": ("tables", ("pubtabnet_",), False),
+    "table cells rendered at 9 px": ("tables_rendered", ("pubtabnet_",), False),
+    "tables with 0.4% salt-and-pepper": ("tables_specks", ("pubtabnet_",), False),
 }
+DERIVED_FOLDERS = {
+    "worksheets": "photos",
+    "underexposed": "photos",
+    "tables_rendered": "tables",
+    "tables_specks": "tables",
+}
+"""Subsets made by this script from an eval-dev folder's images (or their truth)."""
 UNDEREXPOSURE = 0.35
 """eval-dev's "dark" photos are lit receipts on dark tables; the ``underexposed`` subset
 scales their lightness (L of LAB) by this, as a camera given a third of the light would."""
@@ -131,9 +150,11 @@ def gt_lines(gt: dict) -> list[tuple[str, list[list[float]]]]:
         if "quad" in line:
             q = line["quad"]
             box = [[q[i], q[i + 1]] for i in range(0, 8, 2)]
-        else:
+        elif "bbox" in line:
             x0, y0, x1, y1 = line["bbox"]
             box = [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
+        else:
+            continue  # PubTabNet's cells have no boxes: their truth is in table order already
         out.append((line["text"], box))
     return out
 
@@ -147,6 +168,13 @@ def field_values(gt: dict) -> list[str]:
     for value in gt.get("fields", {}).values():
         values.extend(value if isinstance(value, list) else [value])
     return [v for v in (re.sub(r"\s+", "", str(v)) for v in values) if v]
+
+
+def table_cells(gt: dict) -> list[str]:
+    """A table's cell texts, whitespace removed (PubTabNet's truth has one line per cell)."""
+    if gt.get("category") != "tables":
+        return []
+    return [v for v in (re.sub(r"\s+", "", line["text"]) for line in gt["lines"]) if v]
 
 
 def word_precision(transcript: str, truth: str) -> float:
@@ -191,12 +219,12 @@ def score(lines, gt: dict, spaceless: bool, worksheet: bool) -> Score:
     transcript = " ".join(recognised)
     if worksheet:
         return Score(word_precision(transcript, gt["text"]))
-    ordered = reading_order(gt_lines(gt)) or [gt["text"]]
+    ordered = reading_order(gt_lines(gt)) or gt["text"].splitlines()
     truth = normalise(" ".join(ordered), spaceless)
     hypothesis = normalise(transcript, spaceless)
     cer = levenshtein(hypothesis, truth) / max(len(truth), 1)
     f1 = trigram_f1(recognised, ordered)
-    values = field_values(gt)
+    values = field_values(gt) or table_cells(gt)
     flat = re.sub(r"\s+", "", transcript)
     return Score(cer, f1, sum(v in flat for v in values) / len(values) if values else None)
 
@@ -217,7 +245,7 @@ def main() -> None:
         "--category",
         nargs="+",
         default=["receipts", "text_lines", "photos"],
-        choices=["receipts", "text_lines", "photos", "worksheets", "underexposed"],
+        choices=["receipts", "text_lines", "photos", "worksheets", "underexposed", "tables"],
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per image")
     args = parser.parse_args()
@@ -233,14 +261,16 @@ def main() -> None:
         warm_up = Path(__file__).resolve().parents[1] / "examples" / "receipt_valid.png"
         preprocess(_page("warm-up", warm_up), options, work_dir=Path(tmp))
         for name, (category, prefixes, spaceless) in SUBSETS.items():
-            if category not in args.category:
+            if category.partition("_")[0] not in args.category:
                 continue
-            folder = "photos" if category in ("worksheets", "underexposed") else category
+            folder = DERIVED_FOLDERS.get(category, category)
             samples = list(iter_samples([folder], root=EVAL_DEV, datasets=list(prefixes)))
             tally = tallies.setdefault(name, Tally())
             for path, gt in samples[: args.limit or None]:
                 if category == "underexposed":
                     path = underexpose(path, Path(tmp))
+                elif category in DERIVED_TABLES:
+                    path = DERIVED_TABLES[category](path, gt, Path(tmp))
                 page = _page(gt["id"], path)
                 started = time.perf_counter()
                 done = preprocess(page, options, work_dir=Path(tmp))
@@ -263,6 +293,43 @@ def underexpose(path: Path, folder: Path) -> Path:
     dark = folder / f"{path.stem}.dark.png"
     cv2.imwrite(str(dark), cv2.cvtColor(lab, cv2.COLOR_LAB2BGR))
     return dark
+
+
+def with_specks(path: Path, gt: dict, folder: Path) -> Path:
+    """The image with ``SPECKS`` of its pixels set to black or white at random (half each)."""
+    image = cv2.imread(str(path))
+    where = np.random.default_rng(SEED).random(image.shape[:2])
+    image[where < SPECKS / 2] = 0
+    image[where > 1 - SPECKS / 2] = 255
+    out = folder / f"{path.stem}.specks.png"
+    cv2.imwrite(str(out), image)
+    return out
+
+
+def render_cells(path: Path, gt: dict, folder: Path) -> Path:
+    """The table's cells, four to a row, in Pillow's bundled font at ``RENDER_PX`` (anti-aliased)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=RENDER_PX)
+    cells = [line["text"] for line in gt["lines"]]
+    rows = [cells[i : i + 4] for i in range(0, len(cells), 4)]
+    widths = [max((font.getlength(row[k]) for row in rows if k < len(row)), default=0) for k in range(4)]
+    image = Image.new("L", (int(sum(widths)) + 4 * 12 + 8, len(rows) * (RENDER_PX + 5) + 8), 255)
+    draw = ImageDraw.Draw(image)
+    for r, row in enumerate(rows):
+        x = 4.0
+        for k, cell in enumerate(row):
+            draw.text((x, 4 + r * (RENDER_PX + 5)), cell, fill=0, font=font)
+            x += widths[k] + 12
+    out = folder / f"{path.stem}.rendered.png"
+    image.save(out)
+    return out
+
+
+SEED = 7
+SPECKS = 0.004
+RENDER_PX = 9
+DERIVED_TABLES = {"tables_rendered": render_cells, "tables_specks": with_specks}
 
 
 def _page(document_id: str, path: Path) -> PageRef:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pickle
 from collections import Counter
 from pathlib import Path
@@ -34,7 +35,9 @@ from ocrflow.pipeline import Context, interpret
 from ocrflow.routing import decide
 from ocrflow.settings import Settings
 
-EVAL_DEV = Path(__file__).resolve().parents[2] / "shared" / "eval-dev"
+EVAL_DEV = Path(
+    os.environ.get("OCRFLOW_EVAL_DEV", Path(__file__).resolve().parents[2] / "shared" / "eval-dev")
+)
 SUBSETS: dict[str, tuple[str, str]] = {
     "SROIE scans": ("receipts", "sroie_"),
     "SROIE skewed": ("photos", "sroie_skew_"),

@@ -233,3 +233,59 @@ def test_ocr_reads_a_page_turned_over_after_preprocessing(tmp_path, engine):
     assert all(
         -2 <= x <= page.width + 2 and -2 <= y <= page.height + 2 for line in result.lines for x, y in line.box
     )
+
+
+def _rendered_table(size: int, margin: int = 2, rows: int = 8) -> np.ndarray:
+    """Small, dense, anti-aliased text as a PDF renderer or a screenshot gives it."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=size)
+    texts = [
+        "Condition | Pre Well-Being | Post | Change",
+        "TP (handler & dog) | 46.33 ± 7.41 | 48.69 | +2.36",
+    ]
+    texts = (texts * rows)[:rows]
+    width = int(max(font.getlength(text) for text in texts)) + 2 * margin
+    image = Image.new("L", (width, len(texts) * size + 2 * margin), 255)
+    draw = ImageDraw.Draw(image)
+    for i, text in enumerate(texts):
+        draw.text((margin, margin + i * size), text, fill=0, font=font)
+    return cv2.cvtColor(np.array(image), cv2.COLOR_GRAY2BGR)
+
+
+@pytest.mark.parametrize("size", [7, 9, 12])
+def test_clean_rendered_text_is_not_denoised(tmp_path, size):
+    # Thin strokes and dots of small text stand out from their neighbours like specks, and a
+    # high-pass responds to every stroke: measured on the text, such a page looked noisy.
+    page = _save(_rendered_table(size), tmp_path / "table.png")
+    denoise = _steps(preprocess(page, PreprocessOptions(), work_dir=tmp_path))["denoise"]
+    assert not denoise.applied, denoise.detail
+    assert denoise.measurements["noise_sigma"] < 1
+    assert denoise.measurements["impulse_share"] < 0.0005
+
+
+def test_eval_dev_table_crops_are_not_denoised(tmp_path):
+    for name in ("pubtabnet_minival_PMC5451934_004_00.png", "pubtabnet_PMC5402779_004_00.png"):
+        page = _page(eval_dev(f"tables/{name}"))
+        denoise = _steps(preprocess(page, PreprocessOptions(), work_dir=tmp_path))["denoise"]
+        assert not denoise.applied, (name, denoise.detail)
+
+
+def test_specks_on_rendered_text_are_removed_without_touching_the_strokes(tmp_path):
+    clean = _rendered_table(9, margin=40, rows=30)
+    noisy = clean.copy()
+    where = np.random.default_rng(7).random(clean.shape[:2])
+    noisy[where < 0.002] = 0
+    noisy[where > 0.998] = 255
+    page = _save(noisy, tmp_path / "specks.png")
+
+    done = preprocess(page, PreprocessOptions(deskew=False, orientation=False), work_dir=tmp_path)
+
+    denoise = _steps(done)["denoise"]
+    assert denoise.applied and denoise.detail.startswith("speck"), denoise.detail
+    assert denoise.measurements["impulse_share_after"] < 0.2 * denoise.measurements["impulse_share"]
+    result = cv2.imread(str(done.path))
+    changed = np.any(result != noisy, axis=2)
+    # Only speck pixels change: under 1% of the page, where a median over it changes far more.
+    assert changed.mean() < 0.01
+    assert np.any(cv2.medianBlur(noisy, 3) != noisy, axis=2).mean() > 3 * changed.mean()
