@@ -18,7 +18,7 @@ from decimal import Decimal
 
 from stdnum.exceptions import ValidationError as StdnumValidationError
 
-from ocrflow import checks
+from ocrflow import checks, icao
 from ocrflow.doctypes import DocType, FieldSpec
 from ocrflow.layout import Row, rows
 from ocrflow.masking import mask_value
@@ -426,21 +426,67 @@ def _mrz_date(yymmdd: str, future: bool) -> str | None:
         return None
 
 
-def _mrz_fields(rows_: list[Row]) -> dict[str, Candidate]:
+# (component, the MRZ line it is on for TD1 / other layouts, its slice there, its check)
+_MRZ_CODES: tuple[tuple[str, dict[str, tuple[int, slice]], Callable[[str, str], bool]], ...] = (
+    (
+        "document_type",
+        {"TD1": (0, slice(0, 2)), "*": (0, slice(0, 2))},
+        lambda code, kind: icao.is_document_code(code, kind),
+    ),
+    (
+        "issuing_country",
+        {"TD1": (0, slice(2, 5)), "*": (0, slice(2, 5))},
+        lambda code, _: icao.is_country_code(code),
+    ),
+    (
+        "nationality",
+        {"TD1": (1, slice(15, 18)), "*": (1, slice(10, 13))},
+        lambda code, _: icao.is_country_code(code),
+    ),
+)
+
+
+def _repair_mrz_codes(texts: list[str]) -> tuple[list[str], list[icao.Repair]]:
+    """Read digits as letters in the MRZ's code fields where exactly one reading is a valid code.
+
+    Only letters belong in these fields, and no check digit covers them, so a digit there
+    is a misread; the repair is kept only when the code sets leave a single possibility.
+    """
+    try:
+        kind = checks.parse_mrz(texts).kind
+    except StdnumValidationError:
+        return texts, []
+    lines = list(texts)
+    repairs = []
+    for component, places, valid in _MRZ_CODES:
+        line, where = places.get(kind, places["*"])
+        printed = lines[line][where]
+        code = printed.replace("<", " ").strip()
+        if valid(code, kind):
+            continue
+        fixed = icao.repair_letters(code, lambda reading, valid=valid: valid(reading, kind))
+        if fixed is None:
+            continue
+        repairs.append(icao.Repair(component, code, fixed, line=line + 1))
+        lines[line] = lines[line][: where.start] + printed.replace(code, fixed, 1) + lines[line][where.stop :]
+    return lines, repairs
+
+
+def _mrz_fields(rows_: list[Row]) -> tuple[dict[str, Candidate], list[icao.Repair]]:
     """Decode the machine-readable zone: the last two or three MRZ-looking lines."""
     lines = _mrz_lines(rows_)
     if len(lines) < 2:
-        return {}
+        return {}, []
     three = len(lines) >= 3 and all(25 <= len(t) <= 32 for t, _ in lines[-3:])
     zone = lines[-3:] if three else lines[-2:]
-    texts = [_fit_mrz_line(t) for t, _ in zone]
+    texts, repairs = _repair_mrz_codes([_fit_mrz_line(t) for t, _ in zone])
     score = min(s for _, s in zone)
     page = rows_[-1].page
     out = {f"line{n}": Candidate(t, score, page) for n, t in enumerate(texts, start=1)}
     try:
         parsed = checks.parse_mrz(texts)
     except StdnumValidationError:
-        return out
+        return out, repairs
     decoded = {
         "document_type": parsed.document_type,
         "issuing_country": parsed.issuing_country,
@@ -453,7 +499,7 @@ def _mrz_fields(rows_: list[Row]) -> dict[str, Candidate]:
         "sex": {"M": "male", "F": "female"}.get(parsed.sex, "unspecified"),
     }
     out.update({name: Candidate(value, score, page) for name, value in decoded.items() if value})
-    return out
+    return out, repairs
 
 
 Locator = Callable[[FieldSpec, list[Row]], list[Candidate]]
@@ -535,17 +581,32 @@ def extract(results: Sequence[OcrResult], doctype: DocType) -> Extraction:
         return _from_key_values(kv_results, doctype)
     rows_ = rows(results)
     company = next((s for s in doctype.fields.values() if s.locate == "header"), None)
-    mrz = _mrz_fields(rows_) if any(s.locate == "mrz" for s in doctype.fields.values()) else {}
+    mrz, repairs = _mrz_fields(rows_) if any(s.locate == "mrz" for s in doctype.fields.values()) else ({}, [])
     fields: dict[str, FieldResult] = {}
     for name, spec in doctype.fields.items():
         if spec.locate == "mrz":
-            candidate = mrz.get(spec.hints.get("mrz_field", name))
+            component = spec.hints.get("mrz_field", name)
+            candidate = mrz.get(component)
             fields[name] = _choose(spec, [candidate] if candidate else [], rows_)
+            for repair in repairs:
+                if component in (repair.component, f"line{repair.line}") and candidate:
+                    _note_repair(fields[name], repair, mrz_line=component.startswith("line"))
         elif spec.locate == "address":
             fields[name] = _choose(spec, _by_address(spec, rows_, company), rows_)
         else:
             fields[name] = _choose(spec, _LOCATORS[spec.locate](spec, rows_), rows_)
     return Extraction(doc_type=doctype.name, fields=fields)
+
+
+def _note_repair(field: FieldResult, repair: icao.Repair, *, mrz_line: bool) -> None:
+    """Record on a field that a code in it was read back from digits to letters (not blocking)."""
+    title = {"document_type": "document code", "issuing_country": "issuing state"}.get(
+        repair.component, repair.component.replace("_", " ")
+    )
+    message = repair.describe(f"the MRZ's {title}")
+    if not mrz_line:
+        field.raw = repair.found
+    field.errors.append(FieldError(code="repaired", message=message))
 
 
 def _from_key_values(kv_results: list[dict], doctype: DocType) -> Extraction:

@@ -28,7 +28,7 @@ from ocrflow.models import (
     Usage,
 )
 from ocrflow.settings import ReviewRule
-from ocrflow.validate import blocking_errors
+from ocrflow.validate import NOTES, blocking_errors
 
 
 def decide(
@@ -46,9 +46,24 @@ def decide(
     """
     status, reasons = _decide(ingest, ocr_results, ocr_failures, extraction, doctype, type_reason)
     rule = rule or schema_rule(doctype)
-    if rule is None or status is Status.REJECTED:
-        return status, reasons
-    return apply_review_rule(ingest.source.document_id, extraction, reasons, rule)
+    if rule is not None and status is not Status.REJECTED:
+        status, reasons = apply_review_rule(ingest.source.document_id, extraction, reasons, rule)
+    return status, _unique(reasons + _notes(extraction))
+
+
+def _notes(extraction: Extraction | None) -> list[Reason]:
+    """What was done to values on the way, as reasons that do not change the outcome.
+
+    An MRZ code read back from digits to letters: an accepted document says so.
+    """
+    if extraction is None:
+        return []
+    return [
+        _reason(Stage.EXTRACT, error.code, error.message, field=name, page=field.page)
+        for name, field in extraction.fields.items()
+        for error in field.errors
+        if error.code in NOTES
+    ]
 
 
 def apply_review_rule(

@@ -26,12 +26,14 @@ from typing import Any
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema import ValidationError as SchemaError
 
+from ocrflow import icao
 from ocrflow.checks import (
     FORMAT_CHECKS,
     InvalidChecksum,
     InvalidComponent,
     InvalidFormat,
     InvalidLength,
+    MrzData,
     ValidationError,
     cn_ric,
     is_masked,
@@ -97,10 +99,23 @@ def _number_format(name: str) -> Callable[[object], bool]:
     return check_format
 
 
+def _code_format(valid: Callable[[str], bool]) -> Callable[[object], bool]:
+    """A check that letters are a code of the set; that they are letters is the pattern's job."""
+
+    def check_format(value: object) -> bool:
+        if isinstance(value, str) and re.fullmatch(r"[A-Z]{1,3}", value) and not valid(value):
+            raise InvalidComponent()
+        return True
+
+    return check_format
+
+
 FORMATS: dict[str, Callable[[object], bool]] = {
     "date": _check_date,
     "date-time": _check_datetime,
     "decimal": _check_decimal,
+    "icao-country": _code_format(icao.is_country_code),
+    "icao-document-code": _code_format(icao.is_document_code),
     **{name: _number_format(name) for name in FORMAT_CHECKS},
 }
 """Every ``format`` a schema may use; each returns True or raises a stdnum ValidationError."""
@@ -168,6 +183,10 @@ def _component_problem(fmt: str, value: Any) -> str:
         return "the country or bank code is not valid"
     if fmt in ("date", "date-time"):
         return "is not a real calendar date or time"
+    if fmt == "icao-country":
+        return "is not a country code of ICAO 9303 (ISO 3166-1 alpha-3 or one of ICAO's own codes)"
+    if fmt == "icao-document-code":
+        return "is not an ICAO 9303 document code (P for passports, A, C or I for cards, V for visas)"
     return "a part of it is not valid"
 
 
@@ -314,6 +333,7 @@ def _mrz_check_digits(values: dict[str, Any], doctype: DocType) -> _Found:
         for check in data.checks
         if not check.valid
     ]
+    found += _mrz_codes(data)
     for field, (component, same) in _MRZ_AGREEMENT.items():
         if field in doctype.fields and same(values.get(field), getattr(data, component)) is False:
             message = f"{_title(field, doctype.fields[field])} does not match the machine-readable zone"
@@ -321,6 +341,29 @@ def _mrz_check_digits(values: dict[str, Any], doctype: DocType) -> _Found:
             found.append(
                 (f"mrz_line{data.line_of(component)}", FieldError(code="inconsistent", message=message))
             )
+    return found
+
+
+def _mrz_codes(data: MrzData) -> _Found:
+    """The MRZ's document code and country codes must be in ICAO 9303's sets: no check digit covers them."""
+    found: _Found = []
+    codes = [
+        ("document_type", "document code", icao.is_document_code(data.document_type, data.kind)),
+        ("issuing_country", "issuing state", icao.is_country_code(data.issuing_country)),
+        ("nationality", "nationality", icao.is_country_code(data.nationality)),
+    ]
+    for component, what, valid in codes:
+        if valid:
+            continue
+        value = getattr(data, component)
+        if component == "document_type":
+            message = f"MRZ {what} {value!r} is not an ICAO 9303 document code for a {data.kind} document"
+        else:
+            message = f"MRZ {what} {value!r} is not an ICAO 9303 country code"
+        # The decoded field, where the schema has one, fails its own format check.
+        found.append(
+            (f"mrz_line{data.line_of(component)}", FieldError(code="invalid_component", message=message))
+        )
     return found
 
 
@@ -409,7 +452,14 @@ def _schema_errors(instance: dict[str, Any], doctype: DocType) -> Iterator[tuple
             yield field, _schema_error(field or "document", spec, error)
 
 
+NOTES = frozenset({"repaired"})
+"""Field error codes that record what was done to a value rather than a problem with it:
+reported on the field and as a reason, but they do not stop acceptance."""
+
+
 def _blocks(error: FieldError, spec: FieldSpec | None) -> bool:
+    if error.code in NOTES:
+        return False
     return not (error.code == "unverifiable" and spec is not None and spec.allow_masked)
 
 
