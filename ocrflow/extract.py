@@ -22,7 +22,7 @@ from ocrflow import checks, icao
 from ocrflow.doctypes import DocType, FieldSpec
 from ocrflow.layout import Row, rows
 from ocrflow.masking import mask_value
-from ocrflow.models import Extraction, FieldError, FieldResult, OcrResult, Reason, Stage
+from ocrflow.models import Extraction, FieldError, FieldResult, OcrResult
 from ocrflow.normalize import NORMALIZERS
 
 _SEPARATORS = " \t:：;,.-_|"
@@ -626,30 +626,8 @@ def _from_key_values(kv_results: list[dict], doctype: DocType) -> Extraction:
     return Extraction(doc_type=doctype.name, fields=fields)
 
 
-def detect_doctype(
-    results: Sequence[OcrResult], types: dict[str, DocType]
-) -> tuple[str | None, Reason | None]:
-    """Pick the type whose ``detect`` keywords the text contains most; ``None`` when unsure."""
-    text = _fold("\n".join(r.text for r in results))
-    scores = {
-        name: sum(_fold(k) in text for k in doctype.detect_keywords) / max(len(doctype.detect_keywords), 1)
-        for name, doctype in types.items()
-    }
-    if _mrz_lines(rows(results)) and "passport" in types:
-        scores["passport"] = scores.get("passport", 0) + 0.5
-    ranked = sorted(scores.items(), key=lambda item: item[1], reverse=True)
-    if not ranked or ranked[0][1] < 0.15:
-        return None, Reason(
-            stage=Stage.EXTRACT,
-            code="unknown_doc_type",
-            message="could not tell what kind of document this is; choose its type in review",
-        )
-    if len(ranked) > 1 and ranked[1][1] >= ranked[0][1] * 0.9 and ranked[1][1] > 0:
-        return None, Reason(
-            stage=Stage.EXTRACT,
-            code="ambiguous_doc_type",
-            message=(
-                f"the document looks like a {ranked[0][0]} or a {ranked[1][0]}; choose its type in review"
-            ),
-        )
-    return ranked[0][0], None
+def keyword_share(text: str, doctype: DocType) -> float:
+    """The share of the type's ``detect`` keywords found in ``text`` (case and spaces ignored)."""
+    keywords = doctype.detect_keywords
+    folded = _fold(text)
+    return sum(_fold(k) in folded for k in keywords) / max(len(keywords), 1)

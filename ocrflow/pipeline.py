@@ -13,11 +13,13 @@ from functools import cached_property
 from pathlib import Path
 
 from ocrflow.cache import CachedEngine, cache_dir
+from ocrflow.detect import detect_doctype
 from ocrflow.doctypes import DocType, get_doctype, load_doctypes
 from ocrflow.engines import OcrEngine, create_engine
 from ocrflow.engines._api import ApiEngine
 from ocrflow.errors import OcrflowError
-from ocrflow.extract import detect_doctype, extract
+from ocrflow.extract import extract
+from ocrflow.generic import extract_generic
 from ocrflow.ingest import ingest
 from ocrflow.models import DocumentResult, Extraction, IngestResult, OcrResult, PageRef, Reason, Stage
 from ocrflow.ocr import recognize
@@ -100,6 +102,8 @@ def interpret(
     type_reason = None
     if doc_type == AUTO:
         name, type_reason = detect_doctype(ocr_results, doctypes)
+        if name is None and type_reason is not None and type_reason.code == "unknown_doc_type":
+            return extract_generic(ocr_results), None  # matches no type: text, layout, key-values, tables
         if name is None:
             return None, type_reason
     else:

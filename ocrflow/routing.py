@@ -15,6 +15,8 @@ from pydantic import ValidationError
 
 from ocrflow.doctypes import DocType
 from ocrflow.errors import ConfigurationError
+from ocrflow.generic import GENERIC
+from ocrflow.layout import rows
 from ocrflow.models import (
     DocumentResult,
     Extraction,
@@ -48,6 +50,8 @@ def decide(
     rule = rule or schema_rule(doctype)
     if rule is not None and status is not Status.REJECTED:
         status, reasons = apply_review_rule(ingest.source.document_id, extraction, reasons, rule)
+    if status is Status.REJECTED:
+        return status, reasons  # nothing was read: there is nothing to note about it
     return status, _unique(reasons + _notes(extraction))
 
 
@@ -58,7 +62,14 @@ def _notes(extraction: Extraction | None) -> list[Reason]:
     """
     if extraction is None:
         return []
-    return [
+    generic = []
+    if extraction.doc_type == GENERIC:
+        found = " and ".join(name.replace("_", "-") for name in extraction.fields) or "nothing else"
+        message = (
+            f"the page matches no document type well; kept as a generic document (text, positions, {found})"
+        )
+        generic.append(_reason(Stage.EXTRACT, GENERIC, message))
+    return generic + [
         _reason(Stage.EXTRACT, error.code, error.message, field=name, page=field.page)
         for name, field in extraction.fields.items()
         for error in field.errors
@@ -191,7 +202,7 @@ def build_result(
         status=status,
         reasons=reasons,
         fields=extraction.fields if extraction else {},
-        text="\n\n".join(r.text for r in ordered),
+        text="\n\n".join(reading_order_text(r) for r in ordered),
         pages=[
             PageResult(
                 page_number=r.page_number,
@@ -206,6 +217,17 @@ def build_result(
         usage=usage,
         preprocessing={page.page_number: list(page.steps) for page in pages},
     )
+
+
+def reading_order_text(result: OcrResult) -> str:
+    """A page's text in reading order: rows top to bottom, each left to right.
+
+    Engines return lines in their own order (RapidOCR's detector order, pieces of one
+    printed line apart); a page read without lines (an API's plain text) keeps its text.
+    """
+    if not result.lines:
+        return result.text
+    return "\n".join(row.text for row in rows([result]))
 
 
 def _original_size(page: PageRef) -> tuple[int, int]:

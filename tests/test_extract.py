@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ocrflow.extract import detect_doctype, extract
+from ocrflow.detect import detect_doctype
+from ocrflow.extract import extract
 from ocrflow.models import IngestResult, OcrLine, OcrResult, OcrTask, PageRef, SourceRef, Status
 from ocrflow.routing import decide
 from ocrflow.validate import validate
