@@ -233,13 +233,19 @@ def _impulses(gray: np.ndarray) -> np.ndarray:
     return gray.astype(np.int16) < cv2.erode(gray, _RING).astype(np.int16) - _IMPULSE_STEP
 
 
-def _isolated_specks(gray: np.ndarray) -> tuple[int, int]:
-    """(dark impulses with no ink around them, pixels with no ink around them)."""
+def _speck_mask(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(dark impulses with no ink around them, pixels with no ink around them), as masks."""
     impulses = _impulses(gray)
     lighter_around = cv2.dilate(gray, np.ones((5, 5), np.uint8)).astype(np.int16) - _IMPULSE_STEP
     ink = ((gray.astype(np.int16) < lighter_around) & ~impulses).astype(np.uint8)
     clear = ~cv2.dilate(ink, np.ones((_INK_CLEARANCE, _INK_CLEARANCE), np.uint8)).astype(bool)
-    return int(np.count_nonzero(impulses & clear)), int(np.count_nonzero(clear))
+    return impulses & clear, clear
+
+
+def _isolated_specks(gray: np.ndarray) -> tuple[int, int]:
+    """(dark impulses with no ink around them, pixels with no ink around them)."""
+    specks, clear = _speck_mask(gray)
+    return int(np.count_nonzero(specks)), int(np.count_nonzero(clear))
 
 
 def _noise_tiles(gray: np.ndarray) -> list[np.ndarray]:
@@ -257,13 +263,14 @@ def _noise_tiles(gray: np.ndarray) -> list[np.ndarray]:
 
 
 def _remove_specks(image: np.ndarray) -> np.ndarray:
-    """Replace only the pixels that stand out from all their neighbours by the 3x3 median.
+    """Replace only the isolated specks (as measured) by the 3x3 median.
 
     A switching median: every other pixel keeps its value, so strokes one or two pixels
-    wide survive where a median over the whole page would thin or erase them.
+    wide, and the dots of small text (a decimal point), survive where a median over the
+    whole page, or over every pixel unlike its neighbours, would thin or erase them.
     """
     gray = _gray(image)
-    specks = _impulses(gray) | _impulses(255 - gray)
+    specks = _speck_mask(gray)[0] | _speck_mask(255 - gray)[0]
     result = image.copy()
     result[specks] = cv2.medianBlur(image, 3)[specks]
     return result
