@@ -15,46 +15,21 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ocrflow.errors import OcrflowError
 from ocrflow.models import DocumentResult, Status
-from ocrflow.review.commands import print_item_history
-from ocrflow.review.commands import register as register_review_commands
+from ocrflow.review.cli import app as review_app
+from ocrflow.terminal import DbOption, OutOption, console, errors, fail, print_error
+from ocrflow.terminal import settings_for as _settings
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="Validated structured data out of scans, photos and PDFs.",
 )
-review_app = typer.Typer(no_args_is_help=True, help="The human-review queue.")
 app.add_typer(review_app, name="review")
-register_review_commands(review_app)
-console = Console()
-errors = Console(stderr=True)
-
-OutOption = Annotated[
-    Path, typer.Option("--out", "-o", help="Folder for results (and the default SQLite database).")
-]
-DbOption = Annotated[
-    str | None, typer.Option("--db", help="SQLAlchemy URL of the database; default: a SQLite file in --out.")
-]
-
-
-def _fail(message: str) -> None:
-    errors.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
-
-
-def _settings(out: Path, db: str | None, **overrides):
-    from ocrflow.settings import Settings
-
-    values = {"out_dir": out, **overrides}
-    if db:
-        values["database_url"] = db
-    return Settings(**values)
 
 
 def _quiet_prefect() -> None:
@@ -111,9 +86,9 @@ def run(
             get_doctype(doctypes, doc_type)
         total = len(discover(paths))
     except OcrflowError as exc:
-        _fail(exc.message)
+        fail(exc.message)
     if total == 0:
-        _fail(f"no documents found in {', '.join(map(str, paths))}")
+        fail(f"no documents found in {', '.join(map(str, paths))}")
     out.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
     watcher = threading.Thread(target=_watch_progress, args=(out, total, time.time() - 1, stop), daemon=True)
@@ -127,7 +102,7 @@ def run(
             settings=settings,
         )
     except OcrflowError as exc:
-        _fail(exc.message)
+        fail(exc.message)
     finally:
         stop.set()
         watcher.join()
@@ -144,76 +119,6 @@ def run(
         + (f", {pending} pending (token budget reached; the next run takes them first)" if pending else "")
         + f". Results in {out}/"
     )
-
-
-@review_app.command("list")
-def review_list(
-    out: OutOption = Path("ocrflow-out"),
-    db: DbOption = None,
-    state: Annotated[
-        str, typer.Option(help="pending, claimed, approved, corrected, rejected or all.")
-    ] = "pending",
-) -> None:
-    """List review items (ID and card numbers are never shown here)."""
-    from ocrflow.store import ResultStore
-
-    settings = _settings(out, db)
-    store = ResultStore(settings.out_dir, settings.resolved_database_url())
-    items = store.review_items(None if state == "all" else state)
-    table = Table(title=f"review queue ({state})")
-    for column in ("id", "document", "type", "state", "reasons", "queued"):
-        table.add_column(column, overflow="fold")
-    for item in items:
-        result = store.load(item.document_id)
-        table.add_row(
-            item.document_id[:12],
-            Path(result.source).name if result else "?",
-            item.doc_type or "-",
-            item.state,
-            "; ".join(r["code"] + (f" ({r['field']})" if r.get("field") else "") for r in item.reasons),
-            item.created_at.strftime("%Y-%m-%d %H:%M"),
-        )
-    console.print(table)
-
-
-@review_app.command("show")
-def review_show(
-    document: Annotated[str, typer.Argument(help="A document id or its first characters.")],
-    out: OutOption = Path("ocrflow-out"),
-    db: DbOption = None,
-    unmask: Annotated[bool, typer.Option(help="Show ID and card numbers in full.")] = False,
-) -> None:
-    """Show one document's fields, confidence, errors and reasons."""
-    from ocrflow.doctypes import load_doctypes
-    from ocrflow.masking import masked_values
-    from ocrflow.store import ResultStore
-
-    settings = _settings(out, db)
-    store = ResultStore(settings.out_dir, settings.resolved_database_url())
-    document_id = store.find(document)
-    if document_id is None:
-        _fail(f"no single document matches {document!r}; run 'ocrflow review list' to see ids")
-    result = store.load(document_id)
-    doctype = load_doctypes(settings.schema_dir).get(result.doc_type or "")
-    values = {name: f.value for name, f in result.fields.items()}
-    shown = values if unmask else masked_values(values, doctype)
-    console.print(f"[bold]{Path(result.source).name}[/bold]  {result.document_id}")
-    console.print(f"type: {result.doc_type or '-'}   status: {result.status.value}   engine: {result.engine}")
-    table = Table()
-    for column in ("field", "value", "confidence", "errors"):
-        table.add_column(column, overflow="fold")
-    for name, field in result.fields.items():
-        table.add_row(
-            name,
-            "" if shown[name] is None else str(shown[name]),
-            f"{field.confidence:.2f}",
-            "; ".join(e.message for e in field.errors),
-        )
-    console.print(table)
-    for reason in result.reasons:
-        where = "".join(f" {k}={v}" for k, v in (("field", reason.field), ("page", reason.page)) if v)
-        console.print(f"- [{reason.stage.value}] {reason.code}: {reason.message}{where}", highlight=False)
-    print_item_history(store, document_id)
 
 
 @app.command()
@@ -246,10 +151,10 @@ def estimate(
         if batch and (
             refusal := batch_refusal(settings.openai.region, priced, base_url=settings.openai.base_url)
         ):
-            _fail(refusal)
+            fail(refusal)
         documents = estimate_documents(paths, settings, priced)
     except OcrflowError as exc:
-        _fail(exc.message)
+        fail(exc.message)
     factor = BATCH_PRICE_FACTOR if batch else 1.0
     currency = settings.cost.currency
     mode = f"{settings.cost.max_pixels_mode} max_pixels" + (", Batch API at 50%" if batch else "")
@@ -310,24 +215,24 @@ def evaluate(
 ) -> None:
     """Score the pipeline on documents with ground truth (or on review decisions); print the figures."""
     if from_reviews is not None:
-        from ocrflow.review.commands import eval_from_reviews
+        from ocrflow.review.cli import eval_from_reviews
 
         eval_from_reviews(from_reviews, db, json_out)
         return
     if directory is None:
-        _fail("give a folder of documents with ground truth, or --from-reviews RESULTS")
+        fail("give a folder of documents with ground truth, or --from-reviews RESULTS")
     from ocrflow.evaluation import Report, doc_type_for, iter_ground_truth, score_document
     from ocrflow.pipeline import Context, process_document
 
     if not directory.is_dir():
-        _fail(f"{directory} is not a folder")
+        fail(f"{directory} is not a folder")
     samples = [
         (p, gt) for p, gt in iter_ground_truth(directory) if not category or gt.get("category") in category
     ]
     if limit:
         samples = samples[:limit]
     if not samples:
-        _fail(f"no documents with *.gt.json ground truth in {directory}")
+        fail(f"no documents with *.gt.json ground truth in {directory}")
     ctx = Context(_settings(out, f"sqlite:///{(out / 'eval.sqlite3').resolve()}"))
     out.mkdir(parents=True, exist_ok=True)
     scores = []
@@ -345,7 +250,7 @@ def evaluate(
             try:
                 result = process_document(ctx, path, doc_type)
             except OcrflowError as exc:
-                _fail(exc.message)
+                fail(exc.message)
             scores.append(score_document(result, gt, doc_type))
             progress.advance(bar)
     summary = Report(scores).summary()
@@ -406,9 +311,9 @@ def setup(
     try:
         steps = set_up(Settings(), work_pool=work_pool, local_ocr_slots=local_ocr_slots)
     except OcrflowError as exc:
-        _fail(exc.message)
+        fail(exc.message)
     except httpx.HTTPError as exc:
-        _fail(f"the Prefect server cannot be reached ({exc}); set PREFECT_API_URL")
+        fail(f"the Prefect server cannot be reached ({exc}); set PREFECT_API_URL")
     finally:
         from ocrflow.review.events import flush_events
 
@@ -436,7 +341,7 @@ def serve(
     try:
         serve_deployments(config or PREFECT_YAML, names=deployment, limit=limit)
     except OcrflowError as exc:
-        _fail(exc.message)
+        fail(exc.message)
 
 
 @app.command()
@@ -461,7 +366,7 @@ def watch(
     try:
         require_prefect_api("ocrflow watch")
     except OcrflowError as exc:
-        _fail(exc.message)
+        fail(exc.message)
     options = WatchOptions(
         poll_seconds=poll,
         settle_seconds=settle,
@@ -472,7 +377,7 @@ def watch(
     try:
         watcher = InboxWatcher(inbox, state, options, backfill=backfill)
     except OcrflowError as exc:
-        _fail(exc.message)
+        fail(exc.message)
     errors.print(f"watching {watcher.inbox} (state {watcher.state.path})", highlight=False)
     try:
         watcher.run(
@@ -483,7 +388,7 @@ def watch(
             on_error=lambda exc: errors.print(f"[yellow]will retry:[/yellow] {exc}", highlight=False),
         )
     except OcrflowError as exc:
-        _fail(exc.message)
+        fail(exc.message)
     except KeyboardInterrupt:
         errors.print("stopped")
 
@@ -492,5 +397,5 @@ def main() -> None:  # pragma: no cover - the console-script entry point
     try:
         app()
     except OcrflowError as exc:
-        errors.print(f"error: {exc.message}")
+        print_error(exc.message)
         sys.exit(2)

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from ocrflow.doctypes import load_doctypes
+from ocrflow.masking import mask_value
 from ocrflow.models import FieldResult
 from ocrflow.review.app import create_app
 from ocrflow.review.auth import Accounts
@@ -145,3 +146,17 @@ def test_a_pdf_page_image_is_rendered_once_with_the_pages_before_it(tmp_path: Pa
     assert first.is_file() and other.read_bytes() == second
     assert page_png(result, 1, cache, IngestOptions()) == first.read_bytes()
     assert page_png(result, 3, cache, IngestOptions()) is None
+
+
+def test_decided_items_list_the_decided_values_and_stop_waiting_at_the_decision(served):
+    base, client, queue, clock = served
+    clock.current += timedelta(hours=3)
+    queue.claim("alice", 1)
+    queue.decide(1, "alice", values={"card_number": REPAIRED})
+    clock.current += timedelta(days=4)
+    decided = client.get(base + "/", params={"state": "decided"}).text
+    row = decided.split("<tbody>")[1]
+    assert mask_value(REPAIRED) in row and mask_value(READ) not in row  # the decision's value, masked
+    assert "<td>3 h</td>" in row  # not 4 days: the wait ended when alice decided
+    pending = client.get(base + "/").text
+    assert "<td>4 d</td>" in pending  # the other item is still waiting

@@ -149,3 +149,34 @@ def test_eval_from_reviews_scores_each_engine_on_the_decisions(out: Path, tmp_pa
 def test_eval_from_reviews_with_nothing_decided_says_so(out: Path):
     result = runner.invoke(app, ["eval", "--from-reviews", str(out)])
     assert result.exit_code == 2 and "no approved or corrected review items" in result.output
+
+
+def test_an_all_digit_document_id_prefix_names_its_document_never_another_item(out: Path):
+    store = ResultStore(out, Settings(out_dir=out).resolved_database_url())
+    store.save(needs_review(7, doc_id="279654" + "a" * 58))  # item 4
+    store.save(needs_review(8, doc_id="0003" + "b" * 60))  # item 5: its id starts like item 3's number
+    store.engine.dispose()
+
+    shown = _ok(["review", "show", "279654", "--out", str(out)]).output
+    assert "279654aaaa" in shown and "review item 4: pending" in shown
+    corrected = _ok(
+        [
+            "review",
+            "correct",
+            "279654",
+            "--set",
+            f"card_number={VALID_CARD}",
+            "--out",
+            str(out),
+            "-r",
+            "alice",
+        ]
+    )
+    assert "item 4 corrected by alice" in corrected.output
+
+    ambiguous = runner.invoke(app, ["review", "approve", "0003", "--out", str(out), "-r", "alice"])
+    assert ambiguous.exit_code == 2 and "write #3 for the item" in ambiguous.output
+    assert "item 3 approved" in _ok(["review", "approve", "#3", "--out", str(out), "-r", "alice"]).output
+    assert "item 5 approved" in _ok(["review", "approve", "0003b", "--out", str(out), "-r", "alice"]).output
+    listing = _ok(["review", "list", "--out", str(out), "--state", "all"]).output
+    assert "#4" in listing and "279654aaaaaa" in listing

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from ocrflow.doctypes import load_doctypes
 from ocrflow.ingest import identify
@@ -52,11 +52,13 @@ def app_setup(tmp_path: Path):
 
 
 def _routes(app) -> list[tuple[str, str]]:
+    # The app is built from routers: FastAPI keeps each as one node in app.routes and
+    # iter_route_contexts walks them to every path operation.
     found = []
-    for route in app.routes:
-        if isinstance(route, APIRoute):
-            path = route.path.replace("{item_id}", "1").replace("{page_number}", "1")
-            found.extend((method, path) for method in sorted(route.methods))
+    for context in iter_route_contexts(app.routes):
+        if isinstance(context.original_route, APIRoute):
+            path = context.path.replace("{item_id}", "1").replace("{page_number}", "1")
+            found.extend((method, path) for method in sorted(context.methods))
     return found
 
 
@@ -298,3 +300,42 @@ def test_a_removed_reviewer_is_signed_out_at_once_and_cannot_sign_in(app_setup, 
     with httpx.Client(cookies={SESSION_COOKIE: raced}) as late:
         assert late.get(base + "/", follow_redirects=False).headers["location"] == "/login"
     assert [(e.action, e.actor) for e in queue.events(1)] == [("queued", "pipeline"), ("claimed", "alice")]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_malformed_requests_are_refused_at_the_boundary_never_a_500(backend, tmp_path: Path, request):
+    url = request.getfixturevalue("postgres_url") if backend == "postgresql" else None
+    settings = Settings(out_dir=tmp_path / "out", database_url=url)
+    store = ResultStore(settings.out_dir, settings.resolved_database_url())
+    store.save(needs_review(1))
+    Accounts(store.engine).add_user("alice", "correct horse")
+    queue = ReviewQueue(store, load_doctypes())
+    with live_server(create_app(settings, queue=queue)) as base, httpx.Client() as client:
+        sign_in(client, base)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', client.get(base + "/").text).group(1)
+        for number in (
+            "99999999999999999999999",
+            "9223372036854775808",
+            "2147483648",
+            "0",
+            "-1",
+            "1e3",
+            "１",
+        ):
+            assert client.get(f"{base}/items/{number}").status_code == 404, number
+            assert client.get(f"{base}/items/{number}/pages/1.png").status_code == 404, number
+            for action in ("claim", "release", "decide"):
+                answer = client.post(f"{base}/items/{number}/{action}", data={"csrf_token": token})
+                assert answer.status_code == 404, (number, action)
+        headers = {"X-CSRF-Token": token, "Accept": "application/json"}
+        for body in ({"values": "abc"}, {"values": 7}, {"values": ["a"]}, {"values": {"bank": 3}}, [1], "x"):
+            answer = client.post(f"{base}/items/1/validate", json=body, headers=headers)
+            assert answer.status_code == 422 and "error" in answer.json(), body
+        not_json = client.post(f"{base}/items/1/validate", content=b"{", headers=headers)
+        assert not_json.status_code == 422
+        big_page = client.get(f"{base}/items/1/pages/99999999999999999999999.png")
+        assert big_page.status_code == 404
+        ok = client.post(f"{base}/items/1/validate", json={"values": {"bank": "ICBC"}}, headers=headers)
+        assert ok.status_code == 200 and "errors" in ok.json()
+    assert queue.get(1).state == ReviewState.PENDING
+    store.engine.dispose()

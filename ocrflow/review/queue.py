@@ -33,6 +33,11 @@ from ocrflow.store import ResultStore, ReviewEventRow, ReviewItemRow, ReviewStat
 
 logger = logging.getLogger(__name__)
 
+MIN_ID_PREFIX = 4
+"""Characters of a document id that may name its item (fewer would match too much)."""
+MAX_ITEM_ID = 2**31 - 1
+"""Item numbers are 32-bit on PostgreSQL; a larger number names no item."""
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -105,24 +110,71 @@ class ReviewQueue:
         return types, reasons
 
     def get(self, item_id: int) -> ReviewItemRow:
+        if not 1 <= item_id <= MAX_ITEM_ID:
+            raise ItemNotFound(f"there is no review item {item_id}")
         with Session(self.store.engine) as session:
             item = session.get(ReviewItemRow, item_id)
         if item is None:
             raise ItemNotFound(f"there is no review item {item_id}")
         return item
 
-    def find(self, ref: str) -> ReviewItemRow:
-        """An item by its number or by its document id's first characters."""
-        if ref.isdigit() and len(ref) < 12:
-            return self.get(int(ref))
-        document_id = self.store.find(ref)
+    def for_document(self, document_id: str) -> ReviewItemRow:
+        """The review item of one document (by its full id)."""
         with Session(self.store.engine) as session:
             item = session.scalars(
                 select(ReviewItemRow).where(ReviewItemRow.document_id == document_id)
             ).one_or_none()
-        if document_id is None or item is None:
-            raise ItemNotFound(f"no single review item matches {ref!r}; 'ocrflow review list' shows them")
+        if item is None:
+            raise ItemNotFound(f"document {document_id[:12]} has no review item")
         return item
+
+    def find(self, ref: str) -> ReviewItemRow:
+        """An item by its number (``12`` or ``#12``) or by its document id's first characters.
+
+        Never a guess between the two: an all-digit ``ref`` that is both an item's number and
+        the start of another item's document id is refused, and the message says how to say
+        which (``#12`` for the item, more characters for the document).
+        """
+        text = ref.strip()
+        if text.startswith("#"):
+            number = item_number(text[1:])
+            if number is None:
+                raise ItemNotFound(f"{ref!r} is not an item number")
+            return self.get(number)
+        number = item_number(text)
+        by_number = None
+        if number is not None:
+            try:
+                by_number = self.get(number)
+            except ItemNotFound:
+                pass
+        prefix = text.lower()
+        by_document: list[ReviewItemRow] = []
+        if len(prefix) >= MIN_ID_PREFIX and all(c in "0123456789abcdef" for c in prefix):
+            with Session(self.store.engine) as session:
+                by_document = list(
+                    session.scalars(
+                        select(ReviewItemRow).where(ReviewItemRow.document_id.startswith(prefix)).limit(2)
+                    )
+                )
+        if by_number is not None and by_document and by_document[0].id != by_number.id:
+            raise ItemNotFound(
+                f"{text} is item {by_number.id} and also the start of document "
+                f"{by_document[0].document_id[:12]} (item {by_document[0].id}); "
+                f"write #{by_number.id} for the item, or more of the document id",
+                code="ambiguous",
+            )
+        if by_number is not None:
+            return by_number
+        if len(by_document) == 1:
+            return by_document[0]
+        if len(by_document) > 1:
+            raise ItemNotFound(
+                f"several documents start with {text}; give more of the document id", code="ambiguous"
+            )
+        if number is not None:
+            raise ItemNotFound(f"there is no review item {number}; 'ocrflow review list' shows them")
+        raise ItemNotFound(f"no review item matches {ref!r}; 'ocrflow review list' shows them")
 
     def events(self, item_id: int) -> list[ReviewEventRow]:
         with Session(self.store.engine) as session:
@@ -285,3 +337,27 @@ def _decide_refusal(item: ReviewItemRow, reviewer: str, current: datetime) -> st
     if item.state == ReviewState.PENDING:
         return f"item {item.id} is not claimed; claim it first"
     return _held_message(item, current)
+
+
+def item_number(text: str) -> int | None:
+    """An item number as typed (digits only), or None when it cannot name an item."""
+    if not text.isascii() or not text.isdigit() or len(text) > 10:
+        return None
+    number = int(text)
+    return number if 1 <= number <= MAX_ITEM_ID else None
+
+
+def waited(item: ReviewItemRow, current: datetime) -> timedelta:
+    """How long an item waited for its decision: until now while open, until the decision after."""
+    end = item.decided_at if item.decided_at is not None and item.state in ReviewState.DECIDED else current
+    return max(end - item.created_at, timedelta(0))
+
+
+def age_text(delta: timedelta) -> str:
+    """``12 min``, ``5 h``, ``3 d``: a waiting time as people read it in a list."""
+    minutes = int(delta.total_seconds() // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h"
+    return f"{minutes // (24 * 60)} d"

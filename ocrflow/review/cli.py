@@ -1,8 +1,9 @@
-"""``ocrflow review`` commands beyond list and show: accounts, claims, decisions, export, the app.
+"""``ocrflow review``: every command of the human-review queue, in one Typer group.
 
-They are added to the CLI's ``review`` group by :func:`register`. A decision from here is
-the same as one from the web app: the reviewer must hold the item (these commands claim
-it first when it is free), and the result and the Prefect event are written the same way.
+A decision from here is the same as one from the web app: the reviewer must hold the item
+(these commands claim it first when it is free), and the result and the Prefect event are
+written the same way. An item is named by its number (``12``, or ``#12`` when digits could
+also start a document id) or by its document id's first characters.
 """
 
 from __future__ import annotations
@@ -16,28 +17,23 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+from rich.table import Table
 
 from ocrflow.errors import OcrflowError
-from ocrflow.review.queue import ReviewQueue
+from ocrflow.review.queue import ReviewQueue, age_text, waited
 from ocrflow.settings import Settings
-from ocrflow.store import ReviewItemRow, ReviewState
+from ocrflow.store import ReviewItemRow, ReviewState, now
+from ocrflow.terminal import DbOption, OutOption, console, fail, settings_for
 
-console = Console()
-errors = Console(stderr=True)
+app = typer.Typer(no_args_is_help=True, help="The human-review queue.")
 
-OutOption = Annotated[Path, typer.Option("--out", "-o", help="Folder of results (and the default database).")]
-DbOption = Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL of the database.")]
 ReviewerOption = Annotated[
     str | None,
     typer.Option("--reviewer", "-r", help="Who decides (default: $OCRFLOW_REVIEWER or the login name)."),
 ]
-ItemArgument = Annotated[str, typer.Argument(help="An item number or a document id's first characters.")]
-
-
-def _fail(message: str) -> None:
-    errors.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+ItemArgument = Annotated[
+    str, typer.Argument(help="An item number (12 or #12) or a document id's first characters.")
+]
 
 
 def _reviewer(given: str | None) -> str:
@@ -54,10 +50,7 @@ def _open(out: Path, db: str | None) -> Opened:
     from ocrflow.doctypes import load_doctypes
     from ocrflow.store import ResultStore
 
-    values: dict = {"out_dir": out}
-    if db:
-        values["database_url"] = db
-    settings = Settings(**values)
+    settings = settings_for(out, db)
     store = ResultStore(settings.out_dir, settings.resolved_database_url())
     queue = ReviewQueue(
         store, load_doctypes(settings.schema_dir), lease_seconds=settings.review.lease_seconds
@@ -65,6 +58,92 @@ def _open(out: Path, db: str | None) -> Opened:
     return Opened(settings, queue)
 
 
+@app.command("list")
+def review_list(
+    out: OutOption = Path("ocrflow-out"),
+    db: DbOption = None,
+    state: Annotated[
+        str, typer.Option(help="pending, claimed, approved, corrected, rejected or all.")
+    ] = "pending",
+) -> None:
+    """List review items (ID and card numbers are never shown here)."""
+    store = _open(out, db).queue.store
+    items = store.review_items(None if state == "all" else state)
+    table = Table(title=f"review queue ({state})")
+    for column in ("item", "document id", "type", "state"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("file")
+    table.add_column("reasons")
+    table.add_column("waited", no_wrap=True)
+    sources = store.sources([item.document_id for item in items])
+    current = now()
+    for item in items:
+        table.add_row(
+            f"#{item.id}",
+            item.document_id[:12],
+            item.doc_type or "-",
+            item.state,
+            Path(sources.get(item.document_id, "?")).name,
+            ", ".join(r["code"] + (f" ({r['field']})" if r.get("field") else "") for r in item.reasons),
+            age_text(waited(item, current)),
+        )
+    console.print(table)
+
+
+@app.command("show")
+def review_show(
+    document: Annotated[
+        str, typer.Argument(help="A document id's first characters, or an item number (12 or #12).")
+    ],
+    out: OutOption = Path("ocrflow-out"),
+    db: DbOption = None,
+    unmask: Annotated[bool, typer.Option(help="Show ID and card numbers in full.")] = False,
+) -> None:
+    """Show one document's fields, confidence, errors and reasons."""
+    from ocrflow.masking import masked_values
+
+    opened = _open(out, db)
+    store = opened.queue.store
+    document_id = _document_for(opened.queue, document)
+    result = store.load(document_id)
+    if result is None:
+        fail(f"the result of document {document_id[:12]} is missing from {out}")
+    doctype = opened.queue.doctypes.get(result.doc_type or "")
+    values = {name: f.value for name, f in result.fields.items()}
+    shown = values if unmask else masked_values(values, doctype)
+    console.print(f"[bold]{Path(result.source).name}[/bold]  {result.document_id}")
+    console.print(f"type: {result.doc_type or '-'}   status: {result.status.value}   engine: {result.engine}")
+    table = Table()
+    for column in ("field", "value", "confidence", "errors"):
+        table.add_column(column, overflow="fold")
+    for name, field in result.fields.items():
+        table.add_row(
+            name,
+            "" if shown[name] is None else str(shown[name]),
+            f"{field.confidence:.2f}",
+            "; ".join(e.message for e in field.errors),
+        )
+    console.print(table)
+    for reason in result.reasons:
+        where = "".join(f" {k}={v}" for k, v in (("field", reason.field), ("page", reason.page)) if v)
+        console.print(f"- [{reason.stage.value}] {reason.code}: {reason.message}{where}", highlight=False)
+    _print_item_history(opened.queue, document_id)
+
+
+def _document_for(queue: ReviewQueue, ref: str) -> str:
+    """The document a reference names: through its review item, else (no item) by id prefix."""
+    try:
+        return queue.find(ref).document_id
+    except OcrflowError as exc:
+        if exc.code == "ambiguous" or ref.strip().startswith("#"):
+            fail(exc.message)
+        document_id = queue.store.find(ref.strip().lower())
+        if document_id is None:
+            fail(f"no single document matches {ref!r}; run 'ocrflow review list' to see ids")
+        return document_id
+
+
+@app.command("add-user")
 def add_user(
     username: Annotated[str, typer.Argument(help="The reviewer's sign-in name.")],
     out: OutOption = Path("ocrflow-out"),
@@ -84,10 +163,11 @@ def add_user(
         opened = _open(out, db)
         created = Accounts(opened.queue.store.engine).add_user(username, password)
     except OcrflowError as exc:
-        _fail(exc.message)
+        fail(exc.message)
     console.print(f"{'added' if created else 'updated password of'} reviewer {username}")
 
 
+@app.command("remove-user")
 def remove_user(
     username: Annotated[str, typer.Argument(help="The reviewer's sign-in name.")],
     out: OutOption = Path("ocrflow-out"),
@@ -97,12 +177,13 @@ def remove_user(
     from ocrflow.review.auth import Accounts
 
     if not Accounts(_open(out, db).queue.store.engine).remove_user(username):
-        _fail(f"there is no reviewer {username}")
+        fail(f"there is no reviewer {username}")
     console.print(
         f"removed reviewer {username}: signed out everywhere, their decisions stay in the audit trail"
     )
 
 
+@app.command("claim")
 def claim(
     item: Annotated[
         str | None, typer.Argument(help="An item to claim (default: the oldest free one).")
@@ -119,7 +200,7 @@ def claim(
         item_id = queue.find(item).id if item else None
         held = queue.claim(name, item_id, doc_type=doc_type)
     except OcrflowError as exc:
-        _fail(exc.message)
+        fail(exc.message)
     if held is None:
         console.print("nothing to claim: the queue is empty")
         return
@@ -127,6 +208,7 @@ def claim(
     console.print(f"item {held.item_id} ({held.document_id[:12]}) is yours until {until}")
 
 
+@app.command("release")
 def release(
     item: ItemArgument,
     out: OutOption = Path("ocrflow-out"),
@@ -139,7 +221,7 @@ def release(
         row = queue.find(item)
         queue.release(row.id, _reviewer(reviewer))
     except OcrflowError as exc:
-        _fail(exc.message)
+        fail(exc.message)
     console.print(f"item {row.id} is back in the queue")
 
 
@@ -154,7 +236,7 @@ def _decide(item: str, out: Path, db: str | None, reviewer: str | None, **decisi
             queue.claim(name, row.id)
         outcome = queue.decide(row.id, name, **decision)
     except OcrflowError as exc:
-        _fail(exc.message)
+        fail(exc.message)
     if outcome.event_sent:
         flush_events()
     console.print(
@@ -163,6 +245,7 @@ def _decide(item: str, out: Path, db: str | None, reviewer: str | None, **decisi
     )
 
 
+@app.command("approve")
 def approve(
     item: ItemArgument,
     out: OutOption = Path("ocrflow-out"),
@@ -173,6 +256,7 @@ def approve(
     _decide(item, out, db, reviewer)
 
 
+@app.command("correct")
 def correct(
     item: ItemArgument,
     values: Annotated[
@@ -188,19 +272,20 @@ def correct(
     for pair in values:
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            _fail(f"--set takes FIELD=VALUE, not {pair!r}")
+            fail(f"--set takes FIELD=VALUE, not {pair!r}")
         parsed[name.strip()] = value
     try:
         row = _open(out, db).queue.find(item)
     except OcrflowError as exc:
-        _fail(exc.message)
+        fail(exc.message)
     known = set((row.extracted_values or {}).keys())
     unknown = sorted(set(parsed) - known)
     if unknown:
-        _fail(f"unknown field(s) {', '.join(unknown)}; this document has {', '.join(sorted(known))}")
+        fail(f"unknown field(s) {', '.join(unknown)}; this document has {', '.join(sorted(known))}")
     _decide(item, out, db, reviewer, values=parsed)
 
 
+@app.command("reject")
 def reject(
     item: ItemArgument,
     out: OutOption = Path("ocrflow-out"),
@@ -212,6 +297,7 @@ def reject(
     _decide(item, out, db, reviewer, reject=True, note=note)
 
 
+@app.command("export")
 def export(
     out: OutOption = Path("ocrflow-out"),
     db: DbOption = None,
@@ -254,6 +340,7 @@ def _export_record(row: ReviewItemRow, read: dict, final: dict | None) -> dict:
     }
 
 
+@app.command("serve")
 def serve(
     out: OutOption = Path("ocrflow-out"),
     db: DbOption = None,
@@ -269,29 +356,14 @@ def serve(
     uvicorn.run(create_app(opened.settings, queue=opened.queue), host=host, port=port, log_level="info")
 
 
-def register(review_app: typer.Typer) -> None:
-    """Add these commands to the CLI's ``review`` group."""
-    review_app.command("add-user")(add_user)
-    review_app.command("remove-user")(remove_user)
-    review_app.command("claim")(claim)
-    review_app.command("release")(release)
-    review_app.command("approve")(approve)
-    review_app.command("correct")(correct)
-    review_app.command("reject")(reject)
-    review_app.command("export")(export)
-    review_app.command("serve")(serve)
-
-
 def eval_from_reviews(results: Path, db: str | None, json_out: Path | None) -> None:
     """Print (and optionally write) each engine's field accuracy on the reviewed documents."""
-    from rich.table import Table
-
     from ocrflow.review.accuracy import review_accuracy
 
     queue = _open(results, db).queue
     engines = review_accuracy(queue.items(states=ReviewState.DECIDED))
     if not engines:
-        _fail(f"no approved or corrected review items in {results}; decide some first")
+        fail(f"no approved or corrected review items in {results}; decide some first")
     table = Table(title=f"field accuracy on reviewed documents ({results})")
     for column in ("engine", "docs", "all fields right", "fields", "accuracy", "by field"):
         table.add_column(column, overflow="fold")
@@ -311,13 +383,10 @@ def eval_from_reviews(results: Path, db: str | None, json_out: Path | None) -> N
         json_out.write_text(json.dumps(figures, indent=2) + "\n")
 
 
-def print_item_history(store, document_id: str) -> None:
+def _print_item_history(queue: ReviewQueue, document_id: str) -> None:
     """The document's review item, if it has one: state, holder and every audit event."""
-    from ocrflow.doctypes import load_doctypes
-
-    queue = ReviewQueue(store, load_doctypes())
     try:
-        item = queue.find(document_id)
+        item = queue.for_document(document_id)
     except OcrflowError:
         return
     holder = f" by {item.claimed_by}" if item.state == ReviewState.CLAIMED else ""

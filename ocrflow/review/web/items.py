@@ -1,0 +1,201 @@
+"""One review item: its page, claim, release, decide, live validation and page images.
+
+``GET /items/{ref}`` takes an item number or a full document id (what run summaries and
+Prefect artifacts link to, since a run knows documents, not items); a document id answers
+with a redirect to its item's number, the one address of the page.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ocrflow.errors import ClaimConflict, ItemNotFound, OcrflowError
+from ocrflow.models import DocumentResult, FieldResult
+from ocrflow.review.decisions import live_errors
+from ocrflow.review.pages import page_png
+from ocrflow.review.queue import item_number
+from ocrflow.review.suggestions import field_repairs
+from ocrflow.review.web.deps import (
+    CheckedForm,
+    CheckedJson,
+    ItemId,
+    Reviewer,
+    ReviewServices,
+    Services,
+    back_to_item,
+    form_text,
+    render,
+)
+from ocrflow.store import ReviewItemRow, ReviewState
+
+router = APIRouter()
+
+FIELD_PREFIX = "field:"
+DOCUMENT_ID = re.compile(r"[0-9a-f]{64}")
+
+
+class ValidateBody(BaseModel):
+    """What the item page posts while the reviewer types: the form's values by field."""
+
+    model_config = ConfigDict(extra="ignore")
+    values: dict[str, str | None] = {}
+
+
+def load_item(review: ReviewServices, number: int) -> tuple[ReviewItemRow, DocumentResult]:
+    """The item and its document's result; 404 when either is gone."""
+    try:
+        item = review.queue.get(number)
+    except ItemNotFound:
+        raise HTTPException(404, "no such item") from None
+    result = review.queue.store.load(item.document_id)
+    if result is None:
+        raise HTTPException(404, "the item's result is missing")
+    return item, result
+
+
+@router.get("/items/{item_id}", response_class=HTMLResponse)
+def item_page(
+    request: Request, user: Reviewer, review: Services, item_id: str, message: str = ""
+) -> Response:
+    number = item_number(item_id)
+    if number is None and DOCUMENT_ID.fullmatch(item_id):
+        try:
+            found = review.queue.for_document(item_id)
+        except ItemNotFound:
+            raise HTTPException(404, "no review item for that document") from None
+        return RedirectResponse(f"/items/{found.id}", status_code=303)
+    if number is None:
+        raise HTTPException(404, "no such item")
+    item, result = load_item(review, number)
+    doctype = review.queue.doctypes.get(result.doc_type or "")
+    values = {name: field.value for name, field in result.fields.items()}
+    if item.state in ReviewState.DECIDED and item.final_values is not None:
+        values = {**values, **item.final_values}
+    return render(
+        request,
+        review,
+        "item.html",
+        user,
+        item=item,
+        result=result,
+        name=Path(result.source).name,
+        fields=form_fields(doctype, result, values),
+        errors=live_errors(values, doctype) if doctype else {},
+        repairs=field_repairs(result.fields, doctype),
+        held=review.queue.is_held_by(item, user.username),
+        decided=item.state in ReviewState.DECIDED,
+        events=review.queue.events(number),
+        message=message,
+    )
+
+
+@router.post("/items/{item_id}/claim")
+def claim_item(user: Reviewer, number: ItemId, review: Services, _form: CheckedForm) -> Response:
+    try:
+        review.queue.claim(user.username, number)
+    except ItemNotFound:
+        raise HTTPException(404, "no such item") from None
+    except ClaimConflict as exc:
+        return back_to_item(number, exc.message)
+    return RedirectResponse(f"/items/{number}", status_code=303)
+
+
+@router.post("/items/{item_id}/release")
+def release_item(user: Reviewer, number: ItemId, review: Services, _form: CheckedForm) -> Response:
+    try:
+        review.queue.release(number, user.username)
+    except OcrflowError as exc:
+        return back_to_item(number, exc.message)
+    return RedirectResponse("/", status_code=303)
+
+
+@router.post("/items/{item_id}/decide")
+def decide_item(user: Reviewer, number: ItemId, review: Services, form: CheckedForm) -> Response:
+    values = {
+        key.removeprefix(FIELD_PREFIX): value
+        for key, value in form.items()
+        if key.startswith(FIELD_PREFIX) and isinstance(value, str)
+    }
+    _, result = load_item(review, number)
+    doctype = review.queue.doctypes.get(result.doc_type or "")
+    known = set(result.fields) | set(doctype.fields if doctype else ())
+    values = {name: value for name, value in values.items() if name in known}
+    try:
+        outcome = review.queue.decide(
+            number,
+            user.username,
+            reject=form_text(form, "action") == "reject",
+            values=values,
+            note=form_text(form, "note"),
+        )
+    except OcrflowError as exc:
+        return back_to_item(number, exc.message)
+    if form_text(form, "then") == "next":
+        claim = review.queue.claim(user.username)
+        if claim is not None:
+            return RedirectResponse(f"/items/{claim.item_id}", status_code=303)
+        return RedirectResponse("/?" + urlencode({"message": "Nothing left to review."}), status_code=303)
+    return back_to_item(
+        number, f"{outcome.decision.value.capitalize()}: the document is {outcome.result.status.value}."
+    )
+
+
+@router.post("/items/{item_id}/validate")
+def validate_item(user: Reviewer, number: ItemId, review: Services, body: CheckedJson) -> Response:
+    try:
+        values = ValidateBody.model_validate(body).values
+    except ValidationError:
+        raise HTTPException(422, 'the body must be {"values": {field: text or null}}') from None
+    item, result = load_item(review, number)
+    queue = review.queue
+    if queue.is_held_by(item, user.username) and item.lease_expires_at - queue.clock() < queue.lease / 2:
+        # The reviewer is typing: keep their claim alive (an audit event at most every half lease).
+        queue.claim(user.username, number)
+    doctype = queue.doctypes.get(result.doc_type or "")
+    if doctype is None:
+        return JSONResponse({"errors": {}, "repairs": {}})
+    fields = {name: FieldResult(value=value) for name, value in values.items()}
+    return JSONResponse({"errors": live_errors(values, doctype), "repairs": field_repairs(fields, doctype)})
+
+
+@router.get("/items/{item_id}/pages/{page_number}.png")
+def page_image(_user: Reviewer, number: ItemId, page_number: int, review: Services) -> Response:
+    _, result = load_item(review, number)
+    data = page_png(result, page_number, review.page_cache, review.settings.ingest)
+    if data is None:
+        raise HTTPException(404, "no such page")
+    return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=600"})
+
+
+def form_fields(doctype, result: DocumentResult, values: dict[str, Any]) -> list[dict[str, Any]]:
+    """One form input per schema property (in schema order), then any extra fields the result has.
+
+    Each field is one component on the page (``templates/_field.html``) with room for the
+    evidence behind its value (``evidence``: a list other stages may fill).
+    """
+    specs = doctype.fields if doctype else {}
+    names = list(specs) + [name for name in result.fields if name not in specs]
+    fields = []
+    for name in names:
+        spec = specs.get(name)
+        read = result.fields.get(name)
+        fields.append(
+            {
+                "name": name,
+                "title": spec.title if spec else name.replace("_", " "),
+                "description": spec.schema.get("description", "") if spec else "",
+                "required": bool(spec and spec.required),
+                "value": "" if values.get(name) is None else str(values[name]),
+                "confidence": read.confidence if read else None,
+                "page": read.page if read else None,
+                "evidence": [],
+            }
+        )
+    return fields
