@@ -1,4 +1,10 @@
-"""Masking of ID and card numbers wherever a person monitors runs (artifacts, logs, lists)."""
+"""Masking of ID and card numbers wherever a person monitors runs (artifacts, logs, lists).
+
+By length: at most a third of a number's characters are shown, and never more than its
+last four (``110101199003071233`` -> ``**************1233``, passport ``L898902C3`` ->
+``******2C3``). Only letters and digits count and are hidden; separators (spaces, dashes,
+an MRZ's ``<`` fillers) stay where they are, so the shape of the number is still visible.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +12,21 @@ from typing import Any
 
 from ocrflow.doctypes import DocType
 
+MAX_SHOWN = 4
+"""Trailing characters a masked number shows at most."""
+
+
+def shown_characters(length: int) -> int:
+    """How many trailing letters or digits of a ``length``-character number may be shown."""
+    return min(MAX_SHOWN, length // 3)
+
 
 def mask_value(value: Any) -> str:
-    """Keep the first four and last four characters: ``4107281991****5515`` -> ``4107**********5515``."""
+    """``4107281991****5515`` -> ``**************5515``; ``L898902C3`` -> ``******2C3``."""
     text = str(value)
-    if len(text) <= 4:
-        return "*" * len(text)
-    if len(text) <= 8:
-        return "*" * (len(text) - 2) + text[-2:]
-    return text[:4] + "*" * (len(text) - 8) + text[-4:]
+    significant = [i for i, char in enumerate(text) if char.isalnum()]
+    keep = set(significant[len(significant) - shown_characters(len(significant)) :])
+    return "".join(char if i in keep or not char.isalnum() else "*" for i, char in enumerate(text))
 
 
 def masked_values(values: dict[str, Any], doctype: DocType | None) -> dict[str, Any]:

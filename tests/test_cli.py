@@ -50,7 +50,7 @@ def test_run_then_review(tmp_path, prefect_server):
     )
     shown = runner.invoke(app, ["review", "show", document_id[:10], "--out", str(out)])
     assert shown.exit_code == 0
-    assert "6222********7897" in shown.output, "card numbers are masked unless asked"
+    assert "************7897" in shown.output, "card numbers are masked unless asked"
     assert "6222021234567897" not in shown.output
     unmasked = runner.invoke(app, ["review", "show", document_id[:10], "--out", str(out), "--unmask"])
     assert "6222021234567897" in unmasked.output

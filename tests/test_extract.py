@@ -436,5 +436,5 @@ def test_an_ambiguous_card_number_is_shown_masked(doctypes):
     card = extract([page], doctypes["bank_card"]).fields["card_number"]
     assert [e.code for e in card.errors] == ["ambiguous"]
     message = card.errors[0].message
-    assert "6222********7894" in message and "6222********7902" in message
+    assert "************7894" in message and "************7902" in message
     assert "02123456" not in message

@@ -75,7 +75,7 @@ def test_flow_processes_a_folder_and_never_loses_a_document(inbox: Path, tmp_pat
         if a.flow_run_id == state.state_details.flow_run_id
     ]
     assert "110101199003071233" not in str(table.data), "ID numbers are masked in artifacts"
-    assert "1101**********1233" in str(table.data)
+    assert "**************1233" in str(table.data)
     (summary,) = [
         a
         for a in asyncio.run(_artifacts("ocrflow-summary"))

@@ -168,7 +168,7 @@ def test_wrong_id_check_digit_is_invalid_checksum_with_masked_message() -> None:
     assert codes(result, "id_number") == ["invalid_checksum"]
     message = result.fields["id_number"].errors[0].message
     assert "(expected 3)" in message
-    assert "1101**********1234" in message
+    assert "**************1234" in message
     assert wrong not in all_messages(result)
     [reason] = result.reasons
     assert (reason.stage, reason.code, reason.field, reason.page) == (
@@ -199,7 +199,7 @@ def test_bank_card_and_iban_checksums() -> None:
     result = validate(extraction(CARD, card_number="4111111111111112", iban="GB83WEST12345698765432"), CARD)
     assert codes(result, "card_number") == ["invalid_checksum"]
     assert "(expected 1)" in result.fields["card_number"].errors[0].message
-    assert "4111********1112" in result.fields["card_number"].errors[0].message
+    assert "************1112" in result.fields["card_number"].errors[0].message
     assert codes(result, "iban") == ["invalid_checksum"]
     assert "(expected 82)" in result.fields["iban"].errors[0].message
     clean = validate(extraction(CARD, card_number="4111 1111 1111 1111", iban="GB82WEST12345698765432"), CARD)
