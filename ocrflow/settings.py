@@ -164,6 +164,14 @@ class ReviewOptions(BaseModel):
     """How long a locked user name or address is refused, even with the right password."""
     rules: dict[str, ReviewRule] = Field(default_factory=dict)
     """Routing rules by document type; ``"*"`` applies to types without their own."""
+    bystanders_see: Literal["masked", "full"] = "masked"
+    """What a reviewer who does not hold an item sees of its ID and card numbers (form values,
+    OCR line text, repair suggestions): masked by default; the claimant (and whoever decided
+    it) sees them in full, as the work needs. The page image is shown to every reviewer."""
+    trusted_proxies: list[str] = Field(default_factory=list)
+    """Reverse proxies (addresses or networks, e.g. ``["10.0.0.5", "10.1.0.0/16"]``) whose
+    ``X-Forwarded-For``/``-Proto`` headers are believed. Empty, the default: none are, and the
+    connecting address is the client's (sign-in limits count per real address)."""
 
     def rule_for(self, doc_type: str | None, own: ReviewRule | None = None) -> ReviewRule | None:
         """The type's rule from settings, else its ``own`` (its schema's), else the ``"*"`` rule."""

@@ -18,14 +18,16 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
+from sqlalchemy.orm import Session
 
 from ocrflow.doctypes import load_doctypes
 from ocrflow.ingest import identify
+from ocrflow.masking import mask_value
 from ocrflow.review.app import SESSION_COOKIE, create_app
-from ocrflow.review.auth import Accounts
+from ocrflow.review.auth import Accounts, hash_password
 from ocrflow.review.queue import ReviewQueue
 from ocrflow.settings import ReviewOptions, Settings
-from ocrflow.store import ResultStore, ReviewState
+from ocrflow.store import ResultStore, ReviewerRow, ReviewState
 from tests.conftest import EXAMPLES
 from tests.review_support import CARD, live_server, needs_review, sign_in
 
@@ -339,3 +341,75 @@ def test_malformed_requests_are_refused_at_the_boundary_never_a_500(backend, tmp
         assert ok.status_code == 200 and "errors" in ok.json()
     assert queue.get(1).state == ReviewState.PENDING
     store.engine.dispose()
+
+
+def _sign_in_from(base: str, forwarded_for: str, username: str, password: str) -> httpx.Response:
+    with httpx.Client(headers={"X-Forwarded-For": forwarded_for}) as client:
+        page = client.get(f"{base}/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        return client.post(
+            f"{base}/login", data={"csrf_token": token, "username": username, "password": password}
+        )
+
+
+def test_x_forwarded_for_is_ignored_unless_the_proxy_is_trusted(tmp_path: Path):
+    # By default nobody is a trusted proxy, not even loopback: a guesser on the same host cannot
+    # make each guess look like another address to slip under the per-address limit.
+    with _served(tmp_path, sign_in_attempts=50, sign_in_attempts_per_address=3) as (first, _, _settings):
+        for n in range(3):
+            assert _sign_in_from(first, f"203.0.113.{n}", f"user{n}", "guess").status_code == 303
+        assert _sign_in_from(first, "198.51.100.7", "bob", "battery staple").status_code == 429
+    with _served(
+        tmp_path / "trusted",
+        sign_in_attempts=50,
+        sign_in_attempts_per_address=3,
+        trusted_proxies=["127.0.0.1"],
+    ) as (first, _, _settings):
+        for n in range(3):
+            assert _sign_in_from(first, f"203.0.113.{n}", f"user{n}", "guess").status_code == 303
+        # Behind a trusted proxy each client address is counted on its own.
+        assert _sign_in_from(first, "198.51.100.7", "bob", "battery staple").headers["location"] == "/"
+        for _ in range(3):
+            _sign_in_from(first, "203.0.113.9", "carol", "guess")
+        assert _sign_in_from(first, "203.0.113.9", "bob", "battery staple").status_code == 429
+
+
+def test_passwords_are_scrypt_n_2_17_and_older_hashes_are_upgraded_at_sign_in(tmp_path: Path):
+    store = ResultStore(tmp_path / "out", Settings(out_dir=tmp_path / "out").resolved_database_url())
+    accounts = Accounts(store.engine)
+    accounts.add_user("alice", "correct horse")
+    with Session(store.engine) as session, session.begin():
+        assert session.get(ReviewerRow, "alice").password_hash.startswith("scrypt$131072$8$1$")
+        session.get(ReviewerRow, "alice").password_hash = hash_password("correct horse", n=2**14)
+    assert not accounts.authenticate("alice", "wrong password")
+    with Session(store.engine) as session:
+        assert session.get(ReviewerRow, "alice").password_hash.startswith("scrypt$16384$")  # not on a failure
+    assert accounts.authenticate("alice", "correct horse")
+    with Session(store.engine) as session:
+        upgraded = session.get(ReviewerRow, "alice").password_hash
+    assert upgraded.startswith("scrypt$131072$8$1$") and accounts.authenticate("alice", "correct horse")
+    store.engine.dispose()
+
+
+@pytest.mark.parametrize("setting", ["masked", "full"])
+def test_a_bystander_sees_id_and_card_numbers_masked_unless_the_setting_says_full(setting, tmp_path: Path):
+    with _served(tmp_path, bystanders_see=setting) as (base, _, _settings), httpx.Client() as alice:
+        with httpx.Client() as bob:
+            sign_in(alice, base)
+            sign_in(bob, base, "bob", "battery staple")
+            token = re.search(r'name="csrf_token" value="([^"]+)"', alice.get(base + "/").text).group(1)
+            assert alice.post(base + "/items/1/claim", data={"csrf_token": token}).status_code == 303
+            assert CARD in alice.get(base + "/items/1").text  # the claimant needs the whole number
+
+            seen = bob.get(base + "/items/1").text
+            bobs = re.search(r'name="csrf_token" value="([^"]+)"', seen).group(1)
+            checked = bob.post(
+                base + "/items/1/validate",
+                json={"values": {"card_number": CARD}},
+                headers={"X-CSRF-Token": bobs},
+            ).json()
+            if setting == "masked":
+                assert CARD not in seen and mask_value(CARD) in seen
+                assert checked["repairs"] == {} and CARD not in json.dumps(checked)
+            else:
+                assert CARD in seen

@@ -20,11 +20,13 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from ocrflow.doctypes import load_doctypes
 from ocrflow.review.auth import Accounts, SignInThrottle
@@ -40,7 +42,7 @@ from ocrflow.review.web.deps import (
 from ocrflow.settings import Settings
 from ocrflow.store import ResultStore
 
-__all__ = ["LOGIN_CSRF_COOKIE", "SESSION_COOKIE", "create_app"]
+__all__ = ["LOGIN_CSRF_COOKIE", "SESSION_COOKIE", "create_app", "server_config"]
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -62,12 +64,26 @@ def create_app(settings: Settings, queue: ReviewQueue | None = None) -> FastAPI:
     )
     for router in (signin.router, listing.router, items.router):
         app.include_router(router)
+    if settings.review.trusted_proxies:
+        # Only these proxies may say who the client is; the server itself trusts no header.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.review.trusted_proxies)
     app.middleware("http")(_security_headers)
     app.add_exception_handler(NotSignedIn, _to_login)
     app.add_exception_handler(BadCsrf, _bad_csrf)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     return app
+
+
+def server_config(app: FastAPI, host: str, port: int, log_level: str = "info") -> uvicorn.Config:
+    """How ``ocrflow review serve`` runs the app, proxy headers ignored by uvicorn.
+
+    uvicorn believes ``X-Forwarded-For`` from loopback by default; here only the app's
+    ``review.trusted_proxies`` decides whose headers count.
+    """
+    return uvicorn.Config(
+        app, host=host, port=port, log_level=log_level, proxy_headers=False, server_header=False
+    )
 
 
 async def _security_headers(request: Request, call_next):

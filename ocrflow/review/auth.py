@@ -1,6 +1,8 @@
 """Reviewer accounts, sign-in sessions and CSRF tokens, all in the queue's database.
 
-Passwords are stored as scrypt hashes (the standard library's, so no extra dependency).
+Passwords are stored as scrypt hashes (the standard library's, so no extra dependency) with
+N=2^17, r=8, p=1 (OWASP's password storage cheat sheet); a hash made with weaker parameters
+is replaced at the account's next successful sign-in.
 A session cookie carries a random token; the database keeps only the token's SHA-256,
 so a leaked database does not let anyone sign in. Each session has its own CSRF token,
 which every form posts back.
@@ -20,6 +22,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 
 from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.engine import Engine
@@ -30,7 +33,9 @@ from ocrflow.errors import ConfigurationError
 from ocrflow.settings import ReviewOptions
 from ocrflow.store import ReviewerRow, SessionRow, SignInFailureRow, now
 
-_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+_SCRYPT = {"n": 2**17, "r": 8, "p": 1}
+_SCRYPT_MAXMEM = 256 * 1024 * 1024
+"""scrypt needs 128 * r * N bytes (128 MiB here); OpenSSL's default ceiling is 32 MiB."""
 _USERNAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 MIN_PASSWORD_LENGTH = 8
 
@@ -39,10 +44,12 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def hash_password(password: str) -> str:
+def hash_password(
+    password: str, *, n: int = _SCRYPT["n"], r: int = _SCRYPT["r"], p: int = _SCRYPT["p"]
+) -> str:
     salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
-    return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${_b64(salt)}${_b64(digest)}"
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=32, maxmem=_SCRYPT_MAXMEM)
+    return f"scrypt${n}${r}${p}${_b64(salt)}${_b64(digest)}"
 
 
 def verify_password(password: str, encoded: str) -> bool:
@@ -52,15 +59,32 @@ def verify_password(password: str, encoded: str) -> bool:
             return False
         expected = base64.b64decode(digest)
         found = hashlib.scrypt(
-            password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p), dklen=len(expected)
+            password.encode(),
+            salt=base64.b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=len(expected),
+            maxmem=_SCRYPT_MAXMEM,
         )
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(found, expected)
 
 
-# Checked when a username is unknown, so a wrong name costs as long as a wrong password.
-_DUMMY_HASH = hash_password(secrets.token_hex(8))
+def needs_rehash(encoded: str) -> bool:
+    """True when a stored hash was made with other parameters than today's (weaker ones, so far)."""
+    try:
+        scheme, n, r, p, *_ = encoded.split("$")
+        return scheme != "scrypt" or (int(n), int(r), int(p)) != (_SCRYPT["n"], _SCRYPT["r"], _SCRYPT["p"])
+    except ValueError:
+        return True
+
+
+@cache
+def _dummy_hash() -> str:
+    # Checked when a username is unknown, so a wrong name costs as long as a wrong password.
+    return hash_password(secrets.token_hex(8))
 
 
 def token_hash(token: str) -> str:
@@ -121,9 +145,20 @@ class Accounts:
         with Session(self.engine) as session:
             row = session.get(ReviewerRow, username)
         if row is None or row.disabled_at is not None:
-            verify_password(password, _DUMMY_HASH)
+            verify_password(password, _dummy_hash())
             return False
-        return verify_password(password, row.password_hash)
+        if not verify_password(password, row.password_hash):
+            return False
+        if needs_rehash(row.password_hash):
+            self._rehash(username, row.password_hash, password)
+        return True
+
+    def _rehash(self, username: str, old_hash: str, password: str) -> None:
+        """Store the password under today's parameters, unless it was changed meanwhile."""
+        with Session(self.engine) as session, session.begin():
+            row = session.get(ReviewerRow, username, with_for_update=True)
+            if row is not None and row.password_hash == old_hash:
+                row.password_hash = hash_password(password)
 
     def open_session(self, username: str) -> tuple[str, SignedIn]:
         """A new session: the token for the cookie, and who it signs in."""

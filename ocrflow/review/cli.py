@@ -350,10 +350,10 @@ def serve(
     """Run the review web app."""
     import uvicorn
 
-    from ocrflow.review.app import create_app
+    from ocrflow.review.app import create_app, server_config
 
     opened = _open(out, db)
-    uvicorn.run(create_app(opened.settings, queue=opened.queue), host=host, port=port, log_level="info")
+    uvicorn.Server(server_config(create_app(opened.settings, queue=opened.queue), host, port)).run()
 
 
 def eval_from_reviews(results: Path, db: str | None, json_out: Path | None) -> None:

@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ocrflow.errors import ClaimConflict, ItemNotFound, OcrflowError
+from ocrflow.masking import masked_values
 from ocrflow.models import DocumentResult, FieldResult
 from ocrflow.review.decisions import live_errors
 from ocrflow.review.pages import page_png
@@ -78,6 +79,12 @@ def item_page(
     values = {name: field.value for name, field in result.fields.items()}
     if item.state in ReviewState.DECIDED and item.final_values is not None:
         values = {**values, **item.final_values}
+    held = review.queue.is_held_by(item, user.username)
+    errors = live_errors(values, doctype) if doctype else {}
+    repairs = field_repairs(result.fields, doctype)
+    in_full = sees_in_full(review, item, user.username)
+    if not in_full:
+        values, repairs = masked_values(values, doctype), {}
     return render(
         request,
         review,
@@ -87,9 +94,10 @@ def item_page(
         result=result,
         name=Path(result.source).name,
         fields=form_fields(doctype, result, values),
-        errors=live_errors(values, doctype) if doctype else {},
-        repairs=field_repairs(result.fields, doctype),
-        held=review.queue.is_held_by(item, user.username),
+        errors=errors,
+        repairs=repairs,
+        line_text=in_full,
+        held=held,
         decided=item.state in ReviewState.DECIDED,
         events=review.queue.events(number),
         message=message,
@@ -162,7 +170,9 @@ def validate_item(user: Reviewer, number: ItemId, review: Services, body: Checke
     if doctype is None:
         return JSONResponse({"errors": {}, "repairs": {}})
     fields = {name: FieldResult(value=value) for name, value in values.items()}
-    return JSONResponse({"errors": live_errors(values, doctype), "repairs": field_repairs(fields, doctype)})
+    # A repair spells the whole number: only for whoever may see it in full.
+    repairs = field_repairs(fields, doctype) if sees_in_full(review, item, user.username) else {}
+    return JSONResponse({"errors": live_errors(values, doctype), "repairs": repairs})
 
 
 @router.get("/items/{item_id}/pages/{page_number}.png")
@@ -172,6 +182,15 @@ def page_image(_user: Reviewer, number: ItemId, page_number: int, review: Servic
     if data is None:
         raise HTTPException(404, "no such page")
     return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=600"})
+
+
+def sees_in_full(review: ReviewServices, item: ReviewItemRow, username: str) -> bool:
+    """The claimant and the decider see ID and card numbers in full; a bystander per the setting."""
+    return (
+        review.settings.review.bystanders_see == "full"
+        or review.queue.is_held_by(item, username)
+        or (item.state in ReviewState.DECIDED and item.decided_by == username)
+    )
 
 
 def form_fields(doctype, result: DocumentResult, values: dict[str, Any]) -> list[dict[str, Any]]:
