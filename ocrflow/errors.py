@@ -12,7 +12,8 @@ failures of the machinery, and they say whether trying again can help::
     │   └── EngineError         an OCR engine refused or failed on this input
     └── ReviewError             a review-queue operation cannot be done as asked
         ├── ItemNotFound
-        └── ClaimConflict       someone else holds the item, or it was decided already
+        ├── ClaimConflict       someone else holds the item, or it was decided already
+        └── InvalidDecision     the decided values fail validation and nobody overrode them
 
 Vendor SDK errors are translated into these where the SDK is called, by exception
 type and status code, never by message text. Prefect's task retries are gated by
@@ -78,6 +79,19 @@ class ClaimConflict(ReviewError):
     """Someone else holds the item, it was decided already, or the caller's lease ran out."""
 
     code = "claim_conflict"
+
+
+class InvalidDecision(ReviewError):
+    """A decision whose values fail validation, without an explicit override and its note.
+
+    ``fields`` maps each invalid field to its messages, for the form to show.
+    """
+
+    code = "invalid_values"
+
+    def __init__(self, message: str, fields: dict[str, list[str]] | None = None) -> None:
+        super().__init__(message)
+        self.fields = fields or {}
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -537,6 +537,7 @@ def _choose(spec: FieldSpec, candidates: list[Candidate], rows_: list[Row]) -> F
     if len(set(values)) > 1 and spec.hints.get("pick") != "first":
         readings = [v if v is not None else c.raw for c, v in zip(candidates, values, strict=True)]
         result.errors.append(_ambiguity(spec, [value or chosen.raw, *readings]))
+        result.candidates = [r for r in dict.fromkeys(readings) if r != value]
     return result
 
 

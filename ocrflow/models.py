@@ -152,6 +152,17 @@ class FieldError(Frozen):
     message: str
 
 
+class FieldOverride(BaseModel):
+    """A reviewer kept a value that fails validation, on purpose, and said why.
+
+    Such a value is not ground truth until another reviewer confirms it.
+    """
+
+    reviewer: str
+    note: str
+    confirmed_by: str | None = None
+
+
 class FieldResult(BaseModel):
     """One extracted field: its normalised value, how sure we are, and what is wrong."""
 
@@ -160,6 +171,10 @@ class FieldResult(BaseModel):
     errors: list[FieldError] = Field(default_factory=list)
     raw: str | None = None
     page: int | None = None
+    override: FieldOverride | None = None
+    """Set when a reviewer approved this value despite its errors (see :class:`FieldOverride`)."""
+    candidates: list[Any] = Field(default_factory=list)
+    """Other values the document gives for this field (an ``ambiguous`` field), for a reviewer to pick."""
 
 
 class Extraction(BaseModel):

@@ -15,14 +15,18 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
+from ocrflow.doctypes import load_doctypes
 from ocrflow.models import Status
 from ocrflow.pipeline import Context, process_document
 from ocrflow.review.app import create_app
 from ocrflow.review.auth import Accounts
 from ocrflow.review.queue import ReviewQueue
 from ocrflow.settings import Settings
+from ocrflow.store import ResultStore
 from tests.conftest import EXAMPLES
 from tests.review_support import live_server, needs_review
+
+VALID_CARD = "6222020200112233446"
 
 CHROMIUM = Path("/usr/bin/chromium")
 READ = "6222021234567897"  # what OCR reads on bank_card_bad_luhn.png; fails Luhn
@@ -100,8 +104,105 @@ def test_sign_in_correct_a_field_approve_and_see_the_result(browser, engine, tmp
 
         page.wait_for_selector("#approve")
         page.locator("#f-card_number").focus()
-        page.keyboard.press("Control+Enter")  # approve as read, from inside a field
+        page.keyboard.press("Control+Enter")  # approve as read, from inside a field...
+        page.wait_for_selector("text=invalid values block the approval")  # ...refused: it fails Luhn
+        assert queue.get(2).state == "claimed"
+        page.check("#override")
+        page.fill("#note", "the card really prints this number")
+        page.locator("#f-card_number").focus()
+        page.keyboard.press("Control+Enter")
         page.wait_for_selector("text=Approved: the document is accepted.")
         assert json.loads(ctx.store.result_path(second.document_id).read_text())["status"] == "accepted"
         assert queue.get(2).state == "approved"
         page.close()
+
+
+def _untyped(n: int, source: Path):
+    """A document the machine could not type; its stored reading holds a valid bank card's lines."""
+    from ocrflow.models import OcrLine, PageResult, Reason, Stage
+
+    lines = [
+        OcrLine(text="中国工商银行", box=[[40, 30], [200, 30], [200, 60], [40, 60]], score=0.99),
+        OcrLine(text=VALID_CARD, box=[[40, 120], [360, 120], [360, 150], [40, 150]], score=0.98),
+    ]
+    reason = Reason(
+        stage=Stage.EXTRACT,
+        code="unknown_doc_type",
+        message="could not tell what kind of document this is; choose its type in review",
+    )
+    return needs_review(n, source=source).model_copy(
+        update={
+            "doc_type": None,
+            "fields": {},
+            "reasons": [reason],
+            "pages": [PageResult(page_number=1, width=400, height=250, lines=lines)],
+        }
+    )
+
+
+def test_choose_a_type_block_an_invalid_approval_override_it_and_reopen(browser, tmp_path: Path):
+    settings = Settings(out_dir=tmp_path / "out")
+    store = ResultStore(settings.out_dir, settings.resolved_database_url())
+    untyped = _untyped(1, tmp_path / "scan.png")
+    store.save(untyped)
+    Accounts(store.engine).add_user("alice", "correct horse")
+    queue = ReviewQueue(store, load_doctypes())
+
+    with live_server(create_app(settings, queue=queue)) as base:
+        page = browser.new_page()
+        _sign_in(page, base, "alice", "correct horse")
+        page.goto(base + "/items/1")
+        page.click("#claim")
+        page.wait_for_selector("text=Choose the document type")
+        assert page.locator("#decision .field").count() == 0  # no type, no fields yet
+        page.select_option("#doc-type", "bank_card")
+        page.click("#choose-type")
+        page.wait_for_selector("text=Read as a bank_card from the stored OCR")
+        card = page.locator("#f-card_number")
+        assert card.input_value() == VALID_CARD  # read from the stored lines, no OCR ran
+        assert store.load(untyped.document_id).doc_type == "bank_card"
+
+        card.fill("abc")
+        expect(page.locator("#errors-card_number")).not_to_be_empty()
+        page.click("#approve")
+        page.wait_for_selector("text=invalid values block the approval")
+        assert page.locator("#f-card_number").input_value() == "abc"  # what was typed is still there
+        assert queue.get(1).state == "claimed"
+        assert store.load(untyped.document_id).status.value == "needs_review"
+
+        page.check("#override")
+        page.click("#approve")  # an override without a note is refused too
+        page.wait_for_selector("text=write a note saying why")
+        page.check("#override")
+        page.fill("#note", "the card is a test card")
+        page.click("#approve")
+        page.wait_for_selector("text=Corrected: the document is accepted.")
+        final = store.load(untyped.document_id)
+        assert final.fields["card_number"].value == "abc"
+        assert final.fields["card_number"].override.note == "the card is a test card"
+        flag = page.locator(".field[data-field=card_number] .flag").inner_text()
+        assert flag.startswith("⚑ kept despite errors")
+        assert page.locator("#confirm").count() == 1
+
+        page.fill("#reopen-reason", "the number was misread after all")
+        page.click("#reopen")
+        page.wait_for_selector("text=Reopened: the item is yours to decide again.")
+        assert page.locator("#state").inner_text() == "claimed"
+        assert store.load(untyped.document_id).status.value == "needs_review"
+        page.locator("#f-card_number").fill(VALID_CARD)
+        page.keyboard.press("Control+Enter")
+        page.wait_for_selector("text=Corrected: the document is accepted.")
+        assert store.load(untyped.document_id).fields["card_number"].override is None
+        actions = [e.action for e in queue.events(1)]
+        assert actions == ["queued", "claimed", "typed", "corrected", "reopened", "corrected"]
+        assert queue.events(1)[4].after["note"] == "the number was misread after all"
+        page.close()
+    store.engine.dispose()
+
+
+def _sign_in(page, base: str, username: str, password: str) -> None:
+    page.goto(base + "/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/")

@@ -46,7 +46,9 @@ def test_claim_correct_approve_reject_and_export(out: Path, tmp_path: Path):
         ["review", "correct", "1", "--set", f"card_number={VALID_CARD}", "--out", str(out), "-r", "alice"]
     )
     assert "corrected by alice: accepted" in corrected.output
-    _ok(["review", "approve", "2", "--out", str(out), "-r", "bob"])  # a free item is claimed on the way
+    blocked = runner.invoke(app, ["review", "approve", "2", "--out", str(out), "-r", "bob"])
+    assert blocked.exit_code == 2 and "invalid values block the approval (card_number: " in blocked.output
+    _ok(["review", "approve", "2", "--override", "--note", "as printed", "--out", str(out), "-r", "bob"])
     rejected = _ok(["review", "reject", "3", "--note", "not a card", "--out", str(out), "-r", "carol"])
     assert "rejected by carol: rejected" in rejected.output
 
@@ -103,7 +105,7 @@ def test_add_user_hashes_the_password(out: Path):
 def test_remove_user_disables_the_account_and_keeps_its_row(out: Path):
     _ok(["review", "add-user", "alice", "--out", str(out), "--password-stdin"], input="correct horse\n")
     _ok(["review", "add-user", "bob", "--out", str(out), "--password-stdin"], input="battery staple\n")
-    _ok(["review", "approve", "1", "--out", str(out), "-r", "alice"])
+    _ok(["review", "approve", "1", "--override", "--note", "as printed", "--out", str(out), "-r", "alice"])
     store = ResultStore(out, Settings(out_dir=out).resolved_database_url())
     accounts = Accounts(store.engine)
     token, _ = accounts.open_session("alice")
@@ -132,9 +134,11 @@ def test_eval_from_reviews_scores_each_engine_on_the_decisions(out: Path, tmp_pa
     store.save(needs_review(3).model_copy(update={"engine": "dashscope:qwen-vl-ocr"}))
     store.engine.dispose()
     _ok(["review", "correct", "1", "--set", f"card_number={VALID_CARD}", "--out", str(out), "-r", "alice"])
-    _ok(["review", "approve", "2", "--out", str(out), "-r", "alice"])
+    _ok(["review", "approve", "2", "--override", "--note", "as printed", "--out", str(out), "-r", "alice"])
     _ok(["review", "reject", "3", "--out", str(out), "-r", "alice"])  # no ground truth: left out
-    _ok(["review", "approve", "4", "--out", str(out), "-r", "alice"])
+    _ok(["review", "approve", "4", "--override", "--note", "as printed", "--out", str(out), "-r", "alice"])
+    for item in ("2", "4"):  # an override is ground truth once a second reviewer confirms it
+        _ok(["review", "confirm", item, "--out", str(out), "-r", "bob"])
     figures = tmp_path / "accuracy.json"
     shown = _ok(["eval", "--from-reviews", str(out), "--json", str(figures)]).output
     assert "field accuracy on reviewed documents" in shown and "75.0%" in shown
@@ -174,9 +178,121 @@ def test_an_all_digit_document_id_prefix_names_its_document_never_another_item(o
     )
     assert "item 4 corrected by alice" in corrected.output
 
-    ambiguous = runner.invoke(app, ["review", "approve", "0003", "--out", str(out), "-r", "alice"])
+    kept = ["--override", "--note", "as printed", "--out", str(out), "-r", "alice"]
+    ambiguous = runner.invoke(app, ["review", "approve", "0003", *kept])
     assert ambiguous.exit_code == 2 and "write #3 for the item" in ambiguous.output
-    assert "item 3 approved" in _ok(["review", "approve", "#3", "--out", str(out), "-r", "alice"]).output
-    assert "item 5 approved" in _ok(["review", "approve", "0003b", "--out", str(out), "-r", "alice"]).output
+    assert "item 3 approved" in _ok(["review", "approve", "#3", *kept]).output
+    assert "item 5 approved" in _ok(["review", "approve", "0003b", *kept]).output
     listing = _ok(["review", "list", "--out", str(out), "--state", "all"]).output
     assert "#4" in listing and "279654aaaaaa" in listing
+
+
+def _untyped(n: int):
+    """A document the machine could not type, with its reading stored (a valid bank card's lines)."""
+    from ocrflow.models import OcrLine, PageResult, Reason, Stage
+
+    lines = [
+        OcrLine(text="中国工商银行", box=[[40, 30], [200, 30], [200, 60], [40, 60]], score=0.99),
+        OcrLine(text=VALID_CARD, box=[[40, 120], [360, 120], [360, 150], [40, 150]], score=0.98),
+    ]
+    reason = Reason(
+        stage=Stage.EXTRACT,
+        code="unknown_doc_type",
+        message="could not tell what kind of document this is; choose its type in review",
+    )
+    return needs_review(n).model_copy(
+        update={
+            "doc_type": None,
+            "fields": {},
+            "reasons": [reason],
+            "pages": [PageResult(page_number=1, width=400, height=250, lines=lines)],
+        }
+    )
+
+
+def test_choosing_the_type_of_an_unknown_document_reads_its_fields_from_the_stored_ocr(out: Path):
+    store = ResultStore(out, Settings(out_dir=out).resolved_database_url())
+    store.save(_untyped(9))  # item 4
+    store.engine.dispose()
+    refused = runner.invoke(app, ["review", "correct", "4", "--set", "card_number=1", "--out", str(out)])
+    assert refused.exit_code == 2 and "ocrflow review type 4 TYPE (one of" in refused.output
+    assert "bank_card" in refused.output and refused.output.count("\n") == 1  # one whole line
+    unknown = runner.invoke(app, ["review", "type", "4", "spaceship", "--out", str(out), "-r", "alice"])
+    assert unknown.exit_code == 2 and "unknown document type 'spaceship'" in unknown.output
+
+    typed = _ok(["review", "type", "4", "bank_card", "--out", str(out), "-r", "alice"]).output
+    assert "item 4 is a bank_card now" in typed and VALID_CARD not in typed  # masked
+    store = ResultStore(out, Settings(out_dir=out).resolved_database_url())
+    result = store.load(store.review_items(None)[3].document_id)
+    assert result.doc_type == "bank_card" and result.status.value == "needs_review"
+    assert result.fields["card_number"].value == VALID_CARD
+    assert "unknown_doc_type" not in [r.code for r in result.reasons]
+    _ok(["review", "approve", "4", "--out", str(out), "-r", "alice"])
+    assert store.load(result.document_id).status.value == "accepted"
+    store.engine.dispose()
+
+
+def test_an_override_needs_a_note_and_is_ground_truth_only_once_someone_else_confirms_it(out: Path):
+    no_note = runner.invoke(app, ["review", "approve", "1", "--override", "--out", str(out), "-r", "alice"])
+    assert no_note.exit_code == 2 and "write a note saying why" in no_note.output
+    _ok(
+        [
+            "review",
+            "approve",
+            "1",
+            "--override",
+            "--note",
+            "printed so on the card",
+            "--out",
+            str(out),
+            "-r",
+            "alice",
+        ]
+    )
+    store = ResultStore(out, Settings(out_dir=out).resolved_database_url())
+    result = store.load(store.review_items(None)[0].document_id)
+    assert result.status.value == "accepted"
+    override = result.fields["card_number"].override
+    assert (override.reviewer, override.note, override.confirmed_by) == (
+        "alice",
+        "printed so on the card",
+        None,
+    )
+    assert result.fields["card_number"].errors  # the value still fails its check, and says so
+    figures = out.parent / "accuracy.json"
+    _ok(["eval", "--from-reviews", str(out), "--json", str(figures)])
+    scored = json.loads(figures.read_text())["rapidocr:PP-OCRv5"]["field_accuracy"]
+    assert scored == {"bank": 1.0}  # not ground truth yet: only the bank name is scored
+
+    own = runner.invoke(app, ["review", "confirm", "1", "--out", str(out), "-r", "alice"])
+    assert own.exit_code == 2 and "another reviewer must confirm" in own.output
+    assert (
+        "bob confirmed the overridden card_number"
+        in _ok(["review", "confirm", "1", "--out", str(out), "-r", "bob"]).output
+    )
+    assert store.load(result.document_id).fields["card_number"].override.confirmed_by == "bob"
+    _ok(["eval", "--from-reviews", str(out), "--json", str(figures)])
+    assert json.loads(figures.read_text())["rapidocr:PP-OCRv5"]["field_accuracy"]["card_number"] == 1.0
+    store.engine.dispose()
+
+
+def test_a_decision_is_reopened_with_a_reason_and_decided_again(out: Path):
+    _ok(["review", "correct", "1", "--set", f"card_number={VALID_CARD}", "--out", str(out), "-r", "alice"])
+    no_reason = runner.invoke(app, ["review", "reopen", "1", "--reason", " ", "--out", str(out), "-r", "bob"])
+    assert no_reason.exit_code == 2 and "reason is required" in no_reason.output
+    pending = runner.invoke(app, ["review", "reopen", "2", "--reason", "x", "--out", str(out), "-r", "bob"])
+    assert pending.exit_code == 2 and "not decided" in pending.output
+
+    reopened = _ok(["review", "reopen", "1", "--reason", "wrong card read", "--out", str(out), "-r", "bob"])
+    assert "item 1 reopened by bob" in reopened.output
+    store = ResultStore(out, Settings(out_dir=out).resolved_database_url())
+    item = store.review_items(None)[0]
+    result = store.load(item.document_id)
+    assert (item.state, item.claimed_by, item.final_values) == ("claimed", "bob", None)
+    assert result.status.value == "needs_review" and result.fields["card_number"].value == VALID_CARD
+    assert result.reasons[-1].message == "reopened by bob: wrong card read"
+    _ok(["review", "reject", "1", "--note", "not our customer", "--out", str(out), "-r", "bob"])
+    assert store.load(item.document_id).status.value == "rejected"
+    history = _ok(["review", "show", "1", "--out", str(out)]).output
+    assert "corrected by alice" in history and "reopened by bob" in history and "rejected by bob" in history
+    store.engine.dispose()

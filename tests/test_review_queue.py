@@ -89,7 +89,7 @@ def test_a_claim_is_exclusive_until_its_lease_runs_out(queue: ReviewQueue, store
         queue.decide(claim.item_id, "alice")
     taken = queue.claim("bob")
     assert taken is not None and taken.item_id == claim.item_id
-    outcome = queue.decide(claim.item_id, "bob")
+    outcome = queue.decide(claim.item_id, "bob", override=True, note="the card prints this number")
     assert outcome.decision == "approved"
     actions = [(e.action, e.actor) for e in queue.events(claim.item_id)]
     assert actions == [("queued", "pipeline"), ("claimed", "alice"), ("claimed", "bob"), ("approved", "bob")]
@@ -172,7 +172,7 @@ def test_filters_by_type_reason_and_age(queue: ReviewQueue, store: ResultStore, 
 def test_reprocessing_a_reviewed_document_queues_it_again(queue: ReviewQueue, store: ResultStore):
     store.save(needs_review(1))
     claim = queue.claim("alice")
-    queue.decide(claim.item_id, "alice")
+    queue.decide(claim.item_id, "alice", override=True, note="the card prints this number")
     store.save(needs_review(1))
     assert queue.get(claim.item_id).state == ReviewState.PENDING
     assert queue.events(claim.item_id)[-1].action == "requeued"
@@ -234,7 +234,9 @@ def test_twenty_reviewers_decide_two_hundred_items_each_exactly_once(
                     else:
                         raise AssertionError(f"{name} decided item {victim} without holding it")
                 typed = f"{claim.item_id:019d}"  # a per-item value, so a lost update would show
-                outcome = queue.decide(claim.item_id, name, values={"card_number": typed})
+                outcome = queue.decide(
+                    claim.item_id, name, values={"card_number": typed}, override=True, note="load test"
+                )
                 with lock:
                     decided.append((name, claim.item_id, outcome.result.fields["card_number"].value))
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread

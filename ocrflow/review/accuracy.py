@@ -2,7 +2,8 @@
 
 A reviewer's approved or corrected values are ground truth; what the engine read when
 the item was queued is the prediction. Rejected items have no truth and are left out;
-a field empty both as read and as decided says nothing and is not counted.
+a field empty both as read and as decided says nothing and is not counted, and neither is
+a value a reviewer kept by override until another reviewer confirms it.
 """
 
 from __future__ import annotations
@@ -46,8 +47,14 @@ def _same(read: Any, truth: Any) -> bool:
     return norm(read) == norm(truth)
 
 
-def review_accuracy(items: list[ReviewItemRow]) -> dict[str, EngineAccuracy]:
-    """Accuracy by engine over decided items that have ground truth."""
+def review_accuracy(
+    items: list[ReviewItemRow], unconfirmed: dict[int, set[str]] | None = None
+) -> dict[str, EngineAccuracy]:
+    """Accuracy by engine over decided items that have ground truth.
+
+    ``unconfirmed`` names, by item, the overridden fields that are no ground truth yet.
+    """
+    unconfirmed = unconfirmed or {}
     engines: dict[str, EngineAccuracy] = {}
     for item in items:
         if item.final_values is None:
@@ -58,6 +65,8 @@ def review_accuracy(items: list[ReviewItemRow]) -> dict[str, EngineAccuracy]:
         scores.documents += 1
         all_right = True
         for field_name in sorted(set(read) | set(item.final_values)):
+            if field_name in unconfirmed.get(item.id, ()):
+                continue
             truth, found = item.final_values.get(field_name), read.get(field_name)
             if truth in (None, "") and found in (None, ""):
                 continue

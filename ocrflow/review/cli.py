@@ -245,15 +245,27 @@ def _decide(item: str, out: Path, db: str | None, reviewer: str | None, **decisi
     )
 
 
+OverrideOption = Annotated[
+    bool,
+    typer.Option(
+        "--override",
+        help="Keep values that fail validation, on purpose (needs --note); not ground truth until confirmed.",
+    ),
+]
+NoteOption = Annotated[str, typer.Option(help="Why: for an override, a rejection or a reopening.")]
+
+
 @app.command("approve")
 def approve(
     item: ItemArgument,
     out: OutOption = Path("ocrflow-out"),
     db: DbOption = None,
     reviewer: ReviewerOption = None,
+    override: OverrideOption = False,
+    note: NoteOption = "",
 ) -> None:
-    """Approve the fields as read; the document becomes accepted."""
-    _decide(item, out, db, reviewer)
+    """Approve the fields as read; the document becomes accepted. Invalid values block it."""
+    _decide(item, out, db, reviewer, override=override, note=note)
 
 
 @app.command("correct")
@@ -266,8 +278,10 @@ def correct(
     out: OutOption = Path("ocrflow-out"),
     db: DbOption = None,
     reviewer: ReviewerOption = None,
+    override: OverrideOption = False,
+    note: NoteOption = "",
 ) -> None:
-    """Correct fields; the typed values become the result and ground truth."""
+    """Correct fields; the typed values become the result and ground truth. Invalid values block it."""
     parsed = {}
     for pair in values:
         name, sep, value = pair.partition("=")
@@ -275,14 +289,92 @@ def correct(
             fail(f"--set takes FIELD=VALUE, not {pair!r}")
         parsed[name.strip()] = value
     try:
-        row = _open(out, db).queue.find(item)
+        queue = _open(out, db).queue
+        row = queue.find(item)
     except OcrflowError as exc:
         fail(exc.message)
-    known = set((row.extracted_values or {}).keys())
+    doctype = queue.doctypes.get(row.doc_type or "")
+    if doctype is None:
+        fail(
+            f"item {row.id} has no document type yet, so no fields to correct; choose one first: "
+            f"ocrflow review type {row.id} TYPE (one of {', '.join(sorted(queue.doctypes))})"
+        )
+    known = set(row.extracted_values or {}) | set(doctype.fields)
     unknown = sorted(set(parsed) - known)
     if unknown:
-        fail(f"unknown field(s) {', '.join(unknown)}; this document has {', '.join(sorted(known))}")
-    _decide(item, out, db, reviewer, values=parsed)
+        fail(f"unknown field(s) {', '.join(unknown)}; a {doctype.name} has {', '.join(sorted(known))}")
+    _decide(item, out, db, reviewer, values=parsed, override=override, note=note)
+
+
+@app.command("type")
+def choose_type(
+    item: ItemArgument,
+    doc_type: Annotated[str, typer.Argument(metavar="TYPE", help="The document type it is.")],
+    out: OutOption = Path("ocrflow-out"),
+    db: DbOption = None,
+    reviewer: ReviewerOption = None,
+) -> None:
+    """Choose the type of a document the machine could not type.
+
+    Its fields are read from the stored OCR (nothing is sent again), then reviewed as usual.
+    """
+    name = _reviewer(reviewer)
+    try:
+        opened = _open(out, db)
+        queue = opened.queue
+        row = queue.find(item)
+        if not queue.is_held_by(row, name):
+            queue.claim(name, row.id)
+        typed = queue.choose_type(
+            row.id, name, doc_type, min_confidence=opened.settings.routing.min_field_confidence
+        )
+    except OcrflowError as exc:
+        fail(exc.message)
+    from ocrflow.masking import masked_values
+
+    shown = masked_values({n: f.value for n, f in typed.fields.items()}, queue.doctypes[doc_type])
+    console.print(f"item {row.id} is a {doc_type} now, held by {name}; fields read from the stored OCR:")
+    for field, value in shown.items():
+        console.print(f"  {field}: {'' if value is None else value}", highlight=False)
+    console.print(f"approve or correct it: ocrflow review correct {row.id} --set FIELD=VALUE")
+
+
+@app.command("reopen")
+def reopen(
+    item: ItemArgument,
+    reason: Annotated[str, typer.Option(help="Why the decision is reopened (required; audited).")],
+    out: OutOption = Path("ocrflow-out"),
+    db: DbOption = None,
+    reviewer: ReviewerOption = None,
+) -> None:
+    """Reopen a decided item: it is back in review, held by you, to decide again."""
+    name = _reviewer(reviewer)
+    try:
+        queue = _open(out, db).queue
+        row = queue.find(item)
+        held = queue.reopen(row.id, name, reason)
+    except OcrflowError as exc:
+        fail(exc.message)
+    console.print(f"item {held.item_id} reopened by {name}; it is yours until {held.expires_at:%H:%M:%S UTC}")
+
+
+@app.command("confirm")
+def confirm(
+    item: ItemArgument,
+    out: OutOption = Path("ocrflow-out"),
+    db: DbOption = None,
+    reviewer: ReviewerOption = None,
+    note: NoteOption = "",
+) -> None:
+    """Confirm another reviewer's overridden values: they become ground truth."""
+    name = _reviewer(reviewer)
+    try:
+        queue = _open(out, db).queue
+        row = queue.find(item)
+        fields = queue.confirm(row.id, name, note)
+    except OcrflowError as exc:
+        fail(exc.message)
+    console.print(f"item {row.id}: {name} confirmed the overridden {', '.join(fields)}")
 
 
 @app.command("reject")
@@ -291,7 +383,7 @@ def reject(
     out: OutOption = Path("ocrflow-out"),
     db: DbOption = None,
     reviewer: ReviewerOption = None,
-    note: Annotated[str, typer.Option(help="Why, for the result's reasons.")] = "",
+    note: NoteOption = "",
 ) -> None:
     """Reject the document; it becomes rejected, with the reviewer's note as a reason."""
     _decide(item, out, db, reviewer, reject=True, note=note)
@@ -361,7 +453,7 @@ def eval_from_reviews(results: Path, db: str | None, json_out: Path | None) -> N
     from ocrflow.review.accuracy import review_accuracy
 
     queue = _open(results, db).queue
-    engines = review_accuracy(queue.items(states=ReviewState.DECIDED))
+    engines = review_accuracy(queue.items(states=ReviewState.DECIDED), queue.unconfirmed_overrides())
     if not engines:
         fail(f"no approved or corrected review items in {results}; decide some first")
     table = Table(title=f"field accuracy on reviewed documents ({results})")

@@ -12,8 +12,19 @@ from enum import StrEnum
 from typing import Any
 
 from ocrflow.doctypes import DocType
-from ocrflow.models import DocumentResult, Extraction, FieldResult, Reason, Stage, Status
-from ocrflow.validate import validate
+from ocrflow.extract import extract
+from ocrflow.models import (
+    DocumentResult,
+    Extraction,
+    FieldOverride,
+    FieldResult,
+    OcrResult,
+    OcrTask,
+    Reason,
+    Stage,
+    Status,
+)
+from ocrflow.validate import blocking_errors, validate
 
 
 class Decision(StrEnum):
@@ -80,3 +91,70 @@ def live_errors(values: dict[str, Any], doctype: DocType) -> dict[str, list[str]
     }
     checked = validate(Extraction(doc_type=doctype.name, fields=fields), doctype, min_confidence=0.0)
     return {name: [error.message for error in field.errors] for name, field in checked.fields.items()}
+
+
+def invalid_fields(result: DocumentResult, doctype: DocType | None) -> dict[str, list[str]]:
+    """The fields whose decided value fails validation, with the messages a person reads.
+
+    What would stop the pipeline from accepting a document stops a reviewer's approval too
+    (a masked number a document prints masked does not: it is recorded, not blocking).
+    """
+    if doctype is None:
+        return {}
+    found = {}
+    for name, field in result.fields.items():
+        errors = blocking_errors(field, doctype.fields.get(name))
+        if errors:
+            found[name] = [error.message for error in errors]
+    return found
+
+
+def with_overrides(
+    result: DocumentResult, fields: dict[str, list[str]], reviewer: str, note: str
+) -> DocumentResult:
+    """``result`` with each of ``fields`` marked as kept on purpose by ``reviewer``, with ``note``."""
+    marked = {name: field.model_copy(deep=True) for name, field in result.fields.items()}
+    for name in fields:
+        marked[name].override = FieldOverride(reviewer=reviewer, note=note)
+    return result.model_copy(update={"fields": marked})
+
+
+def read_again_as(result: DocumentResult, doctype: DocType, min_confidence: float) -> DocumentResult:
+    """The document's stored reading extracted and validated as ``doctype``: no new OCR.
+
+    Used when a reviewer chooses the type of a document the machine could not type. The
+    lines each page's engine returned are in the result, so the fields come from them the
+    way the pipeline would have found them; the document stays in review.
+    """
+    readings = [
+        OcrResult(
+            engine=(result.engine or "stored").split(":")[0],
+            model=(result.engine or "stored:reading").partition(":")[2] or "reading",
+            task=OcrTask.TEXT_RECOGNITION,
+            page_number=page.page_number,
+            lines=tuple(page.lines),
+            text="\n".join(line.text for line in page.lines),
+        )
+        for page in result.pages
+    ]
+    extraction = validate(extract(readings, doctype), doctype, min_confidence=min_confidence)
+    kept = [r for r in result.reasons if r.code not in TYPE_REASONS and r.stage is not Stage.VALIDATE]
+    return result.model_copy(
+        update={
+            "doc_type": doctype.name,
+            "fields": extraction.fields,
+            "reasons": [*kept, *extraction.reasons],
+            "status": Status.NEEDS_REVIEW,
+        }
+    )
+
+
+TYPE_REASONS = frozenset({"unknown_doc_type", "ambiguous_doc_type"})
+"""Reason codes a chosen type answers."""
+
+
+def reopened_result(result: DocumentResult, reviewer: str, reason: str) -> DocumentResult:
+    """A decided document back in review: its decided values stay as the form's start."""
+    why = Reason(stage=Stage.ROUTE, code="reopened_in_review", message=f"reopened by {reviewer}: {reason}")
+    kept = [r for r in result.reasons if r.code != "rejected_in_review"]
+    return result.model_copy(update={"status": Status.NEEDS_REVIEW, "reasons": [*kept, why]})

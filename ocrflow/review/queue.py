@@ -25,9 +25,19 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from ocrflow.doctypes import DocType
-from ocrflow.errors import ClaimConflict, ItemNotFound
+from ocrflow.errors import ClaimConflict, InvalidDecision, ItemNotFound, ReviewError
 from ocrflow.models import DocumentResult
-from ocrflow.review.decisions import Decision, changed_fields, decision_for, final_result, normalize_values
+from ocrflow.review.decisions import (
+    Decision,
+    changed_fields,
+    decision_for,
+    final_result,
+    invalid_fields,
+    normalize_values,
+    read_again_as,
+    reopened_result,
+    with_overrides,
+)
 from ocrflow.review.events import emit_review_completed
 from ocrflow.store import ResultStore, ReviewEventRow, ReviewItemRow, ReviewState, now, snapshot
 
@@ -271,28 +281,34 @@ class ReviewQueue:
         reject: bool = False,
         values: dict[str, Any] | None = None,
         note: str = "",
+        override: bool = False,
     ) -> Outcome:
         """Approve (values unchanged), correct (some changed) or reject a held item.
+
+        Values that fail validation block an approval or correction (:class:`InvalidDecision`)
+        unless ``override`` is set with a ``note`` saying why: each such field is then marked
+        overridden in the result and the audit event, and kept out of ground truth until
+        another reviewer confirms it (:meth:`confirm`).
 
         The final result file and row are written in the transaction that marks the item
         decided, under its row lock; the Prefect event follows the commit.
         """
+        note = note.strip()
         try:
             with Session(self.store.engine) as session, session.begin():
-                item = session.get(ReviewItemRow, item_id, with_for_update=True)
-                if item is None:
-                    raise ItemNotFound(f"there is no review item {item_id}")
-                if not self.is_held_by(item, reviewer):
-                    raise ClaimConflict(_decide_refusal(item, reviewer, self.clock()))
-                # Read through this transaction's session: a second connection would wait on
-                # the SQLite write lock this one holds.
-                result = self.store.load_in(session, item.document_id)
-                if result is None:
-                    raise ItemNotFound(f"the result of document {item.document_id[:12]} is missing")
+                item = self._held(session, item_id, reviewer)
+                result = self._result_in(session, item)
                 changes = {} if reject else changed_fields(result, normalize_values(values or {}))
                 decision = decision_for(reject, changes)
                 doctype = self.doctypes.get(result.doc_type or "")
                 final = final_result(result, decision, changes, doctype, reviewer, note)
+                invalid = invalid_fields(final, doctype) if decision is not Decision.REJECTED else {}
+                if invalid and not override:
+                    raise InvalidDecision(_invalid_message(invalid), invalid)
+                if invalid and not note:
+                    raise InvalidDecision("to keep invalid values, write a note saying why", invalid)
+                if invalid:
+                    final = with_overrides(final, invalid, reviewer, note)
                 before = snapshot(item)
                 item.state = decision.value
                 item.decided_by = reviewer
@@ -301,9 +317,19 @@ class ReviewQueue:
                 if decision is not Decision.REJECTED:
                     item.final_values = {name: field.value for name, field in final.fields.items()}
                 session.flush()
-                session.add(_event(item, decision.value, reviewer, before, note=note, changes=changes))
-                path = self.store.write_result(final)
-                self.store.record(session, final, path)
+                overridden = {name: final.fields[name].value for name in invalid}
+                session.add(
+                    _event(
+                        item,
+                        decision.value,
+                        reviewer,
+                        before,
+                        note=note,
+                        changes=changes,
+                        overridden=overridden,
+                    )
+                )
+                path = self._stage(session, final)
         except StaleDataError:
             raise ClaimConflict(f"item {item_id} was changed by someone else; reload it") from None
         sent = emit_review_completed(
@@ -316,10 +342,153 @@ class ReviewQueue:
         )
         return Outcome(item_id, decision, final, path, sent)
 
+    def reopen(self, item_id: int, reviewer: str, reason: str) -> Claim:
+        """Take a decided item back into review, held by ``reviewer``, to decide it again.
+
+        The reason is required and goes into the audit trail and the document's reasons; the
+        document is ``needs_review`` again and its decided values are the form's start. Its
+        values are no ground truth until the item is decided again.
+        """
+        reason = reason.strip()
+        if not reason:
+            raise ReviewError("say why the decision is reopened (a reason is required)")
+        try:
+            with Session(self.store.engine) as session, session.begin():
+                item = session.get(ReviewItemRow, item_id, with_for_update=True)
+                if item is None:
+                    raise ItemNotFound(f"there is no review item {item_id}")
+                if item.state not in ReviewState.DECIDED:
+                    raise ClaimConflict(f"item {item_id} is {item.state}, not decided: nothing to reopen")
+                result = self._result_in(session, item)
+                before = snapshot(item)
+                item.state = ReviewState.CLAIMED
+                item.claimed_by = reviewer
+                item.lease_expires_at = self.clock() + self.lease
+                item.decided_by = item.decided_at = None
+                item.final_values = None
+                session.flush()
+                session.add(_event(item, "reopened", reviewer, before, note=reason))
+                self._stage(session, reopened_result(result, reviewer, reason))
+                return Claim(item.id, item.document_id, reviewer, item.lease_expires_at)
+        except StaleDataError:
+            raise ClaimConflict(f"item {item_id} was changed by someone else; reload it") from None
+
+    def choose_type(
+        self, item_id: int, reviewer: str, doc_type: str, *, min_confidence: float = 0.9
+    ) -> DocumentResult:
+        """Give a held item's document the type ``doc_type`` and extract its fields for it.
+
+        The fields come from the stored reading (no new OCR, no cost); the item stays held
+        and is reviewed as usual. What was extracted counts as the machine's reading.
+        """
+        doctype = self.doctypes.get(doc_type)
+        if doctype is None:
+            raise ReviewError(
+                f"unknown document type {doc_type!r}; one of {', '.join(sorted(self.doctypes))}"
+            )
+        try:
+            with Session(self.store.engine) as session, session.begin():
+                item = self._held(session, item_id, reviewer)
+                result = self._result_in(session, item)
+                typed = read_again_as(result, doctype, min_confidence)
+                before = snapshot(item)
+                item.doc_type = doctype.name
+                item.reasons = [r.model_dump(mode="json") for r in typed.reasons]
+                item.extracted_values = {name: field.value for name, field in typed.fields.items()}
+                session.flush()
+                session.add(
+                    _event(
+                        item,
+                        "typed",
+                        reviewer,
+                        before,
+                        doc_type=doctype.name,
+                        was=result.doc_type or "unknown",
+                    )
+                )
+                self._stage(session, typed)
+        except StaleDataError:
+            raise ClaimConflict(f"item {item_id} was changed by someone else; reload it") from None
+        return typed
+
+    def confirm(self, item_id: int, reviewer: str, note: str = "") -> list[str]:
+        """A second reviewer confirms a decision's overridden values: they become ground truth.
+
+        Returns the confirmed fields. The reviewer who overrode cannot confirm their own override.
+        """
+        with Session(self.store.engine) as session, session.begin():
+            item = session.get(ReviewItemRow, item_id, with_for_update=True)
+            if item is None:
+                raise ItemNotFound(f"there is no review item {item_id}")
+            result = self._result_in(session, item)
+            waiting = [n for n, f in result.fields.items() if f.override and not f.override.confirmed_by]
+            if item.state not in ReviewState.DECIDED or not waiting:
+                raise ReviewError(f"item {item_id} has no overridden values waiting for confirmation")
+            if any(result.fields[name].override.reviewer == reviewer for name in waiting):
+                raise ReviewError("another reviewer must confirm an override, not the one who made it")
+            fields = {name: field.model_copy(deep=True) for name, field in result.fields.items()}
+            for name in waiting:
+                fields[name].override.confirmed_by = reviewer
+            before = snapshot(item)
+            item.updated_at = self.clock()
+            session.flush()
+            session.add(_event(item, "confirmed", reviewer, before, note=note.strip(), confirmed=waiting))
+            self._stage(session, result.model_copy(update={"fields": fields}))
+        return waiting
+
+    def unconfirmed_overrides(self) -> dict[int, set[str]]:
+        """Fields kept by override and not yet confirmed, by item: not ground truth."""
+        found: dict[int, set[str]] = {}
+        with Session(self.store.engine) as session:
+            events = session.scalars(
+                select(ReviewEventRow)
+                .where(ReviewEventRow.action.in_(("approved", "corrected", "reopened", "confirmed")))
+                .order_by(ReviewEventRow.id)
+            ).all()
+        for event in events:
+            after = event.after or {}
+            if event.action == "confirmed" or event.action == "reopened":
+                found.pop(event.item_id, None)
+            elif after.get("overridden"):
+                found[event.item_id] = set(after["overridden"])
+            else:
+                found.pop(event.item_id, None)
+        return found
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _held(self, session: Session, item_id: int, reviewer: str) -> ReviewItemRow:
+        """The item, locked, if ``reviewer`` holds it; else the error that says why not."""
+        item = session.get(ReviewItemRow, item_id, with_for_update=True)
+        if item is None:
+            raise ItemNotFound(f"there is no review item {item_id}")
+        if not self.is_held_by(item, reviewer):
+            raise ClaimConflict(_decide_refusal(item, reviewer, self.clock()))
+        return item
+
+    def _result_in(self, session: Session, item: ReviewItemRow) -> DocumentResult:
+        # Read through this transaction's session: a second connection would wait on the
+        # SQLite write lock this one holds.
+        result = self.store.load_in(session, item.document_id)
+        if result is None:
+            raise ItemNotFound(f"the result of document {item.document_id[:12]} is missing")
+        return result
+
+    def _stage(self, session: Session, result: DocumentResult) -> Path:
+        """Make ``result`` the document's result in the caller's transaction."""
+        path = self.store.write_result(result)
+        self.store.record(session, result, path)
+        return path
+
 
 def _event(item: ReviewItemRow, action: str, actor: str, before: dict | None, **extra: Any) -> ReviewEventRow:
     after = {**snapshot(item), **{k: v for k, v in extra.items() if v}}
     return ReviewEventRow(item_id=item.id, action=action, actor=actor, before=before, after=after)
+
+
+def _invalid_message(invalid: dict[str, list[str]]) -> str:
+    listed = "; ".join(f"{name}: {', '.join(messages)}" for name, messages in invalid.items())
+    return f"invalid values block the approval ({listed}); correct them, or override with a note"
 
 
 def _held_message(item: ReviewItemRow, current: datetime) -> str:

@@ -16,10 +16,10 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ocrflow.errors import ClaimConflict, ItemNotFound, OcrflowError
+from ocrflow.errors import ClaimConflict, InvalidDecision, ItemNotFound, OcrflowError
 from ocrflow.masking import masked_values
 from ocrflow.models import DocumentResult, FieldResult
-from ocrflow.review.decisions import live_errors
+from ocrflow.review.decisions import TYPE_REASONS, live_errors
 from ocrflow.review.pages import page_png
 from ocrflow.review.queue import item_number
 from ocrflow.review.suggestions import field_repairs
@@ -74,18 +74,47 @@ def item_page(
         return RedirectResponse(f"/items/{found.id}", status_code=303)
     if number is None:
         raise HTTPException(404, "no such item")
+    return item_view(request, user, review, number, message)
+
+
+def item_view(
+    request: Request,
+    user,
+    review: ReviewServices,
+    number: int,
+    message: str = "",
+    *,
+    posted: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    """The item page; ``posted`` values (a refused decision's) replace the stored ones in the form."""
     item, result = load_item(review, number)
-    doctype = review.queue.doctypes.get(result.doc_type or "")
+    queue = review.queue
+    doctype = queue.doctypes.get(result.doc_type or "")
     values = {name: field.value for name, field in result.fields.items()}
     if item.state in ReviewState.DECIDED and item.final_values is not None:
         values = {**values, **item.final_values}
-    held = review.queue.is_held_by(item, user.username)
+    if posted:
+        values = {**values, **posted}
+    held = queue.is_held_by(item, user.username)
     errors = live_errors(values, doctype) if doctype else {}
     repairs = field_repairs(result.fields, doctype)
     in_full = sees_in_full(review, item, user.username)
+    fields = form_fields(doctype, result, values, review.settings.routing.min_field_confidence)
     if not in_full:
-        values, repairs = masked_values(values, doctype), {}
-    return render(
+        masked = masked_values(values, doctype)
+        secret = doctype.masked_fields() if doctype else set()
+        for field in fields:
+            field["value"] = "" if masked.get(field["name"]) is None else str(masked[field["name"]])
+            if field["name"] in secret:
+                field["candidates"] = []
+        repairs = {}
+    waiting_confirmation = [
+        name
+        for name, f in result.fields.items()
+        if f.override is not None and f.override.confirmed_by is None
+    ]
+    response = render(
         request,
         review,
         "item.html",
@@ -93,15 +122,20 @@ def item_page(
         item=item,
         result=result,
         name=Path(result.source).name,
-        fields=form_fields(doctype, result, values),
+        fields=fields,
         errors=errors,
         repairs=repairs,
         line_text=in_full,
         held=held,
         decided=item.state in ReviewState.DECIDED,
-        events=review.queue.events(number),
+        types=sorted(queue.doctypes),
+        needs_type=doctype is None or any(r.get("code") in TYPE_REASONS for r in item.reasons),
+        unconfirmed=waiting_confirmation if item.state in ReviewState.DECIDED else [],
+        events=queue.events(number),
         message=message,
     )
+    response.status_code = status_code
+    return response
 
 
 @router.post("/items/{item_id}/claim")
@@ -125,7 +159,9 @@ def release_item(user: Reviewer, number: ItemId, review: Services, _form: Checke
 
 
 @router.post("/items/{item_id}/decide")
-def decide_item(user: Reviewer, number: ItemId, review: Services, form: CheckedForm) -> Response:
+def decide_item(
+    request: Request, user: Reviewer, number: ItemId, review: Services, form: CheckedForm
+) -> Response:
     values = {
         key.removeprefix(FIELD_PREFIX): value
         for key, value in form.items()
@@ -142,7 +178,11 @@ def decide_item(user: Reviewer, number: ItemId, review: Services, form: CheckedF
             reject=form_text(form, "action") == "reject",
             values=values,
             note=form_text(form, "note"),
+            override=form_text(form, "override") == "yes",
         )
+    except InvalidDecision as exc:
+        # Shown again with what the reviewer typed, so nothing typed is lost.
+        return item_view(request, user, review, number, exc.message, posted=values, status_code=422)
     except OcrflowError as exc:
         return back_to_item(number, exc.message)
     if form_text(form, "then") == "next":
@@ -153,6 +193,36 @@ def decide_item(user: Reviewer, number: ItemId, review: Services, form: CheckedF
     return back_to_item(
         number, f"{outcome.decision.value.capitalize()}: the document is {outcome.result.status.value}."
     )
+
+
+@router.post("/items/{item_id}/type")
+def choose_type(user: Reviewer, number: ItemId, review: Services, form: CheckedForm) -> Response:
+    doc_type = form_text(form, "doc_type")
+    try:
+        review.queue.choose_type(
+            number, user.username, doc_type, min_confidence=review.settings.routing.min_field_confidence
+        )
+    except OcrflowError as exc:
+        return back_to_item(number, exc.message)
+    return back_to_item(number, f"Read as a {doc_type} from the stored OCR; check the fields and decide.")
+
+
+@router.post("/items/{item_id}/reopen")
+def reopen_item(user: Reviewer, number: ItemId, review: Services, form: CheckedForm) -> Response:
+    try:
+        review.queue.reopen(number, user.username, form_text(form, "reason"))
+    except OcrflowError as exc:
+        return back_to_item(number, exc.message)
+    return back_to_item(number, "Reopened: the item is yours to decide again.")
+
+
+@router.post("/items/{item_id}/confirm")
+def confirm_item(user: Reviewer, number: ItemId, review: Services, form: CheckedForm) -> Response:
+    try:
+        confirmed = review.queue.confirm(number, user.username, form_text(form, "note"))
+    except OcrflowError as exc:
+        return back_to_item(number, exc.message)
+    return back_to_item(number, f"Confirmed the overridden {', '.join(confirmed)}: now ground truth.")
 
 
 @router.post("/items/{item_id}/validate")
@@ -193,11 +263,15 @@ def sees_in_full(review: ReviewServices, item: ReviewItemRow, username: str) -> 
     )
 
 
-def form_fields(doctype, result: DocumentResult, values: dict[str, Any]) -> list[dict[str, Any]]:
+def form_fields(
+    doctype, result: DocumentResult, values: dict[str, Any], min_confidence: float = 0.9
+) -> list[dict[str, Any]]:
     """One form input per schema property (in schema order), then any extra fields the result has.
 
     Each field is one component on the page (``templates/_field.html``) with room for the
-    evidence behind its value (``evidence``: a list other stages may fill).
+    evidence behind its value (``evidence``: a list other stages may fill). ``flags`` say why
+    the machine doubts it (low confidence, several readings); ``candidates`` are the other
+    readings, offered as one-click values.
     """
     specs = doctype.fields if doctype else {}
     names = list(specs) + [name for name in result.fields if name not in specs]
@@ -205,6 +279,17 @@ def form_fields(doctype, result: DocumentResult, values: dict[str, Any]) -> list
     for name in names:
         spec = specs.get(name)
         read = result.fields.get(name)
+        flags = []
+        if read is not None and read.value not in (None, "") and read.confidence < min_confidence:
+            flags.append(f"low confidence ({read.confidence:.2f})")
+        if read is not None and any(e.code == "ambiguous" for e in read.errors):
+            flags.append("several readings")
+        if read is not None and read.override is not None:
+            who = read.override
+            flags.append(
+                f"kept despite errors by {who.reviewer}: {who.note}"
+                + (f" (confirmed by {who.confirmed_by})" if who.confirmed_by else " (not confirmed)")
+            )
         fields.append(
             {
                 "name": name,
@@ -214,6 +299,10 @@ def form_fields(doctype, result: DocumentResult, values: dict[str, Any]) -> list
                 "value": "" if values.get(name) is None else str(values[name]),
                 "confidence": read.confidence if read else None,
                 "page": read.page if read else None,
+                "flags": flags,
+                "candidates": [
+                    c for c in (read.candidates if read else []) if str(c) != str(values.get(name))
+                ],
                 "evidence": [],
             }
         )
