@@ -160,3 +160,43 @@ def test_decided_items_list_the_decided_values_and_stop_waiting_at_the_decision(
     assert "<td>3 h</td>" in row  # not 4 days: the wait ended when alice decided
     pending = client.get(base + "/").text
     assert "<td>4 d</td>" in pending  # the other item is still waiting
+
+
+def test_a_large_page_is_served_at_screen_size_and_zoomed_crops_come_from_full_resolution_tiles(
+    served, tmp_path: Path
+):
+    import io
+
+    from PIL import Image, ImageDraw
+
+    from ocrflow.ingest import identify
+    from ocrflow.review.pages import SCREEN_SIDE, TILE
+
+    base, client, queue, _ = served
+    scan = tmp_path / "big.png"
+    image = Image.new("L", (4800, 3200), 255)  # 15.4 MP: within what ingest keeps
+    ImageDraw.Draw(image).rectangle((4000, 3000, 4099, 3099), fill=0)  # a black square near a corner
+    image.save(scan)
+    page = needs_review(5, source=scan, doc_id=identify(scan).document_id)
+    page.pages[0] = page.pages[0].model_copy(update={"width": 4800, "height": 3200})
+    queue.store.save(page)
+    number = queue.for_document(page.document_id).id
+
+    shown = client.get(f"{base}/items/{number}/pages/1.png")
+    assert shown.status_code == 200 and shown.content.startswith(b"\x89PNG")
+    assert Image.open(io.BytesIO(shown.content)).size == (SCREEN_SIDE, 1333)  # not 4800 x 3200
+
+    cache = tmp_path / "out" / ".review-pages"
+    assert len(list(cache.glob(f"{page.document_id}-1-t*.jpg"))) == 5 * 4  # 1024-pixel tiles
+    crop = client.get(f"{base}/items/{number}/pages/1/crop.jpg", params={"region": "0.82,0.92,0.86,0.98"})
+    assert crop.status_code == 200 and crop.headers["content-type"] == "image/jpeg"
+    pixels = Image.open(io.BytesIO(crop.content)).convert("L")
+    assert pixels.size == (192, 192)  # full resolution: 4% of 4800 by 6% of 3200 pixels
+    assert pixels.getpixel((113, 105)) < 40 and pixels.getpixel((20, 20)) > 215  # the square, where it is
+    assert TILE == 1024
+    for bad in ("", "0,0,1", "0.5,0.5,0.4,0.6", "0,0,2,1", "nan,0,1,1", "a,b,c,d"):
+        answer = client.get(f"{base}/items/{number}/pages/1/crop.jpg", params={"region": bad})
+        assert answer.status_code == 422, bad
+    assert (
+        client.get(f"{base}/items/{number}/pages/2/crop.jpg", params={"region": "0,0,1,1"}).status_code == 404
+    )

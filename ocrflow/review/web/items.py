@@ -20,7 +20,7 @@ from ocrflow.errors import ClaimConflict, InvalidDecision, ItemNotFound, Ocrflow
 from ocrflow.masking import masked_values
 from ocrflow.models import DocumentResult, FieldResult
 from ocrflow.review.decisions import TYPE_REASONS, live_errors
-from ocrflow.review.pages import page_png
+from ocrflow.review.pages import page_crop, page_png, region_of
 from ocrflow.review.queue import item_number
 from ocrflow.review.suggestions import field_repairs
 from ocrflow.review.web.deps import (
@@ -247,11 +247,27 @@ def validate_item(user: Reviewer, number: ItemId, review: Services, body: Checke
 
 @router.get("/items/{item_id}/pages/{page_number}.png")
 def page_image(_user: Reviewer, number: ItemId, page_number: int, review: Services) -> Response:
+    """The page at screen size (its long side at most ``pages.SCREEN_SIDE`` pixels)."""
     _, result = load_item(review, number)
     data = page_png(result, page_number, review.page_cache, review.settings.ingest)
     if data is None:
         raise HTTPException(404, "no such page")
     return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=600"})
+
+
+@router.get("/items/{item_id}/pages/{page_number}/crop.jpg")
+def page_crop_image(
+    _user: Reviewer, number: ItemId, page_number: int, review: Services, region: str = ""
+) -> Response:
+    """A zoomed crop: ``region=left,top,right,bottom`` as fractions of the page, up to full resolution."""
+    box = region_of(region)
+    if box is None:
+        raise HTTPException(422, "region is left,top,right,bottom, fractions of the page")
+    _, result = load_item(review, number)
+    data = page_crop(result, page_number, review.page_cache, review.settings.ingest, box)
+    if data is None:
+        raise HTTPException(404, "no such page")
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=600"})
 
 
 def sees_in_full(review: ReviewServices, item: ReviewItemRow, username: str) -> bool:
