@@ -66,7 +66,14 @@ def set_up(settings: Settings, work_pool: str = WORK_POOL, local_ocr_slots: int 
                 client, settings.local_engine.shared_limit or LOCAL_OCR_LIMIT, local_ocr_slots, 0.0
             ),
             *(_secret_placeholder(name) for name in secret_block_names(settings)),
+            *_review_notifications(settings),
         ]
+
+
+def _review_notifications(settings: Settings) -> list[Step]:
+    from ocrflow.review.notify import review_notifications
+
+    return review_notifications(settings)
 
 
 def require_global_limit(name: str, setting: str) -> None:

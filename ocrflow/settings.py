@@ -145,6 +145,12 @@ class ReviewRule(BaseModel):
     validation_failures: bool = True
     """Send documents with validation errors to review (off: only the conditions above do)."""
     audit_percent: float = Field(0.0, ge=0.0, le=100.0)
+    time_limit_minutes: float | None = Field(None, gt=0)
+    """How long an item may wait for a decision; past it, ``ocrflow.review.overdue`` is sent once."""
+    priority: int = 0
+    """Items of this type are offered before lower-priority ones (then by due time, then age)."""
+    assign_to: str | None = None
+    """A reviewer's name or ``group:NAME`` whose queue shows this type's items first."""
 
 
 class ReviewOptions(BaseModel):
@@ -168,6 +174,9 @@ class ReviewOptions(BaseModel):
     """What a reviewer who does not hold an item sees of its ID and card numbers (form values,
     OCR line text, repair suggestions): masked by default; the claimant (and whoever decided
     it) sees them in full, as the work needs. The page image is shown to every reviewer."""
+    notify_webhook_url: str | None = None
+    """Where the example automations ``ocrflow setup`` creates send a notification when an item is
+    queued (``ocrflow.review.requested``) or overdue (``ocrflow.review.overdue``); unset: none are made."""
     trusted_proxies: list[str] = Field(default_factory=list)
     """Reverse proxies (addresses or networks, e.g. ``["10.0.0.5", "10.1.0.0/16"]``) whose
     ``X-Forwarded-For``/``-Proto`` headers are believed. Empty, the default: none are, and the

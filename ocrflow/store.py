@@ -23,6 +23,7 @@ from sqlalchemy import (
     JSON,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -98,6 +99,7 @@ class ReviewItemRow(Base):
     """
 
     __tablename__ = "review_items"
+    __table_args__ = (Index("ix_review_items_queue_order", "state", "priority", "due_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     document_id: Mapped[str] = mapped_column(ForeignKey("documents.document_id"), unique=True)
@@ -116,6 +118,18 @@ class ReviewItemRow(Base):
     """The values as the engine read them when the item was queued."""
     final_values: Mapped[dict | None] = mapped_column(JSON)
     """The values a reviewer approved or typed: ground truth for ``ocrflow eval --from-reviews``."""
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Higher first; from the type's review rule when queued, or set by a person."""
+    due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """When the item becomes overdue (queued + the type's ``time_limit_minutes``)."""
+    assigned_to: Mapped[str | None] = mapped_column(String(128))
+    """A reviewer's name, or ``group:NAME``; they see it first. Anyone may still take it."""
+    requested_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """When ``ocrflow.review.requested`` was sent for the item's current wait."""
+    overdue_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """When ``ocrflow.review.overdue`` was sent for the item's current wait."""
+    extracted_confidence: Mapped[dict | None] = mapped_column(JSON)
+    """Each field's confidence as read, beside ``extracted_values``: accuracy by confidence band."""
 
     # SQLAlchemy adds "AND version = <as read>" to every UPDATE and raises StaleDataError
     # when another writer got there first.
@@ -144,6 +158,8 @@ class ReviewerRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=now)
     disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     """Set by ``ocrflow review remove-user``: the row stays, since audit events name the reviewer."""
+    groups: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")
+    """The groups the reviewer belongs to (items assigned to ``group:NAME`` come first for them)."""
 
 
 class SessionRow(Base):
@@ -286,8 +302,10 @@ class ResultStore:
             item.reasons = reasons
             item.engine = result.engine
             item.extracted_values = {name: field.value for name, field in result.fields.items()}
+            item.extracted_confidence = {name: field.confidence for name, field in result.fields.items()}
             # A claimed item keeps its reviewer and lease; they see the refreshed reading.
             if item.state != ReviewState.CLAIMED:
+                item.requested_at = item.overdue_at = item.due_at = None  # a new wait: announced again
                 item.state = ReviewState.PENDING
                 item.claimed_by = item.lease_expires_at = None
                 item.decided_by = item.decided_at = None

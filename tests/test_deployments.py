@@ -139,7 +139,7 @@ def _expected_triggers() -> dict[str, dict]:
 
 
 def _deployment(client, name: str):
-    flow = "finalize-review" if name == "finalize-review" else "process-documents"
+    flow = name if name in ("finalize-review", "review-operations") else "process-documents"
     with client() as c:
         return c.read_deployment_by_name(f"{flow}/{name}")
 

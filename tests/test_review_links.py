@@ -65,3 +65,32 @@ def test_a_link_in_a_runs_summary_artifact_opens_the_documents_review_item(tmp_p
         unknown = client.get(base + "/items/" + "0" * 64)
         assert unknown.status_code == 404
     store.engine.dispose()
+
+
+def test_the_scheduled_review_operations_run_announces_items_and_publishes_queue_health(tmp_path: Path):
+    from flows.review_operations import review_operations
+    from ocrflow.settings import ReviewOptions, ReviewRule
+    from tests.review_support import needs_review
+
+    settings = Settings(
+        out_dir=tmp_path / "out",
+        review=ReviewOptions(rules={"bank_card": ReviewRule(time_limit_minutes=60)}),
+    )
+    store = ResultStore(settings.out_dir, settings.resolved_database_url())
+    store.save(needs_review(1))
+    store.save(needs_review(2))
+    store.engine.dispose()
+    state = review_operations(out=str(settings.out_dir), settings=settings, return_state=True)
+    assert state.result() == {"requested": 2, "overdue": 0}  # Prefect took both events
+    again = review_operations(out=str(settings.out_dir), settings=settings)
+    assert again == {"requested": 0, "overdue": 0}  # once per wait
+
+    async def _health():
+        async with get_client() as client:
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["ocrflow-review-health"]))
+            )
+        return [a for a in found if a.flow_run_id == state.state_details.flow_run_id]
+
+    (health,) = asyncio.run(_health())
+    assert "| bank_card | 2 | 0 | 0 | 0 | 2 |" in health.data and "overdue: 0" in health.data

@@ -9,7 +9,10 @@ Routes (everything but ``/login`` needs a session; every POST needs the CSRF tok
                                      ({id} may be a full document id: redirected to its item)
     POST /items/{id}/claim | release | decide
     POST /items/{id}/validate        live validation and repair suggestions (JSON)
-    GET  /items/{id}/pages/{n}.png   a page image, by item and page number only
+    GET  /items/{id}/pages/{n}.png   a page image at screen size, by item and page number only
+    GET  /items/{id}/pages/{n}/crop.jpg?region=l,t,r,b   a zoomed crop at up to full resolution
+    POST /items/{id}/type | reopen | confirm | assign
+    GET  /health                     the queue's health                                     web/health.py
 
 Each area is an ``APIRouter``; what routes share (the queue, accounts, the signed-in
 reviewer, CSRF-checked forms, checked item numbers) are dependencies in :mod:`.web.deps`.
@@ -31,7 +34,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from ocrflow.doctypes import load_doctypes
 from ocrflow.review.auth import Accounts, SignInThrottle
 from ocrflow.review.queue import ReviewQueue
-from ocrflow.review.web import items, listing, signin
+from ocrflow.review.web import health, items, listing, signin
 from ocrflow.review.web.deps import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -62,7 +65,7 @@ def create_app(settings: Settings, queue: ReviewQueue | None = None) -> FastAPI:
         templates=Jinja2Templates(directory=TEMPLATES),
         page_cache=settings.out_dir / ".review-pages",
     )
-    for router in (signin.router, listing.router, items.router):
+    for router in (signin.router, listing.router, items.router, health.router):
         app.include_router(router)
     if settings.review.trusted_proxies:
         # Only these proxies may say who the client is; the server itself trusts no header.

@@ -135,6 +135,14 @@ class Accounts:
             session.execute(delete(SessionRow).where(SessionRow.username == username))
         return True
 
+    def set_groups(self, username: str, groups: list[str]) -> None:
+        """The groups a reviewer belongs to (items assigned to ``group:NAME`` come first for them)."""
+        with Session(self.engine) as session, session.begin():
+            row = session.get(ReviewerRow, username, with_for_update=True)
+            if row is None:
+                raise ConfigurationError(f"there is no reviewer {username}")
+            row.groups = sorted({g.strip() for g in groups if g.strip()})
+
     def usernames(self) -> list[str]:
         """The reviewers who can sign in."""
         with Session(self.engine) as session:

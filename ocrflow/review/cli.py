@@ -151,8 +151,11 @@ def add_user(
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from standard input.")
     ] = False,
+    group: Annotated[
+        list[str] | None, typer.Option("--group", "-g", help="A group the reviewer belongs to (repeatable).")
+    ] = None,
 ) -> None:
-    """Create a reviewer account, or set a new password for one."""
+    """Create a reviewer account, or set a new password (and groups) for one."""
     from ocrflow.review.auth import Accounts
 
     if password_stdin:
@@ -160,11 +163,14 @@ def add_user(
     else:
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
     try:
-        opened = _open(out, db)
-        created = Accounts(opened.queue.store.engine).add_user(username, password)
+        accounts = Accounts(_open(out, db).queue.store.engine)
+        created = accounts.add_user(username, password)
+        if group is not None:
+            accounts.set_groups(username, group)
     except OcrflowError as exc:
         fail(exc.message)
-    console.print(f"{'added' if created else 'updated password of'} reviewer {username}")
+    groups = f" in group(s) {', '.join(group)}" if group else ""
+    console.print(f"{'added' if created else 'updated password of'} reviewer {username}{groups}")
 
 
 @app.command("remove-user")
@@ -387,6 +393,54 @@ def reject(
 ) -> None:
     """Reject the document; it becomes rejected, with the reviewer's note as a reason."""
     _decide(item, out, db, reviewer, reject=True, note=note)
+
+
+@app.command("assign")
+def assign(
+    item: ItemArgument,
+    to: Annotated[str, typer.Option("--to", help="A reviewer's name, group:NAME, or '' for nobody.")],
+    out: OutOption = Path("ocrflow-out"),
+    db: DbOption = None,
+    reviewer: ReviewerOption = None,
+    priority: Annotated[int | None, typer.Option(help="Also set the priority (higher first).")] = None,
+) -> None:
+    """Assign an open item to a reviewer or a group: it comes first in their queue."""
+    try:
+        queue = _open(out, db).queue
+        row = queue.assign(queue.find(item).id, _reviewer(reviewer), to or None, priority=priority)
+    except OcrflowError as exc:
+        fail(exc.message)
+    console.print(f"item {row.id} assigned to {row.assigned_to or 'nobody'} (priority {row.priority})")
+
+
+@app.command("sweep")
+def sweep_command(
+    out: OutOption = Path("ocrflow-out"),
+    db: DbOption = None,
+) -> None:
+    """Send ocrflow.review.requested for new items and ocrflow.review.overdue for late ones, once each."""
+    from ocrflow.review.events import flush_events
+    from ocrflow.review.operations import sweep
+
+    opened = _open(out, db)
+    report = sweep(opened.queue, opened.settings.review, review_url=opened.settings.review_url)
+    flush_events()
+    console.print(f"{len(report.requested)} item(s) announced, {len(report.overdue)} overdue")
+
+
+@app.command("health")
+def health(
+    out: OutOption = Path("ocrflow-out"),
+    db: DbOption = None,
+) -> None:
+    """The queue's health, as markdown: waiting, throughput, handling time, audit agreement, accuracy.
+
+    Accuracy of the machine's values is by confidence band, from reviewers' decisions, with a
+    suggested threshold per field.
+    """
+    from ocrflow.review.operations import health_markdown, queue_health
+
+    sys.stdout.write(health_markdown(queue_health(_open(out, db).queue)))
 
 
 @app.command("export")

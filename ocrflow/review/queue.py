@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -39,7 +39,7 @@ from ocrflow.review.decisions import (
     with_overrides,
 )
 from ocrflow.review.events import emit_review_completed
-from ocrflow.store import ResultStore, ReviewEventRow, ReviewItemRow, ReviewState, now, snapshot
+from ocrflow.store import ResultStore, ReviewerRow, ReviewEventRow, ReviewItemRow, ReviewState, now, snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -92,9 +92,10 @@ class ReviewQueue:
         reason: str | None = None,
         older_than: timedelta | None = None,
         newer_than: timedelta | None = None,
+        reviewer: str | None = None,
     ) -> list[ReviewItemRow]:
-        """Items oldest first, filtered by state, document type, reason code and age."""
-        query = select(ReviewItemRow).order_by(ReviewItemRow.created_at, ReviewItemRow.id)
+        """Items in queue order (see :meth:`queue_order`), filtered by state, type, reason code and age."""
+        query = select(ReviewItemRow).order_by(*self.queue_order(reviewer))
         if states:
             query = query.where(ReviewItemRow.state.in_(states))
         if doc_type:
@@ -110,6 +111,30 @@ class ReviewQueue:
             # Reasons are a JSON list; filtering here keeps the query the same on every backend.
             rows = [row for row in rows if any(r.get("code") == reason for r in row.reasons)]
         return rows
+
+    def queue_order(self, reviewer: str | None = None) -> list[Any]:
+        """The order items are offered in: a reviewer's own first, then by priority, due time, age.
+
+        Own means assigned to ``reviewer`` or to a group of theirs; items without a due time
+        come after those with one.
+        """
+        keys: list[Any] = []
+        if reviewer:
+            mine = [reviewer, *(f"group:{g}" for g in self.groups_of(reviewer))]
+            keys.append(case((ReviewItemRow.assigned_to.in_(mine), 0), else_=1))
+        return [
+            *keys,
+            ReviewItemRow.priority.desc(),
+            ReviewItemRow.due_at.is_(None),
+            ReviewItemRow.due_at,
+            ReviewItemRow.created_at,
+            ReviewItemRow.id,
+        ]
+
+    def groups_of(self, reviewer: str) -> list[str]:
+        with Session(self.store.engine) as session:
+            row = session.get(ReviewerRow, reviewer)
+        return list(row.groups or []) if row is not None else []
 
     def facets(self) -> tuple[list[str], list[str]]:
         """Every document type and reason code in the queue, for the list's filters."""
@@ -222,7 +247,7 @@ class ReviewQueue:
                 )
                 query = select(ReviewItemRow).where(ReviewItemRow.id == item_id)
             else:
-                query = select(ReviewItemRow).where(free).order_by(ReviewItemRow.created_at, ReviewItemRow.id)
+                query = select(ReviewItemRow).where(free).order_by(*self.queue_order(reviewer))
                 if doc_type:
                     query = query.where(ReviewItemRow.doc_type == doc_type)
             try:
@@ -251,7 +276,7 @@ class ReviewQueue:
                     item.claimed_by = reviewer
                     item.lease_expires_at = current + self.lease
                     session.flush()
-                    session.add(_event(item, action, reviewer, before))
+                    session.add(self._event(item, action, reviewer, before))
                     return Claim(item.id, item.document_id, reviewer, item.lease_expires_at)
             except StaleDataError:
                 continue  # another reviewer changed it between our read and write: look again
@@ -269,7 +294,56 @@ class ReviewQueue:
             item.state = ReviewState.PENDING
             item.claimed_by = item.lease_expires_at = None
             session.flush()
-            session.add(_event(item, "released", reviewer, before))
+            session.add(self._event(item, "released", reviewer, before))
+
+    # --- scheduling ----------------------------------------------------------------------
+
+    def schedule(
+        self, item_id: int, *, priority: int, due_at: datetime | None, assigned_to: str | None
+    ) -> ReviewItemRow:
+        """Set an item's priority, due time and assignee (the sweep does, from the type's rule).
+
+        A plain UPDATE outside the item's version: it never races a reviewer's claim.
+        """
+        with Session(self.store.engine) as session, session.begin():
+            session.execute(
+                update(ReviewItemRow)
+                .where(ReviewItemRow.id == item_id)
+                .values(priority=priority, due_at=due_at, assigned_to=assigned_to)
+                .execution_options(synchronize_session=False)
+            )
+        return self.get(item_id)
+
+    def mark_sent(self, item_id: int, **sent_at: datetime) -> None:
+        """Record that ``requested_at`` / ``overdue_at`` events went out for the item's wait."""
+        with Session(self.store.engine) as session, session.begin():
+            session.execute(
+                update(ReviewItemRow)
+                .where(ReviewItemRow.id == item_id)
+                .values(**sent_at)
+                .execution_options(synchronize_session=False)
+            )
+
+    def assign(
+        self, item_id: int, actor: str, to: str | None, *, priority: int | None = None
+    ) -> ReviewItemRow:
+        """Assign an open item to a reviewer or ``group:NAME`` (None: to nobody); audited."""
+        if to is not None and not to.strip():
+            to = None
+        with Session(self.store.engine) as session, session.begin():
+            item = session.get(ReviewItemRow, item_id, with_for_update=True)
+            if item is None:
+                raise ItemNotFound(f"there is no review item {item_id}")
+            if item.state not in ReviewState.OPEN:
+                raise ClaimConflict(f"item {item_id} is {item.state}: only open items are assigned")
+            before = snapshot(item)
+            item.assigned_to = to.strip() if to else None
+            if priority is not None:
+                item.priority = priority
+            session.flush()
+            extra = {"assigned_to": item.assigned_to or "nobody", "priority": item.priority}
+            session.add(self._event(item, "assigned", actor, before, **extra))
+        return self.get(item_id)
 
     # --- decisions -----------------------------------------------------------------------
 
@@ -319,7 +393,7 @@ class ReviewQueue:
                 session.flush()
                 overridden = {name: final.fields[name].value for name in invalid}
                 session.add(
-                    _event(
+                    self._event(
                         item,
                         decision.value,
                         reviewer,
@@ -367,7 +441,7 @@ class ReviewQueue:
                 item.decided_by = item.decided_at = None
                 item.final_values = None
                 session.flush()
-                session.add(_event(item, "reopened", reviewer, before, note=reason))
+                session.add(self._event(item, "reopened", reviewer, before, note=reason))
                 self._stage(session, reopened_result(result, reviewer, reason))
                 return Claim(item.id, item.document_id, reviewer, item.lease_expires_at)
         except StaleDataError:
@@ -395,9 +469,10 @@ class ReviewQueue:
                 item.doc_type = doctype.name
                 item.reasons = [r.model_dump(mode="json") for r in typed.reasons]
                 item.extracted_values = {name: field.value for name, field in typed.fields.items()}
+                item.extracted_confidence = {name: field.confidence for name, field in typed.fields.items()}
                 session.flush()
                 session.add(
-                    _event(
+                    self._event(
                         item,
                         "typed",
                         reviewer,
@@ -432,7 +507,9 @@ class ReviewQueue:
             before = snapshot(item)
             item.updated_at = self.clock()
             session.flush()
-            session.add(_event(item, "confirmed", reviewer, before, note=note.strip(), confirmed=waiting))
+            session.add(
+                self._event(item, "confirmed", reviewer, before, note=note.strip(), confirmed=waiting)
+            )
             self._stage(session, result.model_copy(update={"fields": fields}))
         return waiting
 
@@ -457,6 +534,15 @@ class ReviewQueue:
 
     # --- helpers -------------------------------------------------------------------------
 
+    def _event(
+        self, item: ReviewItemRow, action: str, actor: str, before: dict | None, **extra: Any
+    ) -> ReviewEventRow:
+        """An audit event at the queue's clock: what changed, who did it, the item before and after."""
+        after = {**snapshot(item), **{k: v for k, v in extra.items() if v}}
+        return ReviewEventRow(
+            item_id=item.id, action=action, actor=actor, before=before, after=after, at=self.clock()
+        )
+
     def _held(self, session: Session, item_id: int, reviewer: str) -> ReviewItemRow:
         """The item, locked, if ``reviewer`` holds it; else the error that says why not."""
         item = session.get(ReviewItemRow, item_id, with_for_update=True)
@@ -479,11 +565,6 @@ class ReviewQueue:
         path = self.store.write_result(result)
         self.store.record(session, result, path)
         return path
-
-
-def _event(item: ReviewItemRow, action: str, actor: str, before: dict | None, **extra: Any) -> ReviewEventRow:
-    after = {**snapshot(item), **{k: v for k, v in extra.items() if v}}
-    return ReviewEventRow(item_id=item.id, action=action, actor=actor, before=before, after=after)
 
 
 def _invalid_message(invalid: dict[str, list[str]]) -> str:

@@ -225,6 +225,15 @@ def confirm_item(user: Reviewer, number: ItemId, review: Services, form: Checked
     return back_to_item(number, f"Confirmed the overridden {', '.join(confirmed)}: now ground truth.")
 
 
+@router.post("/items/{item_id}/assign")
+def assign_item(user: Reviewer, number: ItemId, review: Services, form: CheckedForm) -> Response:
+    try:
+        row = review.queue.assign(number, user.username, form_text(form, "to") or None)
+    except OcrflowError as exc:
+        return back_to_item(number, exc.message)
+    return back_to_item(number, f"Assigned to {row.assigned_to or 'nobody'}.")
+
+
 @router.post("/items/{item_id}/validate")
 def validate_item(user: Reviewer, number: ItemId, review: Services, body: CheckedJson) -> Response:
     try:

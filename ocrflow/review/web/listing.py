@@ -39,6 +39,7 @@ def queue_list(
         doc_type=type or None,
         reason=reason or None,
         older_than=AGES.get(age),
+        reviewer=user.username,
     )
     shown = items[:LIST_LIMIT]
     sources = queue.store.sources([item.document_id for item in shown])
@@ -51,6 +52,8 @@ def queue_list(
             "age": age_text(waited(item, current)),
             "reasons": sorted({r.get("code", "") for r in item.reasons}),
             "lease_over": item.lease_expires_at is not None and item.lease_expires_at <= current,
+            "overdue": item.state in ReviewState.OPEN and item.due_at is not None and item.due_at <= current,
+            "due": age_text(item.due_at - current) if item.due_at and item.due_at > current else None,
         }
         for item in shown
     ]
