@@ -10,7 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 Box = list[list[float]]
 """Four ``[x, y]`` corners, clockwise from top-left, in original-page pixels."""
@@ -175,6 +175,17 @@ class FieldResult(BaseModel):
     """Set when a reviewer approved this value despite its errors (see :class:`FieldOverride`)."""
     candidates: list[Any] = Field(default_factory=list)
     """Other values the document gives for this field (an ``ambiguous`` field), for a reviewer to pick."""
+
+    @model_serializer(mode="wrap")
+    def _leave_out_what_is_unset(self, handler):
+        # A field nobody overrode, with one reading, is written as before: the contract of
+        # every ordinary field stays as it was.
+        data = handler(self)
+        if data.get("override") is None:
+            data.pop("override", None)
+        if not data.get("candidates"):
+            data.pop("candidates", None)
+        return data
 
 
 class Extraction(BaseModel):
