@@ -162,6 +162,18 @@ def test_choose_a_type_block_an_invalid_approval_override_it_and_reopen(browser,
         assert card.input_value() == VALID_CARD  # read from the stored lines, no OCR ran
         assert store.load(untyped.document_id).doc_type == "bank_card"
 
+        page.locator("h1").click()  # keys act on the page, not inside a field
+        page.keyboard.press("+")
+        expect(page.locator("#zoom-level")).to_have_text("150%")
+        assert page.locator(".page").evaluate("p => p.style.width") == "150%"
+        page.keyboard.press("0")
+        expect(page.locator("#zoom-level")).to_have_text("100%")
+        page.keyboard.press("j")  # to the first field, then Enter goes on to the next
+        assert page.evaluate("document.activeElement.id") == "f-card_number"
+        page.keyboard.press("Enter")
+        assert page.evaluate("document.activeElement.id") == "f-bank"
+        assert queue.get(1).state == "claimed"  # Enter in a field moves on; it does not submit
+
         card.fill("abc")
         expect(page.locator("#errors-card_number")).not_to_be_empty()
         page.click("#approve")
