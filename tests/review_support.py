@@ -13,6 +13,7 @@ from pathlib import Path
 from ocrflow.models import DocumentResult, FieldError, FieldResult, OcrLine, PageResult, Reason, Stage, Status
 
 CARD = "6222020200112233445"  # fails Luhn; "6222020200112233446" passes
+VALID_CARD = "6222020200112233446"
 
 
 def document_id(n: int) -> str:
@@ -58,6 +59,27 @@ def needs_review(
             )
         ],
         engine="rapidocr:PP-OCRv5",
+    )
+
+
+def untyped(n: int, source: Path | None = None) -> DocumentResult:
+    """A document the machine could not type; its stored reading holds a valid bank card's lines."""
+    lines = [
+        OcrLine(text="中国工商银行", box=[[40, 30], [200, 30], [200, 60], [40, 60]], score=0.99),
+        OcrLine(text=VALID_CARD, box=[[40, 120], [360, 120], [360, 150], [40, 150]], score=0.98),
+    ]
+    reason = Reason(
+        stage=Stage.EXTRACT,
+        code="unknown_doc_type",
+        message="could not tell what kind of document this is; choose its type in review",
+    )
+    return needs_review(n, source=source).model_copy(
+        update={
+            "doc_type": None,
+            "fields": {},
+            "reasons": [reason],
+            "pages": [PageResult(page_number=1, width=400, height=250, lines=lines)],
+        }
     )
 
 

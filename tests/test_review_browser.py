@@ -24,9 +24,7 @@ from ocrflow.review.queue import ReviewQueue
 from ocrflow.settings import Settings
 from ocrflow.store import ResultStore
 from tests.conftest import EXAMPLES
-from tests.review_support import live_server, needs_review
-
-VALID_CARD = "6222020200112233446"
+from tests.review_support import VALID_CARD, live_server, needs_review, untyped
 
 CHROMIUM = Path("/usr/bin/chromium")
 READ = "6222021234567897"  # what OCR reads on bank_card_bad_luhn.png; fails Luhn
@@ -117,34 +115,11 @@ def test_sign_in_correct_a_field_approve_and_see_the_result(browser, engine, tmp
         page.close()
 
 
-def _untyped(n: int, source: Path):
-    """A document the machine could not type; its stored reading holds a valid bank card's lines."""
-    from ocrflow.models import OcrLine, PageResult, Reason, Stage
-
-    lines = [
-        OcrLine(text="中国工商银行", box=[[40, 30], [200, 30], [200, 60], [40, 60]], score=0.99),
-        OcrLine(text=VALID_CARD, box=[[40, 120], [360, 120], [360, 150], [40, 150]], score=0.98),
-    ]
-    reason = Reason(
-        stage=Stage.EXTRACT,
-        code="unknown_doc_type",
-        message="could not tell what kind of document this is; choose its type in review",
-    )
-    return needs_review(n, source=source).model_copy(
-        update={
-            "doc_type": None,
-            "fields": {},
-            "reasons": [reason],
-            "pages": [PageResult(page_number=1, width=400, height=250, lines=lines)],
-        }
-    )
-
-
 def test_choose_a_type_block_an_invalid_approval_override_it_and_reopen(browser, tmp_path: Path):
     settings = Settings(out_dir=tmp_path / "out")
     store = ResultStore(settings.out_dir, settings.resolved_database_url())
-    untyped = _untyped(1, tmp_path / "scan.png")
-    store.save(untyped)
+    document = untyped(1, tmp_path / "scan.png")
+    store.save(document)
     Accounts(store.engine).add_user("alice", "correct horse")
     queue = ReviewQueue(store, load_doctypes())
 
@@ -160,7 +135,7 @@ def test_choose_a_type_block_an_invalid_approval_override_it_and_reopen(browser,
         page.wait_for_selector("text=Read as a bank_card from the stored OCR")
         card = page.locator("#f-card_number")
         assert card.input_value() == VALID_CARD  # read from the stored lines, no OCR ran
-        assert store.load(untyped.document_id).doc_type == "bank_card"
+        assert store.load(document.document_id).doc_type == "bank_card"
 
         page.locator("h1").click()  # keys act on the page, not inside a field
         page.keyboard.press("+")
@@ -180,7 +155,7 @@ def test_choose_a_type_block_an_invalid_approval_override_it_and_reopen(browser,
         page.wait_for_selector("text=invalid values block the approval")
         assert page.locator("#f-card_number").input_value() == "abc"  # what was typed is still there
         assert queue.get(1).state == "claimed"
-        assert store.load(untyped.document_id).status.value == "needs_review"
+        assert store.load(document.document_id).status.value == "needs_review"
 
         page.check("#override")
         page.click("#approve")  # an override without a note is refused too
@@ -189,7 +164,7 @@ def test_choose_a_type_block_an_invalid_approval_override_it_and_reopen(browser,
         page.fill("#note", "the card is a test card")
         page.click("#approve")
         page.wait_for_selector("text=Corrected: the document is accepted.")
-        final = store.load(untyped.document_id)
+        final = store.load(document.document_id)
         assert final.fields["card_number"].value == "abc"
         assert final.fields["card_number"].override.note == "the card is a test card"
         flag = page.locator(".field[data-field=card_number] .flag").inner_text()
@@ -200,11 +175,11 @@ def test_choose_a_type_block_an_invalid_approval_override_it_and_reopen(browser,
         page.click("#reopen")
         page.wait_for_selector("text=Reopened: the item is yours to decide again.")
         assert page.locator("#state").inner_text() == "claimed"
-        assert store.load(untyped.document_id).status.value == "needs_review"
+        assert store.load(document.document_id).status.value == "needs_review"
         page.locator("#f-card_number").fill(VALID_CARD)
         page.keyboard.press("Control+Enter")
         page.wait_for_selector("text=Corrected: the document is accepted.")
-        assert store.load(untyped.document_id).fields["card_number"].override is None
+        assert store.load(document.document_id).fields["card_number"].override is None
         actions = [e.action for e in queue.events(1)]
         assert actions == ["queued", "claimed", "typed", "corrected", "reopened", "corrected"]
         assert queue.events(1)[4].after["note"] == "the number was misread after all"

@@ -12,7 +12,7 @@ from ocrflow.cli import app
 from ocrflow.review.auth import Accounts
 from ocrflow.settings import Settings
 from ocrflow.store import ResultStore
-from tests.review_support import CARD, needs_review
+from tests.review_support import CARD, needs_review, untyped
 
 runner = CliRunner()
 VALID_CARD = "6222020200112233446"
@@ -187,32 +187,9 @@ def test_an_all_digit_document_id_prefix_names_its_document_never_another_item(o
     assert "#4" in listing and "279654aaaaaa" in listing
 
 
-def _untyped(n: int):
-    """A document the machine could not type, with its reading stored (a valid bank card's lines)."""
-    from ocrflow.models import OcrLine, PageResult, Reason, Stage
-
-    lines = [
-        OcrLine(text="中国工商银行", box=[[40, 30], [200, 30], [200, 60], [40, 60]], score=0.99),
-        OcrLine(text=VALID_CARD, box=[[40, 120], [360, 120], [360, 150], [40, 150]], score=0.98),
-    ]
-    reason = Reason(
-        stage=Stage.EXTRACT,
-        code="unknown_doc_type",
-        message="could not tell what kind of document this is; choose its type in review",
-    )
-    return needs_review(n).model_copy(
-        update={
-            "doc_type": None,
-            "fields": {},
-            "reasons": [reason],
-            "pages": [PageResult(page_number=1, width=400, height=250, lines=lines)],
-        }
-    )
-
-
 def test_choosing_the_type_of_an_unknown_document_reads_its_fields_from_the_stored_ocr(out: Path):
     store = ResultStore(out, Settings(out_dir=out).resolved_database_url())
-    store.save(_untyped(9))  # item 4
+    store.save(untyped(9))  # item 4
     store.engine.dispose()
     refused = runner.invoke(app, ["review", "correct", "4", "--set", "card_number=1", "--out", str(out)])
     assert refused.exit_code == 2 and "ocrflow review type 4 TYPE (one of" in refused.output

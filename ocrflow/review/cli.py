@@ -36,6 +36,16 @@ ItemArgument = Annotated[
 ]
 
 
+def _on_item(out: Path, db: str | None, item: str, act):
+    """Open the queue, find ``item`` and do ``act(queue, row)``; a queue error is one line, exit 2."""
+    try:
+        queue = _open(out, db).queue
+        row = queue.find(item)
+        return row, act(queue, row)
+    except OcrflowError as exc:
+        fail(exc.message)
+
+
 def _reviewer(given: str | None) -> str:
     return given or os.environ.get("OCRFLOW_REVIEWER") or getpass.getuser()
 
@@ -222,12 +232,8 @@ def release(
     reviewer: ReviewerOption = None,
 ) -> None:
     """Give a claimed item back to the queue."""
-    try:
-        queue = _open(out, db).queue
-        row = queue.find(item)
-        queue.release(row.id, _reviewer(reviewer))
-    except OcrflowError as exc:
-        fail(exc.message)
+    name = _reviewer(reviewer)
+    row, _ = _on_item(out, db, item, lambda queue, row: queue.release(row.id, name))
     console.print(f"item {row.id} is back in the queue")
 
 
@@ -355,12 +361,7 @@ def reopen(
 ) -> None:
     """Reopen a decided item: it is back in review, held by you, to decide again."""
     name = _reviewer(reviewer)
-    try:
-        queue = _open(out, db).queue
-        row = queue.find(item)
-        held = queue.reopen(row.id, name, reason)
-    except OcrflowError as exc:
-        fail(exc.message)
+    _, held = _on_item(out, db, item, lambda queue, row: queue.reopen(row.id, name, reason))
     console.print(f"item {held.item_id} reopened by {name}; it is yours until {held.expires_at:%H:%M:%S UTC}")
 
 
@@ -374,12 +375,7 @@ def confirm(
 ) -> None:
     """Confirm another reviewer's overridden values: they become ground truth."""
     name = _reviewer(reviewer)
-    try:
-        queue = _open(out, db).queue
-        row = queue.find(item)
-        fields = queue.confirm(row.id, name, note)
-    except OcrflowError as exc:
-        fail(exc.message)
+    row, fields = _on_item(out, db, item, lambda queue, row: queue.confirm(row.id, name, note))
     console.print(f"item {row.id}: {name} confirmed the overridden {', '.join(fields)}")
 
 
@@ -405,11 +401,10 @@ def assign(
     priority: Annotated[int | None, typer.Option(help="Also set the priority (higher first).")] = None,
 ) -> None:
     """Assign an open item to a reviewer or a group: it comes first in their queue."""
-    try:
-        queue = _open(out, db).queue
-        row = queue.assign(queue.find(item).id, _reviewer(reviewer), to or None, priority=priority)
-    except OcrflowError as exc:
-        fail(exc.message)
+    name = _reviewer(reviewer)
+    _, row = _on_item(
+        out, db, item, lambda queue, row: queue.assign(row.id, name, to or None, priority=priority)
+    )
     console.print(f"item {row.id} assigned to {row.assigned_to or 'nobody'} (priority {row.priority})")
 
 

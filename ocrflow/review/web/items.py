@@ -195,43 +195,51 @@ def decide_item(
     )
 
 
+def _then_back(number: int, act, said) -> Response:
+    """Run a queue operation on the item and go back to its page, saying what happened (or why not)."""
+    try:
+        done = act()
+    except OcrflowError as exc:
+        return back_to_item(number, exc.message)
+    return back_to_item(number, said(done))
+
+
 @router.post("/items/{item_id}/type")
 def choose_type(user: Reviewer, number: ItemId, review: Services, form: CheckedForm) -> Response:
     doc_type = form_text(form, "doc_type")
-    try:
-        review.queue.choose_type(
-            number, user.username, doc_type, min_confidence=review.settings.routing.min_field_confidence
-        )
-    except OcrflowError as exc:
-        return back_to_item(number, exc.message)
-    return back_to_item(number, f"Read as a {doc_type} from the stored OCR; check the fields and decide.")
+    threshold = review.settings.routing.min_field_confidence
+    return _then_back(
+        number,
+        lambda: review.queue.choose_type(number, user.username, doc_type, min_confidence=threshold),
+        lambda _: f"Read as a {doc_type} from the stored OCR; check the fields and decide.",
+    )
 
 
 @router.post("/items/{item_id}/reopen")
 def reopen_item(user: Reviewer, number: ItemId, review: Services, form: CheckedForm) -> Response:
-    try:
-        review.queue.reopen(number, user.username, form_text(form, "reason"))
-    except OcrflowError as exc:
-        return back_to_item(number, exc.message)
-    return back_to_item(number, "Reopened: the item is yours to decide again.")
+    return _then_back(
+        number,
+        lambda: review.queue.reopen(number, user.username, form_text(form, "reason")),
+        lambda _: "Reopened: the item is yours to decide again.",
+    )
 
 
 @router.post("/items/{item_id}/confirm")
 def confirm_item(user: Reviewer, number: ItemId, review: Services, form: CheckedForm) -> Response:
-    try:
-        confirmed = review.queue.confirm(number, user.username, form_text(form, "note"))
-    except OcrflowError as exc:
-        return back_to_item(number, exc.message)
-    return back_to_item(number, f"Confirmed the overridden {', '.join(confirmed)}: now ground truth.")
+    return _then_back(
+        number,
+        lambda: review.queue.confirm(number, user.username, form_text(form, "note")),
+        lambda fields: f"Confirmed the overridden {', '.join(fields)}: now ground truth.",
+    )
 
 
 @router.post("/items/{item_id}/assign")
 def assign_item(user: Reviewer, number: ItemId, review: Services, form: CheckedForm) -> Response:
-    try:
-        row = review.queue.assign(number, user.username, form_text(form, "to") or None)
-    except OcrflowError as exc:
-        return back_to_item(number, exc.message)
-    return back_to_item(number, f"Assigned to {row.assigned_to or 'nobody'}.")
+    return _then_back(
+        number,
+        lambda: review.queue.assign(number, user.username, form_text(form, "to") or None),
+        lambda row: f"Assigned to {row.assigned_to or 'nobody'}.",
+    )
 
 
 @router.post("/items/{item_id}/validate")
