@@ -11,6 +11,7 @@ dates, a total the payment does not account for) make the field ``ambiguous``.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -472,6 +473,47 @@ def _repair_mrz_codes(texts: list[str]) -> tuple[list[str], list[icao.Repair]]:
     return lines, repairs
 
 
+def _visual_words(rows_: list[Row], mrz: set[str]) -> set[str]:
+    """The words printed outside the MRZ, upper-cased, accents dropped (``Vzor`` -> ``VZOR``)."""
+    words: set[str] = set()
+    for row in rows_:
+        for line in row.lines:
+            if re.sub(r"\s", "", line.text.upper()).replace("«", "<") in mrz:
+                continue
+            plain = unicodedata.normalize("NFKD", line.text.upper())
+            words.update(re.findall(r"[A-Z]+", "".join(ch for ch in plain if ch.isascii())))
+    return words
+
+
+def _repair_mrz_names(texts: list[str], words: set[str]) -> tuple[list[str], list[icao.Repair]]:
+    """Read digits as letters in the MRZ's names where exactly one reading is printed on the page.
+
+    No set defines names, but the visual zone prints them: ``VZ0R`` in the MRZ and ``Vzor``
+    above it make ``VZOR`` the one reading the page supports (``VZDR``, ``VZQR`` are not on it).
+    """
+    try:
+        kind = checks.parse_mrz(texts).kind
+    except StdnumValidationError:
+        return texts, []
+    line = 2 if kind == "TD1" else 0
+    start = 0 if kind == "TD1" else 5
+    names = texts[line][start:]
+    repairs = []
+    surname_end = names.find("<<") if "<<" in names else len(names)
+    position = 0
+    for token in re.split(r"(<+)", names):
+        if token and not token.startswith("<") and re.search(r"[A-Z]", token):
+            fixed = icao.repair_letters(token, words.__contains__)
+            if fixed is not None:
+                component = "surname" if position < surname_end else "given_names"
+                repairs.append(icao.Repair(component, token, fixed, line=line + 1, basis="visual"))
+                names = names[:position] + fixed + names[position + len(token) :]
+        position += len(token)
+    lines = list(texts)
+    lines[line] = texts[line][:start] + names
+    return lines, repairs
+
+
 def _mrz_fields(rows_: list[Row]) -> tuple[dict[str, Candidate], list[icao.Repair]]:
     """Decode the machine-readable zone: the last two or three MRZ-looking lines."""
     lines = _mrz_lines(rows_)
@@ -480,6 +522,8 @@ def _mrz_fields(rows_: list[Row]) -> tuple[dict[str, Candidate], list[icao.Repai
     three = len(lines) >= 3 and all(25 <= len(t) <= 32 for t, _ in lines[-3:])
     zone = lines[-3:] if three else lines[-2:]
     texts, repairs = _repair_mrz_codes([_fit_mrz_line(t) for t, _ in zone])
+    texts, name_repairs = _repair_mrz_names(texts, _visual_words(rows_, {t for t, _ in zone}))
+    repairs += name_repairs
     score = min(s for _, s in zone)
     page = rows_[-1].page
     out = {f"line{n}": Candidate(t, score, page) for n, t in enumerate(texts, start=1)}

@@ -15,7 +15,9 @@ their values from defined sets, which is what makes them checkable:
 These fields hold only letters (and fillers), so a digit in one is a misread. A digit
 is read back as a letter (:data:`DIGIT_LOOKALIKES`) only when exactly one of the
 possible readings is in the field's set; otherwise the field stays as read and fails
-its check. A repair is always reported, never silent.
+its check. Names have no set, but the page prints them in its visual zone: a name is
+repaired only when exactly one reading is a word printed there. A repair is always
+reported, never silent.
 """
 
 from __future__ import annotations
@@ -99,13 +101,18 @@ class Repair:
     repaired: str
     line: int = 0
     """The 1-based MRZ line it is on, where known."""
+    basis: str = "code"
+    """``code``: the one reading in ICAO's code sets; ``visual``: the one printed on the page."""
 
     def describe(self, title: str) -> str:
         swaps = ", ".join(f"{a} as {b}" for a, b in zip(self.found, self.repaired, strict=True) if a != b)
-        return (
-            f"{title} was read as {self.found!r}; {self.repaired!r} is its only reading that is a valid "
-            f"ICAO 9303 code (read {swaps}), so it was corrected"
+        why = (
+            "that is printed in the visual zone"
+            if self.basis == "visual"
+            else "that is a valid ICAO 9303 code"
         )
+        reading = f"{self.repaired!r} is its only reading {why}"
+        return f"{title} was read as {self.found!r}; {reading} (read {swaps}), so it was corrected"
 
 
 def repair_letters(found: str, valid: Callable[[str], bool]) -> str | None:

@@ -124,3 +124,24 @@ def test_a_code_of_letters_outside_the_set_is_never_accepted():
     found = {(r.code, r.field) for r in reasons}
     assert ("invalid_component", "issuing_country") in found
     assert ("invalid_component", "mrz_line1") in found
+
+
+CZE = [
+    "P<CZESPECIMEN<<VZ0R<<<<<<<<<<<<<<<<<<<<<<<<<",  # a real eval-dev read: 0 for O in the given name
+    "99003853<1CZE1101018M1207046110101111<<<<<94",
+]
+
+
+def test_a_digit_in_a_name_is_repaired_only_when_the_visual_zone_prints_one_reading():
+    # The visual zone prints "Vzor": of VZOR, VZDR and VZQR only that one is on the page.
+    checked, status, reasons = _route(_page("SPECIMEN", "Vzor", *CZE))
+    assert checked.fields["given_names"].value == "VZOR"
+    assert status is Status.ACCEPTED
+    note = next(r for r in reasons if r.field == "given_names")
+    assert note.code == "repaired" and "printed in the visual zone" in note.message
+
+    # Without the visual zone nothing supports any reading: the name stays as read, in review.
+    checked, status, reasons = _route(_page(*CZE))
+    assert checked.fields["given_names"].value == "VZ0R"
+    assert status is Status.NEEDS_REVIEW
+    assert ("schema", "given_names") in [(r.code, r.field) for r in reasons]
