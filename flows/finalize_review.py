@@ -11,26 +11,17 @@ when) and publishes a summary with the numbers masked.
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact
 
 from ocrflow.doctypes import load_doctypes
 from ocrflow.errors import InputError
-from ocrflow.masking import masked_values
 from ocrflow.models import DocumentResult
+from ocrflow.report import publish_review, review_flow_run_name
 from ocrflow.settings import Settings
 from ocrflow.store import write_json_atomically
-
-
-def _run_name() -> str:
-    from prefect.runtime import flow_run
-
-    parameters = flow_run.parameters
-    return f"finalize review {str(parameters.get('document_id'))[:12]} ({parameters.get('decision')})"
 
 
 def final_record(result: DocumentResult, status: str, decision: str, reviewer: str) -> dict:
@@ -49,7 +40,7 @@ def final_record(result: DocumentResult, status: str, decision: str, reviewer: s
     }
 
 
-@flow(name="finalize-review", flow_run_name=_run_name, validate_parameters=True)
+@flow(name="finalize-review", flow_run_name=review_flow_run_name, validate_parameters=True)
 def finalize_review(
     document_id: str,
     status: str,
@@ -73,19 +64,5 @@ def finalize_review(
     get_run_logger().info("%s finalized as %s (%s)", document_id[:12], status, decision)
 
     doctype = load_doctypes(settings.schema_dir).get(reviewed.doc_type or "")
-    shown = masked_values(record["fields"], doctype)
-    name = os.path.basename(reviewed.source)
-    link = f"{settings.review_url.rstrip('/')}/items/{document_id}" if settings.review_url else None
-    lines = [
-        f"# Review of {f'[{name}]({link})' if link else name}",
-        "",
-        f"{decision} by {reviewer or 'unknown'}: now **{status}**",
-        "",
-        "| field | value |",
-        "|---|---|",
-        *(f"| {field} | {'' if value is None else value} |" for field, value in shown.items()),
-    ]
-    create_markdown_artifact(
-        "\n".join(lines) + "\n", key="ocrflow-review", description="A finalized review (numbers masked)"
-    )
+    publish_review(record, doctype, reviewed.source, settings.review_url)
     return str(final_path)

@@ -108,7 +108,7 @@ def run(
         watcher.join()
     console.print(_summary_table(results, doctypes))
     counts = Counter(r.status.value for r in results)
-    from ocrflow.cost import read_pending
+    from ocrflow.admission import read_pending
 
     pending = len(read_pending(out))
     # Earlier runs' pending documents may have been taken too, so the count is never below zero.

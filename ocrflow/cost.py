@@ -1,4 +1,4 @@
-"""What an OCR call will cost before it is sent, and a per-run token budget.
+"""What an OCR call will cost before it is sent.
 
 Qwen-VL-family models resize every image with ``smart_resize`` and bill one token per
 ``factor`` x ``factor`` pixels of the result, plus two for the vision start and end
@@ -10,21 +10,15 @@ Adaptive mode (:func:`adaptive_max_pixels`) measures how tall a page's text is a
 the page the smallest pixel budget that keeps it at least ``legible_text_height`` pixels
 tall after resizing; a page of large print then costs a fraction of the default.
 
-:class:`TokenBudget` keeps a run within ``token_budget``:
-documents whose estimate does not fit are not submitted and stay pending, listed in
-``<out>/pending.json`` (:func:`read_pending`, :func:`write_pending`) for the next run.
-A document's estimate is its image tokens plus, per page, the prompt and the answer:
-:func:`first_page_allowance` (an upper bound) until documents of the run have finished,
-then the most any finished page cost beyond its image.
+A run's token budget (:mod:`ocrflow.admission`) reserves a document's image tokens plus,
+per page, :func:`first_page_allowance` for the prompt and the answer.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import tempfile
-import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,10 +26,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ocrflow import _imageio
 from ocrflow.doctypes import DocType
-from ocrflow.engines._kie import result_schema
 from ocrflow.engines.catalog import BATCH_PRICE_FACTOR, DOCUMENTED_PRICES, model_limits
+from ocrflow.engines.kie import result_schema
 from ocrflow.engines.prompts import prompt_for
 from ocrflow.errors import ConfigurationError, InputError
 from ocrflow.ingest import discover, ingest
@@ -415,119 +408,3 @@ def usage_cost(usage: Usage, model: str, options: CostOptions, *, batch: bool = 
     cost = (usage.input_tokens * price.input + usage.output_tokens * price.output) / 1_000_000
     cost += usage.pages * price.per_1k_images / 1000
     return cost * BATCH_PRICE_FACTOR if batch else cost
-
-
-# --- the run's token budget -------------------------------------------------------------------
-
-
-class TokenBudget:
-    """A per-run token allowance shared by every worker thread.
-
-    A document first :meth:`reserve` s what it is :meth:`expected` to cost; when its calls
-    return, :meth:`record` replaces the reservation with the tokens actually billed (input +
-    output; none if nothing was sent). ``limit=None`` means no limit.
-
-    The expectation is the document's image tokens (exact) plus, per page, ``page_allowance``
-    (an upper bound for the prompt and the answer) until a document has finished, then the most
-    any finished document paid per page beyond its images. So the first documents cannot go
-    over, and later ones only by how much more a page in flight costs than any page before it.
-    """
-
-    def __init__(self, limit: int | None, *, page_allowance: int = 0) -> None:
-        if limit is not None and limit < 0:
-            raise ConfigurationError(f"a token budget cannot be negative ({limit})")
-        self.limit = limit
-        self.page_allowance = page_allowance
-        self._spent = 0
-        self._reserved = 0
-        self._measured_per_page: int | None = None
-        self._lock = threading.Lock()
-
-    def expected(self, image_tokens: int, pages: int) -> int:
-        """What a document of ``pages`` pages and ``image_tokens`` should cost, prompt and answer included."""
-        with self._lock:
-            per_page = self.page_allowance if self._measured_per_page is None else self._measured_per_page
-            return image_tokens + pages * per_page
-
-    def reserve(self, tokens: int) -> bool:
-        """Hold ``tokens`` for a document if they fit in what is left; False leaves it pending."""
-        with self._lock:
-            if self.limit is not None and self._spent + self._reserved + tokens > self.limit:
-                return False
-            self._reserved += tokens
-            return True
-
-    def record(self, actual: int, *, reserved: int = 0, image_tokens: int = 0, pages: int = 0) -> None:
-        """Count ``actual`` tokens as spent, releasing the ``reserved`` estimate they replace.
-
-        ``image_tokens`` and ``pages`` say what was sent, so the document's cost beyond its
-        images sizes the next reservations.
-        """
-        with self._lock:
-            self._reserved = max(0, self._reserved - reserved)
-            self._spent += actual
-            if actual and pages:
-                # Documents that paid nothing (cached, failed before sending) say nothing of the rest.
-                per_page = math.ceil(max(0, actual - image_tokens) / pages)
-                self._measured_per_page = max(self._measured_per_page or 0, per_page)
-
-    @property
-    def spent(self) -> int:
-        with self._lock:
-            return self._spent
-
-    @property
-    def reserved(self) -> int:
-        with self._lock:
-            return self._reserved
-
-    @property
-    def remaining(self) -> int | None:
-        """Tokens neither spent nor reserved; ``None`` without a limit."""
-        with self._lock:
-            if self.limit is None:
-                return None
-            return max(0, self.limit - self._spent - self._reserved)
-
-
-# --- documents left pending -------------------------------------------------------------------
-
-PENDING_FILE = "pending.json"
-
-
-class PendingDocument(Frozen):
-    """A document a run did not submit because its estimate did not fit the token budget."""
-
-    path: Path
-    document_id: str
-    estimated_tokens: int
-
-
-def read_pending(out_dir: Path) -> list[PendingDocument]:
-    """The documents earlier runs writing to ``out_dir`` left pending; none if the list is unreadable."""
-    try:
-        entries = json.loads((Path(out_dir) / PENDING_FILE).read_text())
-        return [PendingDocument.model_validate(entry) for entry in entries]
-    except (OSError, ValueError):
-        return []
-
-
-def write_pending(
-    out_dir: Path, pending: Sequence[PendingDocument], *, submitted: Iterable[str] = ()
-) -> list[PendingDocument]:
-    """Update ``<out>/pending.json``: drop the ``submitted`` document ids, add ``pending``; return the list.
-
-    Entries of other runs are kept, so two runs sharing an output folder do not lose each
-    other's pending documents; the file is removed when nothing is left.
-    """
-    path = Path(out_dir) / PENDING_FILE
-    gone = set(submitted) | {document.document_id for document in pending}
-    kept = [document for document in read_pending(out_dir) if document.document_id not in gone]
-    merged = kept + list(pending)
-    if not merged:
-        path.unlink(missing_ok=True)
-        return []
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = json.dumps([document.model_dump(mode="json") for document in merged], indent=2)
-    _imageio.write_atomically(path, data.encode())
-    return merged

@@ -1,35 +1,57 @@
-"""The stages composed without Prefect: one document, start to stored outcome.
+"""One document's path, start to stored outcome, the same for every runner.
 
-The Prefect flow in ``flows/`` runs the same stage functions as tasks (pages in
-parallel, retries, names in the UI); this plain composition serves ``ocrflow eval``
-and the unit tests, where a server would only add start-up time.
+A run goes admit -> submit -> collect -> conclude (:func:`run_documents`):
+
+- *admit* (:class:`~ocrflow.admission.Admission`): skip what is done, keep the token budget;
+- *submit* (:func:`submit`): hand the document's pages to the runner, one page at a time or
+  all in one packed request; each group is prepared and read by :func:`read_pages`;
+- *collect* (:func:`collect`): wait for the groups; a failed one becomes reasons;
+- *conclude* (:func:`conclude`): interpret, route and store; :class:`Readings` may come from
+  any runner, or from answers that arrived another way.
+
+A runner decides only where and when each step runs: :class:`InlineRunner` here, in this
+thread (``ocrflow eval``, tests, a one-file run), and ``tasks.PrefectRunner`` as Prefect
+tasks (pages in parallel, retries, names in the UI). Failures turn into reasons here, once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
+from typing import Protocol, TypeVar
 
+from ocrflow.admission import Admission, Verdict
 from ocrflow.cache import CachedEngine, cache_dir
 from ocrflow.detect import detect_doctype
 from ocrflow.doctypes import DocType, get_doctype, load_doctypes
-from ocrflow.engines import OcrEngine, create_engine
-from ocrflow.engines._api import ApiEngine
-from ocrflow.errors import OcrflowError
+from ocrflow.engines import ApiEngine, OcrEngine, create_engine
+from ocrflow.errors import OcrflowError, is_retryable
 from ocrflow.extract import extract
 from ocrflow.generic import extract_generic
-from ocrflow.ingest import ingest
-from ocrflow.models import DocumentResult, Extraction, IngestResult, OcrResult, PageRef, Reason, Stage
-from ocrflow.ocr import recognize
+from ocrflow.ingest import ingest, unreadable
+from ocrflow.models import DocumentResult, Extraction, Frozen, IngestResult, OcrResult, PageRef, Reason, Stage
+from ocrflow.ocr import packs_pages, recognize, recognize_document
 from ocrflow.preprocess import preprocess
-from ocrflow.routing import build_result, decide, schema_rule
+from ocrflow.routing import build_result, decide, failure_result, schema_rule
 from ocrflow.settings import Settings
 from ocrflow.store import ResultStore
 from ocrflow.validate import validate
 
 AUTO = "auto"
+T = TypeVar("T", covariant=True)
+R = TypeVar("R")
+log = logging.getLogger(__name__)
+
+OCR_RETRY_DELAYS = (2.0, 8.0, 30.0)
+"""Seconds before each retry of a transient OCR failure (rate limit, 5xx, timeout), for every runner."""
+OCR_RETRY_JITTER = 0.5
 
 
 @dataclass
@@ -71,6 +93,16 @@ class Context:
         return ResultStore(self.settings.out_dir, self.settings.resolved_database_url())
 
 
+@lru_cache(maxsize=4)
+def _context(settings_json: str) -> Context:
+    return Context(Settings.model_validate_json(settings_json))
+
+
+def context_for(settings: Settings) -> Context:
+    """One engine, schema set and store per process and settings (models load once)."""
+    return _context(settings.model_dump_json())
+
+
 def with_cache(engine: OcrEngine, settings: Settings) -> OcrEngine:
     """``engine`` behind the OCR cache in ``<out>/.cache/ocr`` if ``settings.cost.cache`` covers it.
 
@@ -83,12 +115,151 @@ def with_cache(engine: OcrEngine, settings: Settings) -> OcrEngine:
     return engine
 
 
+# --- what passes between the steps -----------------------------------------------------------
+
+
+class Job(Frozen):
+    """What a run asks of every document."""
+
+    doc_type: str = AUTO
+    """A document type's name, or ``auto`` to detect it from the text."""
+
+
+class PagesRead(Frozen):
+    """What one read step produced for its pages: the pages as sent to OCR, the readings, page failures."""
+
+    pages: tuple[PageRef, ...] = ()
+    ocr: tuple[OcrResult, ...] = ()
+    failures: tuple[Reason, ...] = ()
+
+
+class Readings(Frozen):
+    """A document's pages as read, whichever runner read them or wherever the answers came from."""
+
+    ingested: IngestResult
+    pages: tuple[PageRef, ...] = ()
+    """The pages as they went to OCR (preprocessed)."""
+    ocr: tuple[OcrResult, ...] = ()
+    failures: tuple[Reason, ...] = ()
+
+
+class Handle(Protocol[T]):
+    """A step's result as a runner hands it back: ``result()`` waits and raises the step's error."""
+
+    def result(self) -> T: ...
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A document whose page groups are with the runner; each handle covers the pages beside it."""
+
+    ingested: IngestResult
+    groups: tuple[tuple[tuple[PageRef, ...], Handle[PagesRead]], ...]
+
+
+class Runner(Protocol):
+    """Where and when each step runs. A runner adds no logic of its own: it calls the steps below."""
+
+    def ingest(self, sources: Sequence[Path]) -> Iterator[Handle[IngestResult]]:
+        """One handle per source, in order."""
+        ...
+
+    def read(self, pages: Sequence[PageRef], job: Job, label: str) -> Handle[PagesRead]:
+        """:func:`read_pages` on a group of pages; transient OCR failures are retried."""
+        ...
+
+    def conclude(self, readings: Readings, job: Job) -> DocumentResult:
+        """:func:`conclude`, waited for."""
+        ...
+
+
+# --- failures as reasons, for every runner ---------------------------------------------------
+
+
+def failure_reason(stage: Stage, page: PageRef, exc: BaseException) -> Reason:
+    """A page a step could not finish, as a reason; an ocrflow error keeps its code and message."""
+    if isinstance(exc, OcrflowError):
+        code, message = exc.code, exc.message
+    else:
+        code, message = f"{stage.value}_failed", str(exc) or type(exc).__name__
+    number = page.page_number
+    return Reason(stage=stage, code=code, message=f"page {number}: {message}", page=number)
+
+
 def ocr_failure(page: PageRef, exc: OcrflowError) -> Reason:
-    return Reason(
-        stage=Stage.OCR,
-        code=exc.code,
-        message=f"page {page.page_number}: {exc.message}",
-        page=page.page_number,
+    return failure_reason(Stage.OCR, page, exc)
+
+
+def ingest_failure(source: Path, exc: BaseException) -> IngestResult:
+    """Ingest reports bad input as data; this is a bug, and the document still gets a record."""
+    log.error("ingest of %s failed: %s", Path(source).name, type(exc).__name__)
+    return unreadable(
+        Path(source), "internal_error", f"reading the file failed unexpectedly ({type(exc).__name__})"
+    )
+
+
+# --- the steps --------------------------------------------------------------------------------
+
+
+def read_pages(
+    ctx: Context,
+    pages: Sequence[PageRef],
+    job: Job,
+    ocr_slot: Callable[[], AbstractContextManager[object]] = nullcontext,
+) -> PagesRead:
+    """Prepare pages and read them: one page, or a document's pages packed in as few requests as allowed.
+
+    A page whose preprocessing fails is left out with a reason. OCR errors propagate for the
+    runner to retry (transient) or record (:func:`collect`); ``ocr_slot`` is held while reading.
+    """
+    prepared, failures = [], []
+    for page in pages:
+        try:
+            prepared.append(preprocess(page, ctx.settings.preprocess))
+        except Exception as exc:  # noqa: BLE001 - a page that cannot be prepared is a reason, not a crash
+            failures.append(failure_reason(Stage.PREPROCESS, page, exc))
+    doctype = ctx.known_doctype(job.doc_type)
+    with ocr_slot():
+        if len(pages) > 1:
+            ocr = recognize_document(prepared, ctx.engine, doctype) if prepared else []
+        else:
+            ocr = [recognize(page, ctx.engine, doctype) for page in prepared]
+    return PagesRead(pages=tuple(prepared), ocr=tuple(ocr), failures=tuple(failures))
+
+
+def submit(runner: Runner, ctx: Context, ingested: IngestResult, job: Job) -> Submitted:
+    """Hand a document's pages to the runner: all in one group when the engine packs them, else one each."""
+    name = ingested.source.path.name
+    pages = ingested.pages
+    if len(pages) > 1 and packs_pages(ctx.engine, ctx.known_doctype(job.doc_type)):
+        groups = [tuple(pages)]
+        labels = [f"{name} p{pages[0].page_number}-{pages[-1].page_number}"]
+    else:
+        groups = [(page,) for page in pages]
+        labels = [f"{name} p{page.page_number}" for page in pages]
+    handles = (runner.read(group, job, label) for group, label in zip(groups, labels, strict=True))
+    return Submitted(ingested, tuple(zip(groups, handles, strict=True)))
+
+
+def collect(submitted: Submitted) -> Readings:
+    """Wait for a document's page groups; a group that failed becomes one OCR reason per page."""
+    pages: list[PageRef] = []
+    ocr: list[OcrResult] = []
+    failures: list[Reason] = []
+    for covered, handle in submitted.groups:
+        try:
+            read = handle.result()
+        except Exception as exc:  # noqa: BLE001 - any failure of a page becomes its recorded reason
+            failures.extend(failure_reason(Stage.OCR, page, exc) for page in covered)
+            continue
+        pages.extend(read.pages)
+        ocr.extend(read.ocr)
+        failures.extend(read.failures)
+    return Readings(
+        ingested=submitted.ingested,
+        pages=tuple(sorted(pages, key=lambda page: page.page_number)),
+        ocr=tuple(sorted(ocr, key=lambda result: result.page_number)),
+        failures=tuple(sorted(failures, key=lambda reason: reason.page or 0)),
     )
 
 
@@ -112,38 +283,145 @@ def interpret(
     return validate(extract(ocr_results, doctype), doctype, min_confidence=min_confidence), None
 
 
-def finish(
-    ctx: Context,
-    ingested: IngestResult,
-    pages: Sequence[PageRef],
-    ocr_results: Sequence[OcrResult],
-    ocr_failures: Sequence[Reason],
-    extraction: Extraction | None,
-    type_reason: Reason | None,
-) -> DocumentResult:
-    """Route the document, then store its outcome durably before anyone acts on it."""
+def assess(ctx: Context, readings: Readings, job: Job) -> DocumentResult:
+    """The document's outcome from its readings: type, fields, validation, then routing."""
+    extraction, type_reason = (
+        interpret(readings.ocr, ctx.doctypes, job.doc_type, ctx.settings.routing.min_field_confidence)
+        if readings.ocr
+        else (None, None)
+    )
     doctype = ctx.doctypes.get(extraction.doc_type) if extraction else None
     rule = ctx.settings.review.rule_for(extraction.doc_type if extraction else None, schema_rule(doctype))
-    status, reasons = decide(ingested, ocr_results, ocr_failures, extraction, doctype, type_reason, rule)
-    result = build_result(ingested, pages, ocr_results, extraction, status, reasons)
+    status, reasons = decide(
+        readings.ingested, readings.ocr, readings.failures, extraction, doctype, type_reason, rule
+    )
+    return build_result(readings.ingested, readings.pages, readings.ocr, extraction, status, reasons)
+
+
+def conclude(ctx: Context, readings: Readings, job: Job) -> DocumentResult:
+    """Assess a document and store its outcome; a bug on the way stores a rejected record instead."""
+    try:
+        result = assess(ctx, readings, job)
+    except Exception as exc:  # noqa: BLE001 - a bug in one document must not end the batch
+        log.error("document %s failed: %s", readings.ingested.source.path.name, type(exc).__name__)
+        result = failure_result(readings.ingested, Stage.ROUTE, type(exc).__name__)
+    return store_result(ctx, result)
+
+
+def store_result(ctx: Context, result: DocumentResult) -> DocumentResult:
+    """The one place a run stores an outcome, durably, before anyone acts on it."""
     ctx.store.save(result)
     return result
 
 
+# --- a run ------------------------------------------------------------------------------------
+
+
+def run_documents(
+    ctx: Context,
+    runner: Runner,
+    admission: Admission,
+    sources: Sequence[Path],
+    job: Job,
+    on_result: Callable[[DocumentResult], None] = lambda result: None,
+) -> list[DocumentResult]:
+    """Every document of a run: admit -> submit -> collect -> conclude, concluded oldest first.
+
+    A document that does not fit the token budget while others are in flight waits for them
+    to finish (what a document really costs is known only then); ``on_result`` sees each outcome.
+    """
+    in_flight: deque[Submitted] = deque()
+    results: list[DocumentResult] = []
+    for source, handle in zip(sources, runner.ingest(sources), strict=True):
+        ingested = _ingested(source, handle)
+        while (verdict := admission.admit(ingested, busy=bool(in_flight))) is Verdict.WAIT:
+            results.append(_finish(runner, admission, in_flight.popleft(), job, on_result))
+        if verdict is Verdict.SUBMIT:
+            in_flight.append(submit(runner, ctx, ingested, job))
+    while in_flight:
+        results.append(_finish(runner, admission, in_flight.popleft(), job, on_result))
+    admission.close()
+    return results
+
+
+def _ingested(source: Path, handle: Handle[IngestResult]) -> IngestResult:
+    try:
+        return handle.result()
+    except Exception as exc:  # noqa: BLE001 - see ingest_failure
+        return ingest_failure(source, exc)
+
+
+def _finish(
+    runner: Runner,
+    admission: Admission,
+    submitted: Submitted,
+    job: Job,
+    on_result: Callable[[DocumentResult], None],
+) -> DocumentResult:
+    readings = collect(submitted)
+    result = runner.conclude(readings, job)
+    admission.settle(readings, result)
+    on_result(result)
+    return result
+
+
 def process_document(ctx: Context, path: Path, doc_type: str = AUTO) -> DocumentResult:
-    settings = ctx.settings
-    ingested = ingest(Path(path), settings.work_dir, settings.ingest)
-    pages = [preprocess(page, settings.preprocess) for page in ingested.pages]
-    ocr_results: list[OcrResult] = []
-    failures: list[Reason] = []
-    for page in pages:
+    """One document through every step in this thread, whatever was stored for it before."""
+    runner = InlineRunner(ctx)
+    job = Job(doc_type=doc_type)
+    ingested = _ingested(Path(path), next(runner.ingest([Path(path)])))
+    return runner.conclude(collect(submit(runner, ctx, ingested, job)), job)
+
+
+# --- the inline runner ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Done:
+    """A step already run: its value, or the error it raised."""
+
+    value: object = None
+    error: BaseException | None = None
+
+    def result(self):
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+    @classmethod
+    def of(cls, step: Callable[[], object]) -> Done:
         try:
-            ocr_results.append(recognize(page, ctx.engine, ctx.known_doctype(doc_type)))
-        except OcrflowError as exc:
-            failures.append(ocr_failure(page, exc))
-    extraction, type_reason = (
-        interpret(ocr_results, ctx.doctypes, doc_type, settings.routing.min_field_confidence)
-        if ocr_results
-        else (None, None)
-    )
-    return finish(ctx, ingested, pages, ocr_results, failures, extraction, type_reason)
+            return cls(value=step())
+        except Exception as exc:  # noqa: BLE001 - handed back like a failed task's state
+            return cls(error=exc)
+
+
+def retrying(step: Callable[[], R], delays: Sequence[float] = OCR_RETRY_DELAYS) -> R:
+    """``step()``, tried again after each delay (with jitter) while it fails with a transient error."""
+    for delay in delays:
+        try:
+            return step()
+        except Exception as exc:
+            if not is_retryable(exc):
+                raise
+            time.sleep(delay * (1 + random.uniform(-OCR_RETRY_JITTER, OCR_RETRY_JITTER)))
+    return step()
+
+
+class InlineRunner:
+    """Runs every step at once in this thread: for eval, tests and a one-file run, with no server."""
+
+    def __init__(self, ctx: Context, retry_delays: Sequence[float] = OCR_RETRY_DELAYS) -> None:
+        self.ctx = ctx
+        self.retry_delays = tuple(retry_delays)
+
+    def ingest(self, sources: Iterable[Path]) -> Iterator[Done]:
+        settings = self.ctx.settings
+        for source in sources:
+            yield Done.of(lambda source=source: ingest(Path(source), settings.work_dir, settings.ingest))
+
+    def read(self, pages: Sequence[PageRef], job: Job, label: str = "") -> Done:
+        return Done.of(lambda: retrying(lambda: read_pages(self.ctx, pages, job), self.retry_delays))
+
+    def conclude(self, readings: Readings, job: Job) -> DocumentResult:
+        return conclude(self.ctx, readings, job)

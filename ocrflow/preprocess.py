@@ -139,7 +139,7 @@ def preprocess(page: PageRef, options: PreprocessOptions, work_dir: Path | None 
     steps = page.steps + tuple(records)
     if not any(record.applied for record in records):
         return page.model_copy(update={"steps": steps})
-    path = (work_dir or page.path.parent) / f"{page.path.stem}.pre.png"
+    path = prepared_path(page, work_dir)
     sha256 = _write_png(image, path)
     return PageRef(
         document_id=page.document_id,
@@ -151,6 +151,11 @@ def preprocess(page: PageRef, options: PreprocessOptions, work_dir: Path | None 
         to_original=[[float(v) for v in row] for row in to_original[:2]],
         steps=steps,
     )
+
+
+def prepared_path(page: PageRef, work_dir: Path | None = None) -> Path:
+    """Where :func:`preprocess` writes a page it changes (an unchanged page keeps its own path)."""
+    return (work_dir or page.path.parent) / f"{page.path.stem}.pre.png"
 
 
 def _read(path: Path) -> np.ndarray:

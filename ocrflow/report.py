@@ -1,17 +1,28 @@
-"""What a person monitoring runs sees: outcome tables and summaries, numbers masked."""
+"""Everything a person monitoring runs sees in Prefect, numbers masked.
+
+Run names, progress, outcome tables, summaries with spending, links to review items and
+finalized reviews. :class:`RunMonitor` publishes a run's artifacts; the functions build their contents, so the
+command line prints the same rows and tests read the same text.
+"""
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from ocrflow.cost import PendingDocument, usage_cost
+from ocrflow.cost import usage_cost
 from ocrflow.doctypes import DocType
 from ocrflow.masking import masked_values
 from ocrflow.models import DocumentResult, Status, Usage
 from ocrflow.settings import CostOptions
+
+if TYPE_CHECKING:
+    from ocrflow.admission import Admission, PendingDocument
+    from ocrflow.pipeline import Context
 
 
 @dataclass(frozen=True)
@@ -116,3 +127,164 @@ def spend_lines(usage: Usage, spend: Spend) -> list[str]:
             for doc in spend.pending
         ]
     return lines
+
+
+# --- names of runs ----------------------------------------------------------------------------
+
+
+def documents_run_name(paths: Sequence[str]) -> str:
+    """Say what a run processes: ``inbox 'inbox' (12 files)``, ``upload of 5 files in 'inbox'``, ``a.png``."""
+    paths = [Path(str(p)) for p in paths]
+    if not paths:
+        return "nothing to process"
+    if len(paths) == 1 and paths[0].is_dir():
+        return f"inbox '{paths[0].name}' ({_count_files(paths[0])} files)"
+    if len(paths) == 1:
+        return paths[0].name
+    parents = {p.parent.name for p in paths}
+    where = f" in '{parents.pop()}'" if len(parents) == 1 else ""
+    return f"upload of {len(paths)} files{where}"
+
+
+def _count_files(folder: Path) -> int:
+    # Naming must never fail a run: a folder that vanished or cannot be read counts as empty.
+    from ocrflow.errors import OcrflowError
+    from ocrflow.ingest import discover
+
+    try:
+        return len(discover([folder]))
+    except (OcrflowError, OSError):
+        return 0
+
+
+def documents_flow_run_name() -> str:
+    """The ``process-documents`` flow run's name, from its ``paths`` parameter."""
+    from prefect.runtime import flow_run
+
+    return documents_run_name(flow_run.parameters.get("paths") or [])
+
+
+def review_flow_run_name() -> str:
+    """The ``finalize-review`` flow run's name: the document and the decision."""
+    from prefect.runtime import flow_run
+
+    parameters = flow_run.parameters
+    return f"finalize review {str(parameters.get('document_id'))[:12]} ({parameters.get('decision')})"
+
+
+# --- links to the review app ------------------------------------------------------------------
+
+
+def review_links_markdown(results: Sequence[DocumentResult], review_url: str | None) -> str:
+    """A markdown list linking each document that waits for review to its item in the review app."""
+    waiting = [r for r in results if r.status is Status.NEEDS_REVIEW]
+    if not waiting:
+        return ""
+    lines = ["", f"## Waiting for review ({len(waiting)})", ""]
+    for result in waiting:
+        name = os.path.basename(result.source)
+        reasons = ", ".join(r.code for r in result.reasons) or "-"
+        if review_url:
+            lines.append(f"- [{name}]({review_url.rstrip('/')}/items/{result.document_id}): {reasons}")
+        else:
+            lines.append(f"- {name} (`ocrflow review show {result.document_id[:12]}`): {reasons}")
+    return "\n".join(lines) + "\n"
+
+
+def review_markdown(
+    record: dict[str, Any], doctype: DocType | None, source: str, review_url: str | None
+) -> str:
+    """A finalized review (the final record's values masked), as the ``ocrflow-review`` artifact shows it."""
+    shown = masked_values(record["fields"], doctype)
+    name = os.path.basename(source)
+    document_id = record["document_id"]
+    link = f"{review_url.rstrip('/')}/items/{document_id}" if review_url else None
+    review = record["review"]
+    lines = [
+        f"# Review of {f'[{name}]({link})' if link else name}",
+        "",
+        f"{review['decision']} by {review['reviewer'] or 'unknown'}: now **{record['status']}**",
+        "",
+        "| field | value |",
+        "|---|---|",
+        *(f"| {field} | {'' if value is None else value} |" for field, value in shown.items()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def publish_review(
+    record: dict[str, Any], doctype: DocType | None, source: str, review_url: str | None
+) -> None:
+    from prefect.artifacts import create_markdown_artifact
+
+    create_markdown_artifact(
+        review_markdown(record, doctype, source, review_url),
+        key="ocrflow-review",
+        description="A finalized review (numbers masked)",
+    )
+
+
+# --- a run's artifacts ------------------------------------------------------------------------
+
+
+class RunMonitor:
+    """The artifacts of one ``process-documents`` run: progress while it runs, outcomes and summary after."""
+
+    def __init__(self, ctx: Context, admission: Admission, total: int) -> None:
+        from prefect.artifacts import create_progress_artifact
+
+        self.ctx = ctx
+        self.admission = admission
+        self.total = total
+        self.done = 0
+        self.cache_before = _cache_counts(ctx)
+        self.progress = create_progress_artifact(0.0, key=None, description="documents finished")
+
+    def finished(self, result: DocumentResult) -> None:
+        """One more document has its outcome (called as each is stored)."""
+        from prefect.artifacts import update_progress_artifact
+
+        self.done += 1
+        expected = self.total - len(self.admission.skipped) - len(self.admission.pending)
+        update_progress_artifact(self.progress, 100.0 * self.done / max(expected, 1))
+
+    def publish(self, results: Sequence[DocumentResult], pending: Sequence[PendingDocument]) -> None:
+        """The outcome table and the summary (counts, reasons, spending, links to review items)."""
+        from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+        ctx = self.ctx
+        create_table_artifact(
+            outcome_rows(results, ctx.doctypes),
+            key="ocrflow-outcomes",
+            description="Outcome of each document (ID and card numbers masked)",
+        )
+        spend = self._spend(pending) if ctx.bills_tokens else None
+        create_markdown_artifact(
+            summary_markdown(results, title=f"ocrflow: {len(results)} documents", spend=spend)
+            + review_links_markdown(results, ctx.settings.review_url),
+            key="ocrflow-summary",
+            description="Counts per status and reason",
+        )
+
+    def _spend(self, pending: Sequence[PendingDocument]) -> Spend:
+        """The run's API spending; the cache counts are per process, so take the difference."""
+        hits, saved = _cache_counts(self.ctx)
+        hits_before, saved_before = self.cache_before
+        return Spend(
+            model=self.ctx.engine.model,
+            options=self.ctx.settings.cost,
+            budget=self.admission.budget.limit,
+            pending=pending,
+            cache_hits=hits - hits_before,
+            cache_saved=Usage(
+                input_tokens=saved.input_tokens - saved_before.input_tokens,
+                output_tokens=saved.output_tokens - saved_before.output_tokens,
+            ),
+        )
+
+
+def _cache_counts(ctx: Context) -> tuple[int, Usage]:
+    from ocrflow.cache import CachedEngine
+
+    engine = ctx.engine
+    return (engine.hits, engine.saved) if isinstance(engine, CachedEngine) else (0, Usage())

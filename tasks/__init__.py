@@ -1,23 +1,7 @@
-"""Prefect tasks: ocrflow's stage functions with retries, names and concurrency applied in one place."""
+"""Prefect tasks: ocrflow's steps with names, retries and concurrency applied in one place."""
 
 from __future__ import annotations
 
-from tasks.stages import (
-    context_for,
-    finish_task,
-    ingest_task,
-    interpret_task,
-    preprocess_task,
-    recognize_document_task,
-    recognize_task,
-)
+from tasks.stages import PrefectRunner, conclude_task, ingest_task, read_task
 
-__all__ = [
-    "context_for",
-    "finish_task",
-    "ingest_task",
-    "interpret_task",
-    "preprocess_task",
-    "recognize_document_task",
-    "recognize_task",
-]
+__all__ = ["PrefectRunner", "conclude_task", "ingest_task", "read_task"]

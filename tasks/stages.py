@@ -1,40 +1,44 @@
-"""Each stage of a document as a Prefect task.
+"""A document's steps as Prefect tasks, and the runner that submits them.
 
-The bodies only call the plain stage functions. Tasks take :class:`Settings` (a small
-serialisable model) and build the engine, schemas and store once per process; they
-pass :class:`PageRef` references between them, never pixels. Only
-:class:`~ocrflow.errors.TransientError` is retried.
+The bodies only call the steps of :mod:`ocrflow.pipeline`. Tasks take :class:`Settings`
+(a small serialisable model) and build the engine, schemas and store once per process;
+they pass :class:`PageRef` references between them, never pixels. Only
+:class:`~ocrflow.errors.TransientError` is retried, with the pipeline's own delays.
+
+A one-page document is three task runs: ``ingest <file>``, ``ocr <file> p1`` (preprocess and
+read the page) and ``store <file>`` (extract, validate, route, store). A packed document's
+pages are one ``ocr <file> p1-N`` task.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from functools import lru_cache
+from functools import partial
 from pathlib import Path
 
-from prefect import task
+from prefect import task, unmapped
 from prefect.cache_policies import NONE
 from prefect.concurrency.sync import concurrency
+from prefect.futures import PrefectFuture
 from prefect.runtime import task_run
 
 from ocrflow.errors import is_retryable
 from ocrflow.ingest import ingest
-from ocrflow.models import DocumentResult, Extraction, IngestResult, OcrResult, PageRef, Reason
-from ocrflow.ocr import recognize, recognize_document
-from ocrflow.pipeline import Context, finish, interpret
-from ocrflow.preprocess import preprocess
+from ocrflow.models import DocumentResult, IngestResult, PageRef
+from ocrflow.pipeline import (
+    OCR_RETRY_DELAYS,
+    OCR_RETRY_JITTER,
+    Context,
+    Job,
+    PagesRead,
+    Readings,
+    conclude,
+    context_for,
+    read_pages,
+)
+from ocrflow.prefect_setup import require_global_limit
 from ocrflow.settings import Settings
-
-
-@lru_cache(maxsize=4)
-def _context(settings_json: str) -> Context:
-    return Context(Settings.model_validate_json(settings_json))
-
-
-def context_for(settings: Settings) -> Context:
-    """One engine, schema set and store per process and settings (models load once)."""
-    return _context(settings.model_dump_json())
 
 
 def _retry_transient(task, task_run_, state) -> bool:
@@ -49,9 +53,9 @@ def _source_name() -> str:
     return Path(str(task_run.parameters["path"])).name
 
 
-def _document_name(prefix: str) -> str:
-    ingested: IngestResult = task_run.parameters["ingested"]
-    return f"{prefix} {ingested.source.path.name}"
+def _document_name() -> str:
+    readings: Readings = task_run.parameters["readings"]
+    return f"store {readings.ingested.source.path.name}"
 
 
 _DEFAULTS = dict(cache_policy=NONE, persist_result=False)
@@ -62,20 +66,6 @@ def ingest_task(path: Path, settings: Settings) -> IngestResult:
     return ingest(Path(path), settings.work_dir, settings.ingest)
 
 
-@task(name="preprocess", task_run_name="preprocess {label}", **_DEFAULTS)
-def preprocess_task(page: PageRef, settings: Settings, label: str = "") -> PageRef:
-    """``label`` names the document and page in the UI (the page itself may still be a future)."""
-    return preprocess(page, settings.preprocess)
-
-
-_OCR_RETRIES = dict(
-    retries=3,
-    retry_delay_seconds=[2, 8, 30],
-    retry_jitter_factor=0.5,
-    retry_condition_fn=_retry_transient,
-)
-
-
 def _local_ocr_slot(ctx: Context) -> AbstractContextManager[None]:
     """A slot of the machine's shared local-OCR limit, when set; API calls are paced elsewhere."""
     name = ctx.settings.local_engine.shared_limit
@@ -84,38 +74,40 @@ def _local_ocr_slot(ctx: Context) -> AbstractContextManager[None]:
     return concurrency(name, occupy=1, strict=True)
 
 
-@task(name="ocr", task_run_name="ocr {label}", **_OCR_RETRIES, **_DEFAULTS)
-def recognize_task(page: PageRef, settings: Settings, doc_type: str, label: str = "") -> OcrResult:
+@task(
+    name="ocr",
+    task_run_name="ocr {label}",
+    retries=len(OCR_RETRY_DELAYS),
+    retry_delay_seconds=list(OCR_RETRY_DELAYS),
+    retry_jitter_factor=OCR_RETRY_JITTER,
+    retry_condition_fn=_retry_transient,
+    **_DEFAULTS,
+)
+def read_task(pages: Sequence[PageRef], settings: Settings, job: Job, label: str = "") -> PagesRead:
+    """Preprocess and read one page, or a document's pages packed in as few requests as allowed."""
     ctx = context_for(settings)
-    with _local_ocr_slot(ctx):
-        return recognize(page, ctx.engine, ctx.known_doctype(doc_type))
+    return read_pages(ctx, pages, job, ocr_slot=partial(_local_ocr_slot, ctx))
 
 
-@task(name="ocr", task_run_name="ocr {label}", **_OCR_RETRIES, **_DEFAULTS)
-def recognize_document_task(
-    pages: Sequence[PageRef], settings: Settings, doc_type: str, label: str = ""
-) -> list[OcrResult]:
-    """A document's pages in as few API requests as the input limit allows."""
-    ctx = context_for(settings)
-    return recognize_document(pages, ctx.engine, ctx.known_doctype(doc_type))
+@task(name="extract+route+store", task_run_name=_document_name, **_DEFAULTS)
+def conclude_task(readings: Readings, settings: Settings, job: Job) -> DocumentResult:
+    return conclude(context_for(settings), readings, job)
 
 
-@task(name="extract+validate", task_run_name=lambda: _document_name("extract"), **_DEFAULTS)
-def interpret_task(
-    ingested: IngestResult, ocr_results: Sequence[OcrResult], doc_type: str, settings: Settings
-) -> tuple[Extraction | None, Reason | None]:
-    ctx = context_for(settings)
-    return interpret(ocr_results, ctx.doctypes, doc_type, settings.routing.min_field_confidence)
+class PrefectRunner:
+    """Runs a document's steps as the tasks above on the flow's task runner (pages in parallel)."""
 
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        shared_limit = settings.local_engine.shared_limit
+        if shared_limit and not context_for(settings).bills_tokens:
+            require_global_limit(shared_limit, "OCRFLOW_LOCAL_ENGINE__SHARED_LIMIT")
 
-@task(name="route+store", task_run_name=lambda: _document_name("store"), **_DEFAULTS)
-def finish_task(
-    ingested: IngestResult,
-    pages: Sequence[PageRef],
-    ocr_results: Sequence[OcrResult],
-    ocr_failures: Sequence[Reason],
-    extraction: Extraction | None,
-    type_reason: Reason | None,
-    settings: Settings,
-) -> DocumentResult:
-    return finish(context_for(settings), ingested, pages, ocr_results, ocr_failures, extraction, type_reason)
+    def ingest(self, sources: Sequence[Path]) -> Iterator[PrefectFuture[IngestResult]]:
+        return iter(ingest_task.map(list(sources), settings=unmapped(self.settings)))
+
+    def read(self, pages: Sequence[PageRef], job: Job, label: str) -> PrefectFuture[PagesRead]:
+        return read_task.submit(list(pages), self.settings, job, label=label)
+
+    def conclude(self, readings: Readings, job: Job) -> DocumentResult:
+        return conclude_task(readings, self.settings, job)

@@ -17,7 +17,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from flows.process_documents import process_documents
-from ocrflow.cost import PENDING_FILE, estimate, first_page_allowance, read_pending
+from ocrflow.admission import PENDING_FILE, read_pending
+from ocrflow.cost import estimate, first_page_allowance
 from ocrflow.models import OcrTask, Usage
 from ocrflow.settings import CostOptions, DashScopeOptions, ModelPrice, Settings
 from ocrflow.store import ResultStore

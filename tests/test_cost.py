@@ -9,8 +9,8 @@ import pytest
 from conftest import EXAMPLES, eval_dev
 from PIL import Image
 
+from ocrflow.admission import TokenBudget
 from ocrflow.cost import (
-    TokenBudget,
     adaptive_max_pixels,
     estimate,
     estimate_page,
@@ -341,7 +341,7 @@ def test_the_first_allowance_covers_prompt_and_answer():
     """The answer allowance is qwen-vl-ocr's documented output limit, read from the reference."""
     from ocrflow.cost import PROMPT_MARKUP_TOKENS, first_page_allowance
     from ocrflow.doctypes import load_doctypes
-    from ocrflow.engines._kie import result_schema
+    from ocrflow.engines.kie import result_schema
     from ocrflow.engines.prompts import prompt_for
     from ocrflow.models import OcrTask
     from ocrflow.settings import OpenAIOptions

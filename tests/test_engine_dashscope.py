@@ -18,10 +18,10 @@ from ocrflow.doctypes import DocType
 from ocrflow.engines import ENGINES, create_engine
 from ocrflow.engines._api import ApiEngine
 from ocrflow.engines._images import MAX_DATA_URL_CHARS, encode_image
-from ocrflow.engines._kie import result_schema
 from ocrflow.engines._remote import KeySource, status_error
 from ocrflow.engines.base import OcrEngine
 from ocrflow.engines.dashscope import DashScopeEngine
+from ocrflow.engines.kie import result_schema
 from ocrflow.engines.openai_compat import OpenAICompatEngine
 from ocrflow.errors import ConfigurationError, EngineError, InputError, TransientError, is_retryable
 from ocrflow.extract import extract

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from ocrflow.engines import create_engine
-from ocrflow.engines._kie import result_schema
+from ocrflow.engines.kie import result_schema
 from ocrflow.engines.openai_compat import OpenAICompatEngine
 from ocrflow.errors import ConfigurationError, EngineError, TransientError, is_retryable
 from ocrflow.models import OcrTask

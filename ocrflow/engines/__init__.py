@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ocrflow.engines.base import OcrEngine
+from ocrflow.engines._api import ApiEngine
+from ocrflow.engines.base import OcrEngine, PageBatching
 from ocrflow.errors import ConfigurationError
 from ocrflow.settings import Settings
 
@@ -44,4 +45,4 @@ def create_engine(settings: Settings) -> OcrEngine:
     return factory(settings)
 
 
-__all__ = ["ENGINES", "OcrEngine", "create_engine"]
+__all__ = ["ENGINES", "ApiEngine", "OcrEngine", "PageBatching", "create_engine"]

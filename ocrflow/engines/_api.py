@@ -27,9 +27,9 @@ from typing import Any
 from ocrflow import cost
 from ocrflow.doctypes import DocType
 from ocrflow.engines._images import EncodedImage, encode_image, pack
-from ocrflow.engines._kie import result_schema
 from ocrflow.engines._parse import parse_key_values, strip_fences, word_box
 from ocrflow.engines._ratelimit import SharedRateLimit
+from ocrflow.engines.kie import result_schema
 from ocrflow.errors import EngineError, TransientError
 from ocrflow.models import OcrLine, OcrResult, OcrTask, Usage
 from ocrflow.settings import ApiLimits, CostOptions
