@@ -9,7 +9,7 @@ import pytest
 
 from ocrflow.detect import detect_doctype
 from ocrflow.extract import extract
-from ocrflow.models import IngestResult, OcrLine, OcrResult, OcrTask, PageRef, SourceRef, Status
+from ocrflow.models import FieldResult, IngestResult, OcrLine, OcrResult, OcrTask, PageRef, SourceRef, Status
 from ocrflow.routing import decide
 from ocrflow.validate import validate
 from tests.conftest import EXAMPLES, eval_dev
@@ -438,3 +438,10 @@ def test_an_ambiguous_card_number_is_shown_masked(doctypes):
     message = card.errors[0].message
     assert "************7894" in message and "************7902" in message
     assert "02123456" not in message
+
+
+def test_an_ambiguous_fields_other_readings_are_kept_for_a_reviewer_to_pick(doctypes):
+    page = _page("中国工商银行", "6222 0212 3456 7894", "6222 0212 3456 7902")
+    card = extract([page], doctypes["bank_card"]).fields["card_number"]
+    assert card.value == "6222021234567894" and card.candidates == ["6222021234567902"]
+    assert "candidates" in card.model_dump() and "candidates" not in FieldResult(value="x").model_dump()

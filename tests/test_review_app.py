@@ -200,3 +200,48 @@ def test_a_large_page_is_served_at_screen_size_and_zoomed_crops_come_from_full_r
     assert (
         client.get(f"{base}/items/{number}/pages/2/crop.jpg", params={"region": "0,0,1,1"}).status_code == 404
     )
+
+
+def test_doubtful_fields_look_flagged_and_other_readings_are_one_click_values(served):
+    from ocrflow.models import FieldError
+
+    base, client, queue, _ = served
+    receipt = needs_review(7).model_copy(
+        update={
+            "doc_type": "receipt",
+            "fields": {
+                "total": FieldResult(
+                    value="9.90",
+                    confidence=0.97,
+                    candidates=["19.90"],
+                    errors=[
+                        FieldError(code="ambiguous", message="Total: the document gives 2 different values")
+                    ],
+                ),
+                "company": FieldResult(value="ACME", confidence=0.41),
+                "date": FieldResult(value="2024-01-05", confidence=0.99),
+            },
+        }
+    )
+    queue.store.save(receipt)
+    number = queue.for_document(receipt.document_id).id
+    queue.claim("alice", number)
+    page = client.get(f"{base}/items/{number}").text
+    total = page.split('data-field="total"')[1].split('data-field="')[0]
+    company = page.split('data-field="company"')[1].split('data-field="')[0]
+    date = page.split('data-field="date"')[1].split('data-field="')[0]
+    assert "several readings" in total and 'class="repair candidate" data-value="19.90"' in total
+    assert "low confidence (0.41)" in company
+    assert "⚑" not in date  # a field read surely looks like one
+    assert 'class="field valid flagged"' in page and page.count(" flagged") == 2
+
+
+def test_the_health_page_shows_waiting_items_and_is_linked_from_every_page(served):
+    base, client, _, _ = served
+    listing = client.get(base + "/").text
+    assert 'href="/health"' in listing
+    health = client.get(base + "/health")
+    assert health.status_code == 200
+    waiting = health.text.split('id="waiting"')[1].split("</table>")[0]
+    assert "<td>bank_card</td><td>1</td>" in waiting and "<td>receipt</td><td>1</td>" in waiting
+    assert "Audit sample agreement" in health.text and 'id="accuracy"' in health.text
