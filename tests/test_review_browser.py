@@ -193,3 +193,49 @@ def _sign_in(page, base: str, username: str, password: str) -> None:
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")
     page.wait_for_url(base + "/")
+
+
+def test_zooming_past_the_screen_sized_page_fetches_the_visible_part_at_full_resolution(
+    browser, tmp_path: Path
+):
+    from PIL import Image, ImageDraw
+
+    from ocrflow.ingest import identify
+
+    scan = tmp_path / "big.png"
+    image = Image.new("L", (4800, 3200), 255)
+    ImageDraw.Draw(image).text((100, 100), "TOTAL 9.90", fill=0)
+    image.save(scan)
+    document = needs_review(1, source=scan, doc_id=identify(scan).document_id)
+    document.pages[0] = document.pages[0].model_copy(update={"width": 4800, "height": 3200})
+    settings = Settings(out_dir=tmp_path / "out")
+    store = ResultStore(settings.out_dir, settings.resolved_database_url())
+    store.save(document)
+    Accounts(store.engine).add_user("alice", "correct horse")
+    with live_server(create_app(settings, queue=ReviewQueue(store, load_doctypes()))) as base:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        _sign_in(page, base, "alice", "correct horse")
+        page.goto(base + "/items/1")
+        shown = page.locator(".page img:not(.crop)")
+        shown.evaluate("img => img.decode()")
+        assert shown.evaluate("img => img.naturalWidth") == 2000  # the screen-sized rendition
+        assert page.locator("img.crop").count() == 0
+        page.locator("h1").click()
+        for _ in range(3):
+            page.keyboard.press("+")  # 338%: past what the rendition holds
+        crop = page.locator("img.crop")
+        expect(crop).to_have_count(1)
+        crop.evaluate("img => img.decode()")
+        src = crop.get_attribute("src")
+        assert "/items/1/pages/1/crop.jpg?region=" in src
+        assert crop.evaluate("img => img.naturalWidth") > 0
+        viewport = page.locator(".viewport")
+        before = viewport.evaluate("v => v.scrollLeft")
+        box = viewport.bounding_box()
+        page.mouse.move(box["x"] + 300, box["y"] + 300)
+        page.mouse.down()
+        page.mouse.move(box["x"] + 100, box["y"] + 250, steps=5)
+        page.mouse.up()
+        assert viewport.evaluate("v => v.scrollLeft") > before  # dragging pans the page
+        page.close()
+    store.engine.dispose()
