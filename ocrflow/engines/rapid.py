@@ -7,12 +7,14 @@ import time
 from pathlib import Path
 
 from ocrflow.doctypes import DocType
+from ocrflow.engines import _table_model
 from ocrflow.engines._stitch import stitch_fragments
 from ocrflow.errors import EngineError, InputError
 from ocrflow.models import OcrLine, OcrResult, OcrTask, Usage
 from ocrflow.settings import LocalEngineOptions
 
 _SUPPORTED = frozenset({OcrTask.TEXT_RECOGNITION, OcrTask.ADVANCED_RECOGNITION, OcrTask.MULTI_LAN})
+API_ENGINES_FOR = "the dashscope engine, or the openai engine (Qwen-OCR, Qianfan-OCR or a Qwen3-VL server)"
 
 
 class RapidOcrEngine:
@@ -21,15 +23,22 @@ class RapidOcrEngine:
     The angle classifier is off and detection is capped at 960 px by default: on the
     eval-dev text lines that cut the character error rate from 5.1% to 0.5% with no
     loss on receipts. Page orientation is the preprocessing stage's job.
+
+    Multilingual recognition reads what its Chinese and Latin-script models can (French,
+    German, Spanish...), not Cyrillic, Arabic, Korean or Japanese kana. Table parsing is offered
+    when RapidTable's bundled model is installed (:mod:`ocrflow.engines._table_model`): the
+    lines read here are matched to the cells it finds. Document parsing, formulas and
+    key-information extraction need a vision-language model: the error names the engines.
     """
 
     name = "local"
-    supported_tasks = _SUPPORTED
 
     def __init__(self, options: LocalEngineOptions | None = None) -> None:
         self.options = options or LocalEngineOptions()
         self.model = "rapidocr-ppocrv6-small"
         self._local = threading.local()
+        self._tables = _table_model.TableModel() if _table_model.available() else None
+        self.supported_tasks = _SUPPORTED | ({OcrTask.TABLE_PARSING} if self._tables else set())
 
     def _engine(self):
         # One RapidOCR per thread: pages are recognised concurrently by Prefect's thread pool.
@@ -53,9 +62,10 @@ class RapidOcrEngine:
     ) -> OcrResult:
         if task not in self.supported_tasks:
             supported = ", ".join(sorted(t.value for t in self.supported_tasks))
+            missing = " (install rapid-table: scripts/setup.sh does)" if task is OcrTask.TABLE_PARSING else ""
             raise EngineError(
-                f"the local engine cannot do {task.value}; it supports {supported}. "
-                "Use the dashscope or openai engine for this task.",
+                f"the local engine cannot do {task.value}{missing}; it supports {supported}. "
+                f"Engines that can: {API_ENGINES_FOR}.",
                 code="unsupported_task",
             )
         if not Path(image).is_file():
@@ -72,12 +82,15 @@ class RapidOcrEngine:
                 for box, text, score in zip(boxes, output.txts or (), output.scores or (), strict=True)
             ]
         )
+        text = "\n".join(line.text for line in lines)
+        if task is OcrTask.TABLE_PARSING and self._tables is not None:
+            text = self._tables.html(Path(image), lines)
         return OcrResult(
             engine=self.name,
             model=self.model,
             task=task,
             page_number=page_number,
             lines=lines,
-            text="\n".join(line.text for line in lines),
+            text=text,
             usage=Usage(pages=1, seconds=round(time.perf_counter() - started, 3)),
         )
