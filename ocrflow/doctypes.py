@@ -94,6 +94,12 @@ class DocType:
         return list(self.hints.get("detect", []))
 
     @property
+    def task(self) -> str | None:
+        """The OCR task the type asks for (``x-ocrflow.task``, e.g. ``table_parsing``), else ``None``."""
+        task = self.hints.get("task")
+        return str(task) if task else None
+
+    @property
     def rules(self) -> list[str]:
         return list(self.hints.get("rules", []))
 

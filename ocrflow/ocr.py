@@ -8,6 +8,7 @@ import numpy as np
 
 from ocrflow.doctypes import DocType
 from ocrflow.engines.base import OcrEngine, PageBatching
+from ocrflow.errors import ConfigurationError
 from ocrflow.models import Affine, OcrLine, OcrResult, OcrTask, PageRef
 
 
@@ -18,8 +19,16 @@ def map_box(box: list[list[float]], affine: Affine) -> list[list[float]]:
     return [[round(float(x), 1), round(float(y), 1)] for x, y in mapped]
 
 
-def choose_task(engine: OcrEngine, doctype: DocType | None) -> OcrTask:
-    """The richest task the engine offers: the schema's fields if the type is known, else lines with boxes."""
+def choose_task(engine: OcrEngine, doctype: DocType | None, requested: OcrTask | None = None) -> OcrTask:
+    """The task to read a document with.
+
+    The run's ``requested`` task wins, then the type's own (``x-ocrflow.task``); either must be one
+    the engine can do (:func:`check_task` says so before anything runs). Otherwise the richest task
+    the engine offers: the schema's fields if the type is known, else lines with boxes.
+    """
+    wanted = requested or (OcrTask(doctype.task) if doctype is not None and doctype.task else None)
+    if wanted is not None:
+        return wanted
     if doctype is not None and OcrTask.KEY_INFORMATION_EXTRACTION in engine.supported_tasks:
         return OcrTask.KEY_INFORMATION_EXTRACTION
     if OcrTask.ADVANCED_RECOGNITION in engine.supported_tasks:
@@ -27,32 +36,51 @@ def choose_task(engine: OcrEngine, doctype: DocType | None) -> OcrTask:
     return OcrTask.TEXT_RECOGNITION
 
 
-def recognize(page: PageRef, engine: OcrEngine, doctype: DocType | None = None) -> OcrResult:
+def check_task(engine: OcrEngine, doctype: DocType | None, requested: OcrTask | None = None) -> OcrTask:
+    """The task :func:`choose_task` picks; a :class:`ConfigurationError` names the engines that can."""
+    task = choose_task(engine, doctype, requested)
+    if task not in engine.supported_tasks:
+        from ocrflow.engines.rapid import API_ENGINES_FOR
+
+        supported = ", ".join(sorted(t.value for t in engine.supported_tasks))
+        raise ConfigurationError(
+            f"the {engine.name} engine ({engine.model}) cannot do {task.value}; it does {supported}. "
+            f"Engines that can: {API_ENGINES_FOR}"
+        )
+    return task
+
+
+def recognize(
+    page: PageRef, engine: OcrEngine, doctype: DocType | None = None, task: OcrTask | None = None
+) -> OcrResult:
     """Read one page; engine errors propagate as :mod:`ocrflow.errors` types for the caller to route."""
-    task = choose_task(engine, doctype)
+    task = choose_task(engine, doctype, task)
     result = engine.recognize(page.path, task, page_number=page.page_number, doctype=doctype)
     return _in_original(result, page)
 
 
-def packs_pages(engine: OcrEngine, doctype: DocType | None) -> bool:
+def packs_pages(engine: OcrEngine, doctype: DocType | None, task: OcrTask | None = None) -> bool:
     """Whether the engine reads several pages in one request for this type's task.
 
     API engines pack pages up to their input-token limit, except for text with positions,
     whose boxes must each belong to one page.
     """
     packing = isinstance(engine, PageBatching) and engine.packs_pages
-    return packing and choose_task(engine, doctype) is not OcrTask.ADVANCED_RECOGNITION
+    return packing and choose_task(engine, doctype, task) is not OcrTask.ADVANCED_RECOGNITION
 
 
 def recognize_document(
-    pages: Sequence[PageRef], engine: PageBatching, doctype: DocType | None = None
+    pages: Sequence[PageRef],
+    engine: PageBatching,
+    doctype: DocType | None = None,
+    task: OcrTask | None = None,
 ) -> list[OcrResult]:
     """Read a document's pages in as few requests as the engine allows: one result per request.
 
     Pages are sent in runs of consecutive numbers, so each result's page range stays right
     when a page in the middle is missing.
     """
-    task = choose_task(engine, doctype)
+    task = choose_task(engine, doctype, task)
     results = []
     for run in _consecutive(sorted(pages, key=lambda page: page.page_number)):
         answers = engine.recognize_pages(

@@ -52,6 +52,23 @@ class Prepared:
 
 
 @dataclass(frozen=True)
+class PlannedRequest:
+    """One request of a document: its pages (numbers and prepared images) and its prompt's schema."""
+
+    first_page: int
+    last_page: int
+    pages: list[Prepared]
+    schema: dict[str, Any] | None
+    images: tuple[str, ...]
+    """The page image paths, the request's identity for held usage."""
+
+    @property
+    def label(self) -> str:
+        first, last = self.first_page, self.last_page
+        return f"page {first}" if first == last else f"pages {first}-{last}"
+
+
+@dataclass(frozen=True)
 class Answer:
     """One response, reduced to what ocrflow keeps."""
 
@@ -102,6 +119,30 @@ class ApiEngine:
         first_page_number: int = 1,
     ) -> list[OcrResult]:
         """Read a document's pages in as few requests as the input limit allows; one result per request."""
+        results = []
+        for request in self.plan(images, task, doctype=doctype, first_page_number=first_page_number):
+            self.rate_limit.acquire()
+            started = time.perf_counter()
+            answer = self._ask(request.pages, task, request.schema, request.label)
+            held = (task.value, *request.images)
+            if answer.cut_off is not None:
+                self._hold(held, answer.usage)
+                raise TransientError(answer.cut_off, code="partial_response")
+            usage = self._claim(held) + answer.usage.model_copy(
+                update={"pages": len(request.pages), "seconds": round(time.perf_counter() - started, 3)}
+            )
+            results.append(self.result(answer, task, request.first_page, request.pages[0].image, usage))
+        return results
+
+    def plan(
+        self,
+        images: Sequence[Path],
+        task: OcrTask,
+        *,
+        doctype: DocType | None = None,
+        first_page_number: int = 1,
+    ) -> list[PlannedRequest]:
+        """The requests that read ``images``: packed up to the input limit, one page each for boxes."""
         if task not in self.supported_tasks:
             supported = ", ".join(sorted(t.value for t in self.supported_tasks))
             raise EngineError(
@@ -117,23 +158,16 @@ class ApiEngine:
         else:
             reserve = len(self._prompt(task, schema)) + _PROMPT_MARGIN
             groups = pack([page.tokens for page in prepared], self._max_input_tokens - reserve)
-        results = []
-        for group in groups:
-            first = first_page_number + group[0]
-            last = first_page_number + group[-1]
-            label = f"page {first}" if first == last else f"pages {first}-{last}"
-            self.rate_limit.acquire()
-            started = time.perf_counter()
-            answer = self._ask([prepared[i] for i in group], task, schema, label)
-            request = (task.value, *(str(images[i]) for i in group))
-            if answer.cut_off is not None:
-                self._hold(request, answer.usage)
-                raise TransientError(answer.cut_off, code="partial_response")
-            usage = self._claim(request) + answer.usage.model_copy(
-                update={"pages": len(group), "seconds": round(time.perf_counter() - started, 3)}
+        return [
+            PlannedRequest(
+                first_page=first_page_number + group[0],
+                last_page=first_page_number + group[-1],
+                pages=[prepared[i] for i in group],
+                schema=schema,
+                images=tuple(str(images[i]) for i in group),
             )
-            results.append(self._result(answer, task, first, prepared[group[0]].image, usage))
-        return results
+            for group in groups
+        ]
 
     def take_unanswered(self, images: Sequence[Path]) -> Usage:
         """The usage of cut-off answers for requests among ``images`` that no retry claimed, now released."""
@@ -182,9 +216,10 @@ class ApiEngine:
         """Send one request; raise :mod:`ocrflow.errors` types only. ``label`` names the pages in messages."""
         raise NotImplementedError
 
-    def _result(
+    def result(
         self, answer: Answer, task: OcrTask, page_number: int, image: EncodedImage, usage: Usage
     ) -> OcrResult:
+        """The reading an answer gives, numbered by the first page of its request."""
         lines: tuple[OcrLine, ...] = ()
         text = answer.text.strip()
         key_values = None
