@@ -15,7 +15,9 @@ from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from ocrflow.admission import Admission
-from ocrflow.models import DocumentResult
+from ocrflow.batch_run import publish_submitted, submit_run
+from ocrflow.models import DocumentResult, OcrTask
+from ocrflow.ocr import check_task
 from ocrflow.pipeline import AUTO, Job, context_for, run_documents
 from ocrflow.report import RunMonitor, documents_flow_run_name
 from ocrflow.settings import Settings
@@ -35,13 +37,26 @@ def process_documents(
     doc_type: str = AUTO,
     reprocess: bool = False,
     settings: Settings | None = None,
+    task: OcrTask | None = None,
+    batch: bool = False,
 ) -> list[DocumentResult]:
-    """Process files or folders of documents; every document ends accepted, needs_review or rejected."""
+    """Process files or folders of documents; every document ends accepted, needs_review or rejected.
+
+    ``task`` reads every document with that Qwen-OCR task (e.g. ``table_parsing``). ``batch``
+    submits the documents by the Batch API at half price instead: they stay pending with their
+    batch id until the ``collect-batches`` flow concludes them.
+    """
     settings = (settings or Settings()).model_copy(update={"out_dir": Path(out)})
-    ctx, job = context_for(settings), Job(doc_type=doc_type)
-    runner = PrefectRunner(settings)
+    ctx, job = context_for(settings), Job(doc_type=doc_type, task=task)
+    check_task(ctx.engine, ctx.known_doctype(doc_type), task)  # before anything is read or sent
     admission = Admission(ctx, job, reprocess=reprocess, logger=get_run_logger())
     sources = admission.sources(paths)
+    if batch:
+        submitted = submit_run(ctx, admission, sources, job)
+        admission.close()
+        publish_submitted(submitted)
+        return list(submitted.concluded)
+    runner = PrefectRunner(settings)
     monitor = RunMonitor(ctx, admission, total=len(sources))
 
     results = run_documents(ctx, runner, admission, sources, job, on_result=monitor.finished)

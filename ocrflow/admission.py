@@ -63,9 +63,15 @@ class Admission:
         limit = settings.cost.token_budget
         self.budget = TokenBudget(
             limit if limit is not None and ctx.bills_tokens else None,
-            page_allowance=first_page_allowance(settings, choose_task(ctx.engine, doctype), doctype),
+            page_allowance=first_page_allowance(
+                settings, choose_task(ctx.engine, doctype, job.task), doctype
+            ),
         )
         self.waiting = read_pending(settings.out_dir)
+        from ocrflow.batch import read_ledger  # batch records pending documents through this module
+
+        self.in_batches = read_ledger(settings.out_dir).open_documents()
+        """Documents submitted to a batch not collected yet."""
         self.pending: list[PendingDocument] = []
         """Documents this run left pending."""
         self.outstanding: list[PendingDocument] = []
@@ -123,6 +129,11 @@ class Admission:
         done_before = self.ctx.store.status_of(document_id) in (Status.ACCEPTED, Status.NEEDS_REVIEW)
         if document_id in self.seen or (done_before and not self.reprocess):
             self.log.info("%s already processed (%s); skipping", ingested.source.path.name, document_id[:12])
+            self.skipped.add(document_id)
+            return True
+        if document_id in self.in_batches:
+            # Its answer is paid for and on its way: reading it now would pay twice.
+            self.log.info("%s waits on a batch (%s); skipping", ingested.source.path.name, document_id[:12])
             self.skipped.add(document_id)
             return True
         return False
@@ -241,11 +252,16 @@ PENDING_FILE = "pending.json"
 
 
 class PendingDocument(Frozen):
-    """A document a run did not submit because its estimate did not fit the token budget."""
+    """A document waiting for the next run; ``reason`` says why when a batch gave it back.
+
+    A run leaves a document pending when its estimate does not fit the token budget; a batch
+    collection returns one whose request failed or expired (:mod:`ocrflow.batch`).
+    """
 
     path: Path
     document_id: str
     estimated_tokens: int
+    reason: str | None = None
 
 
 def read_pending(out_dir: Path) -> list[PendingDocument]:

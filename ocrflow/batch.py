@@ -44,7 +44,7 @@ from typing import Any, Literal
 import openai
 from pydantic import BaseModel, Field
 
-from ocrflow.cost import PendingDocument, write_pending
+from ocrflow.admission import PendingDocument, write_pending
 from ocrflow.doctypes import DocType
 from ocrflow.engines._images import EncodedImage
 from ocrflow.engines._remote import KeySource, redact, resolve_api_key, status_error
@@ -438,8 +438,9 @@ def collect(out_dir: Path, client: BatchClient, conclude: Conclude) -> Collected
                     path=submission.documents[doc_id].ingested.source.path,
                     document_id=doc_id,
                     estimated_tokens=submission.documents[doc_id].estimated_tokens,
+                    reason=reason,
                 )
-                for doc_id in submission.returned
+                for doc_id, reason in submission.returned.items()
             ]
             if pending:
                 write_pending(out_dir, pending)

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ocrflow.errors import OcrflowError
-from ocrflow.models import DocumentResult, Status
+from ocrflow.models import DocumentResult, OcrTask, Status
 from ocrflow.review.cli import app as review_app
 from ocrflow.terminal import DbOption, OutOption, console, errors, fail, print_error
 from ocrflow.terminal import settings_for as _settings
@@ -30,6 +30,9 @@ app = typer.Typer(
     help="Validated structured data out of scans, photos and PDFs.",
 )
 app.add_typer(review_app, name="review")
+batches_app = typer.Typer(no_args_is_help=True, help="Documents submitted by the Batch API (run --batch).")
+app.add_typer(batches_app, name="batches")
+TASKS = ", ".join(task.value for task in OcrTask)
 
 
 def _quiet_prefect() -> None:
@@ -72,6 +75,15 @@ def run(
         bool, typer.Option(help="Process documents that already have an outcome again.")
     ] = False,
     db: DbOption = None,
+    task: Annotated[
+        OcrTask | None, typer.Option("--task", help=f"Read every document with this task: {TASKS}.")
+    ] = None,
+    batch: Annotated[
+        bool,
+        typer.Option(
+            "--batch", help="Submit by the Batch API at half price; 'ocrflow batches collect' later."
+        ),
+    ] = False,
 ) -> None:
     """Process documents through the Prefect flow; print a summary table."""
     _quiet_prefect()
@@ -100,6 +112,8 @@ def run(
             doc_type=doc_type,
             reprocess=reprocess,
             settings=settings,
+            task=task,
+            batch=batch,
         )
     except OcrflowError as exc:
         fail(exc.message)
@@ -391,6 +405,47 @@ def watch(
         fail(exc.message)
     except KeyboardInterrupt:
         errors.print("stopped")
+
+
+@batches_app.command("collect")
+def batches_collect(out: OutOption = Path("ocrflow-out"), db: DbOption = None) -> None:
+    """Poll the open batches; conclude the documents that came back, return failed ones to pending."""
+    _quiet_prefect()
+    from flows.collect_batches import collect_batches
+
+    try:
+        results = collect_batches(out=str(out), settings=_settings(out, db))
+    except OcrflowError as exc:
+        fail(exc.message)
+    _print_batches(out)
+    counts = Counter(r.status.value for r in results)
+    console.print(", ".join(f"{counts.get(s.value, 0)} {s.value}" for s in Status) + f". Results in {out}/")
+
+
+@batches_app.command("list")
+def batches_list(out: OutOption = Path("ocrflow-out")) -> None:
+    """Every batch of the output folder: its state, documents and counts."""
+    _print_batches(out)
+
+
+def _print_batches(out: Path) -> None:
+    from ocrflow.batch import read_ledger
+
+    table = Table(title=f"batches of {out}")
+    for column in ("batch", "submitted", "documents", "state", "requests", "failed", "given back"):
+        table.add_column(column, overflow="fold")
+    for sub in read_ledger(out).submissions:
+        counts = sub.counts or {}
+        table.add_row(
+            sub.batch_id or sub.id,
+            f"{sub.created_at:%Y-%m-%d %H:%M}",
+            str(len(sub.documents)),
+            sub.status or sub.state,
+            str(counts.get("total", "-")),
+            str(counts.get("failed", "-")),
+            "; ".join(f"{doc[:12]}: {why}" for doc, why in sub.returned.items()) or "-",
+        )
+    console.print(table)
 
 
 def main() -> None:  # pragma: no cover - the console-script entry point

@@ -36,8 +36,19 @@ from ocrflow.errors import OcrflowError, is_retryable
 from ocrflow.extract import extract
 from ocrflow.generic import extract_generic
 from ocrflow.ingest import ingest, unreadable
-from ocrflow.models import DocumentResult, Extraction, Frozen, IngestResult, OcrResult, PageRef, Reason, Stage
+from ocrflow.models import (
+    DocumentResult,
+    Extraction,
+    Frozen,
+    IngestResult,
+    OcrResult,
+    OcrTask,
+    PageRef,
+    Reason,
+    Stage,
+)
 from ocrflow.ocr import packs_pages, recognize, recognize_document
+from ocrflow.outputs import gives_outputs, task_outputs, write_output_files
 from ocrflow.preprocess import preprocess
 from ocrflow.routing import build_result, decide, failure_result, schema_rule
 from ocrflow.settings import Settings
@@ -123,6 +134,9 @@ class Job(Frozen):
 
     doc_type: str = AUTO
     """A document type's name, or ``auto`` to detect it from the text."""
+    task: OcrTask | None = None
+    """The OCR task for every document (``--task``); ``None``: the type's ``x-ocrflow.task``, else
+    key-information extraction for a known type and text with positions otherwise."""
 
 
 class PagesRead(Frozen):
@@ -221,9 +235,9 @@ def read_pages(
     doctype = ctx.known_doctype(job.doc_type)
     with ocr_slot():
         if len(pages) > 1:
-            ocr = recognize_document(prepared, ctx.engine, doctype) if prepared else []
+            ocr = recognize_document(prepared, ctx.engine, doctype, job.task) if prepared else []
         else:
-            ocr = [recognize(page, ctx.engine, doctype) for page in prepared]
+            ocr = [recognize(page, ctx.engine, doctype, job.task) for page in prepared]
     return PagesRead(pages=tuple(prepared), ocr=tuple(ocr), failures=tuple(failures))
 
 
@@ -231,7 +245,7 @@ def submit(runner: Runner, ctx: Context, ingested: IngestResult, job: Job) -> Su
     """Hand a document's pages to the runner: all in one group when the engine packs them, else one each."""
     name = ingested.source.path.name
     pages = ingested.pages
-    if len(pages) > 1 and packs_pages(ctx.engine, ctx.known_doctype(job.doc_type)):
+    if len(pages) > 1 and packs_pages(ctx.engine, ctx.known_doctype(job.doc_type), job.task):
         groups = [tuple(pages)]
         labels = [f"{name} p{pages[0].page_number}-{pages[-1].page_number}"]
     else:
@@ -284,18 +298,31 @@ def interpret(
 
 
 def assess(ctx: Context, readings: Readings, job: Job) -> DocumentResult:
-    """The document's outcome from its readings: type, fields, validation, then routing."""
+    """The document's outcome from its readings: type, fields, validation, then routing.
+
+    A task with outputs of its own (tables, LaTeX, schema-less key-values, language) has them
+    parsed and checked (:mod:`ocrflow.outputs`); a failed check sends the document to review.
+    Asked for such a task without a type, the run wants the outputs, not fields: no type is
+    looked for.
+    """
+    task = readings.ocr[0].task if readings.ocr else None
+    outputs, output_reasons = None, []
+    if task is not None and gives_outputs(task, has_doctype=job.doc_type != AUTO):
+        outputs, output_reasons = task_outputs(task, readings.ocr)
+    wants_type = outputs is None or job.doc_type != AUTO
     extraction, type_reason = (
         interpret(readings.ocr, ctx.doctypes, job.doc_type, ctx.settings.routing.min_field_confidence)
-        if readings.ocr
+        if readings.ocr and wants_type
         else (None, None)
     )
     doctype = ctx.doctypes.get(extraction.doc_type) if extraction else None
     rule = ctx.settings.review.rule_for(extraction.doc_type if extraction else None, schema_rule(doctype))
+    failures = [*readings.failures, *output_reasons]
     status, reasons = decide(
-        readings.ingested, readings.ocr, readings.failures, extraction, doctype, type_reason, rule
+        readings.ingested, readings.ocr, failures, extraction, doctype, type_reason, rule
     )
-    return build_result(readings.ingested, readings.pages, readings.ocr, extraction, status, reasons)
+    result = build_result(readings.ingested, readings.pages, readings.ocr, extraction, status, reasons)
+    return result.model_copy(update={"task": task, "outputs": outputs})
 
 
 def conclude(ctx: Context, readings: Readings, job: Job) -> DocumentResult:
@@ -309,7 +336,14 @@ def conclude(ctx: Context, readings: Readings, job: Job) -> DocumentResult:
 
 
 def store_result(ctx: Context, result: DocumentResult) -> DocumentResult:
-    """The one place a run stores an outcome, durably, before anyone acts on it."""
+    """The one place a run stores an outcome, durably, before anyone acts on it.
+
+    A task's output files (tables as HTML and CSV, LaTeX, Markdown) are written first, so the
+    result never names a file that is not there.
+    """
+    if result.outputs is not None:
+        files = write_output_files(ctx.settings.out_dir, result.document_id, result.outputs)
+        result = result.model_copy(update={"outputs": result.outputs.model_copy(update={"files": files})})
     ctx.store.save(result)
     return result
 
@@ -365,10 +399,12 @@ def _finish(
     return result
 
 
-def process_document(ctx: Context, path: Path, doc_type: str = AUTO) -> DocumentResult:
+def process_document(
+    ctx: Context, path: Path, doc_type: str = AUTO, task: OcrTask | None = None
+) -> DocumentResult:
     """One document through every step in this thread, whatever was stored for it before."""
     runner = InlineRunner(ctx)
-    job = Job(doc_type=doc_type)
+    job = Job(doc_type=doc_type, task=task)
     ingested = _ingested(Path(path), next(runner.ingest([Path(path)])))
     return runner.conclude(collect(submit(runner, ctx, ingested, job)), job)
 

@@ -323,3 +323,50 @@ def _cache_counts(ctx: Context) -> tuple[int, Usage]:
 
     engine = ctx.engine
     return (engine.hits, engine.saved) if isinstance(engine, CachedEngine) else (0, Usage())
+
+
+# --- the Batch API ---------------------------------------------------------------------------
+
+
+def batches_markdown(submissions: Sequence[Any], returned: Sequence[Any] = ()) -> str:
+    """Each batch's state and request counts, and the documents it gave back with their reasons."""
+    lines = ["", "## Batches (Batch API, billed at 50%)", ""]
+    if not submissions:
+        return "\n".join([*lines, "No open batch."]) + "\n"
+    lines += ["| batch | documents | state | requests | done | failed |", "|---|---|---|---|---|---|"]
+    for sub in submissions:
+        counts = sub.counts or {}
+        lines.append(
+            f"| {sub.batch_id or sub.id} | {len(sub.documents)} | {sub.status or sub.state} | "
+            f"{counts.get('total', '-')} | {counts.get('completed', '-')} | {counts.get('failed', '-')} |"
+        )
+    if returned:
+        lines += ["", "Back to pending (submitted again by the next run):", ""]
+        lines += [f"- {Path(doc.path).name} ({doc.document_id[:12]}): {doc.reason}" for doc in returned]
+    return "\n".join(lines) + "\n"
+
+
+def batch_cost_line(results: Sequence[DocumentResult], model: str, options: CostOptions) -> str:
+    """What the concluded documents cost at the Batch API's price (half the real-time one)."""
+    usage = sum((r.usage for r in results), Usage())
+    tokens = usage.input_tokens + usage.output_tokens
+    cost = usage_cost(usage, model, options, batch=True)
+    priced = f"{cost:.4f} {options.currency} at the Batch price (50%)" if cost is not None else "cost unknown"
+    return f"\nTokens billed for these documents ({model}): {tokens:,}; {priced}.\n"
+
+
+def publish_batches(
+    title: str,
+    results: Sequence[DocumentResult],
+    submissions: Sequence[Any],
+    returned: Sequence[Any] = (),
+    cost_line: str = "",
+) -> None:
+    """The batch flows' artifact: documents concluded, their Batch cost, each batch's state and counts."""
+    from prefect.artifacts import create_markdown_artifact
+
+    create_markdown_artifact(
+        summary_markdown(results, title=title) + cost_line + batches_markdown(submissions, returned),
+        key="ocrflow-batches",
+        description="Each batch's state and counts; documents concluded and given back",
+    )

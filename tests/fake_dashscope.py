@@ -208,6 +208,8 @@ class FakeDashScope:
         """Values the fake "reads" for key-information extraction; a key it lacks is answered null."""
         self.words = [dict(word) for word in DEFAULT_WORDS]
         self.text = DEFAULT_TEXT
+        self.table = DEFAULT_TABLE
+        """What table parsing answers (HTML in a fence, as the documentation's example)."""
         self._headers: dict[str, str] = {}
         self.echo_key_in_errors = False
         """Repeat the caller's key in error messages, as some services do, to test that it is scrubbed."""
@@ -427,7 +429,7 @@ class FakeDashScope:
 
     def _plain_answer(self, task: str | None) -> str:
         return {
-            "table_parsing": DEFAULT_TABLE,
+            "table_parsing": self.table,
             "document_parsing": DEFAULT_LATEX,
             "formula_recognition": DEFAULT_FORMULA,
         }.get(task or "", self.text)
@@ -506,7 +508,7 @@ class FakeDashScope:
             kv = self._fill(schema) if isinstance(schema, dict) else dict(self.kv)
             return "```json\n" + json.dumps(kv, ensure_ascii=False, indent=4) + "\n```"
         if "HTML" in prompt:
-            return DEFAULT_TABLE
+            return self.table
         if "formula" in prompt:
             return DEFAULT_FORMULA
         if "LaTeX" in prompt:

@@ -104,6 +104,10 @@ class BatchService:
         """When set, a batch expires after answering this many of its lines."""
         self.created = 0
         """Batches created, for tests that check nothing is submitted twice."""
+        self.stall_create: float | None = None
+        """Hold batch creations this many seconds, then drop them (a caller killed meanwhile never
+        learns the outcome; nothing is created). ``create_started`` is set when one arrives."""
+        self.create_started = threading.Event()
         self._lock = threading.Lock()
 
     # --- files -------------------------------------------------------------------------------
@@ -142,6 +146,10 @@ class BatchService:
     # --- batches -----------------------------------------------------------------------------
 
     def create_batch(self, body: dict[str, Any]) -> tuple[int, Any]:
+        if self.stall_create is not None:
+            self.create_started.set()
+            time.sleep(self.stall_create)
+            return 503, _error("server_error", "the request was dropped")
         input_file_id = body.get("input_file_id")
         if input_file_id not in self.files:
             return 400, _error("invalid_request_error", f"no input file {input_file_id}")

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from ocrflow import batch as batches
+from ocrflow.admission import read_pending
 from ocrflow.batch import BatchClient, Document, collect, read_ledger, submit
-from ocrflow.cost import read_pending
 from ocrflow.engines.openai_compat import OpenAICompatEngine
 from ocrflow.errors import ConfigurationError
 from ocrflow.ingest import ingest
@@ -166,6 +166,7 @@ def test_failed_and_expired_requests_go_back_to_pending_with_their_reason(
     assert {p.document_id for p in report.returned} == set(pending)
     (finished,) = read_ledger(out).submissions
     assert finished.returned == {p.document_id: p.reason for p in report.returned}, "the reason is kept"
+    assert {p.document_id: p.reason for p in pending.values()} == finished.returned
     assert read_ledger(out).open_documents() == set(), "returned documents may be submitted again"
     (again,) = submit(
         out,

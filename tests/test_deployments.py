@@ -139,7 +139,8 @@ def _expected_triggers() -> dict[str, dict]:
 
 
 def _deployment(client, name: str):
-    flow = name if name in ("finalize-review", "review-operations") else "process-documents"
+    flows = ("finalize-review", "review-operations", "collect-batches")
+    flow = name if name in flows else "process-documents"
     with client() as c:
         return c.read_deployment_by_name(f"{flow}/{name}")
 
