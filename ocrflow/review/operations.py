@@ -191,6 +191,11 @@ class QueueHealth:
         return statistics.median(ordered), ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
 
 
+def band_labels() -> list[str]:
+    """``0-0.5``, ``0.5-0.7``, ... ``0.95-1``: the confidence bands as people read them."""
+    return [f"{low:g}-{high:g}" for low, high in zip(CONFIDENCE_BANDS, CONFIDENCE_BANDS[1:], strict=False)]
+
+
 def band_of(confidence: float) -> float:
     return max(b for b in CONFIDENCE_BANDS[:-1] if confidence >= b) if confidence >= 0 else 0.0
 
@@ -287,7 +292,7 @@ def health_markdown(health: QueueHealth) -> str:
         "",
     ]
     bands = CONFIDENCE_BANDS[:-1]
-    lines += ["| type | field | " + " | ".join(f"≥{b:g}" for b in bands) + " | suggested |"]
+    lines += ["| type | field | " + " | ".join(band_labels()) + " | suggested |"]
     lines += ["|---|---|" + "---|" * (len(bands) + 1)]
     for doc_type, fields in sorted(health.fields.items()):
         for name, verdict in sorted(fields.items()):

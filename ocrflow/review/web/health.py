@@ -11,6 +11,7 @@ from ocrflow.review.operations import (
     MIN_SAMPLES,
     OLDEST_BUCKET,
     TARGET_ACCURACY,
+    band_labels,
     queue_health,
     waiting_rows,
 )
@@ -48,7 +49,7 @@ def health_page(request: Request, user: Reviewer, review: Services) -> HTMLRespo
         health=health,
         buckets=[label for _, label in AGE_BUCKETS] + [OLDEST_BUCKET],
         waiting=waiting_rows(health),
-        bands=bands,
+        bands=band_labels(),
         accuracy=accuracy,
         handling=health.handling(),
         target=TARGET_ACCURACY,
