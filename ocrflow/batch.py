@@ -41,21 +41,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import httpx
 import openai
 from pydantic import BaseModel, Field
 
 from ocrflow.admission import PendingDocument, write_pending
 from ocrflow.doctypes import DocType
 from ocrflow.engines._images import EncodedImage
-from ocrflow.engines._remote import KeySource, redact, resolve_api_key, status_error
+from ocrflow.engines._remote import KeySource, resolve_api_key
 from ocrflow.engines.catalog import (
     BATCH_COMPLETION_WINDOW,
     BATCH_MAX_FILE_BYTES,
     BATCH_MAX_REQUESTS,
     batch_refusal,
 )
-from ocrflow.engines.openai_compat import OpenAICompatEngine, _usage, answer_from_text
-from ocrflow.errors import ConfigurationError, OcrflowError, TransientError
+from ocrflow.engines.openai_compat import OpenAICompatEngine, _usage, answer_from_text, sdk_failure
+from ocrflow.errors import ConfigurationError, OcrflowError
 from ocrflow.models import IngestResult, OcrResult, OcrTask, PageRef
 from ocrflow.store import write_json_atomically
 
@@ -169,21 +170,18 @@ class BatchClient:
         failure: OcrflowError | None = None
         try:
             return call(self._sdk())
-        except openai.APITimeoutError:
-            failure = TransientError(f"{self._service} did not answer in time ({what})", code="timeout")
-        except openai.APIConnectionError:
-            failure = TransientError(f"cannot reach {self._service} ({what})", code="connection_error")
-        except openai.APIStatusError as exc:
-            message = exc.body.get("message") if isinstance(exc.body, dict) else None
-            failure = status_error(
-                exc.status_code,
-                exc.code,
+        except (openai.APIError, httpx.TransportError) as exc:
+            options = self.engine.options
+            failure = sdk_failure(
+                exc,
                 service=self._service,
                 keys=self._keys,
                 model=self.engine.model,
-                page=what,
-                detail=redact(str(message or ""), self._key),
+                where=what,
+                key=self._key,
+                timeout=options.timeout_seconds,
             )
+        # Raised outside the handler: the SDK's exception may quote what the server echoed.
         raise failure
 
     def upload(self, path: Path) -> str:

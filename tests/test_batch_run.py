@@ -39,15 +39,24 @@ def inbox(tmp_path):
     return examples_in(tmp_path / "inbox", ("receipt_valid.png", "invoice_valid.png", "receipt_pages.pdf"))
 
 
+def submitted(settings: Settings, inbox) -> Context:
+    """A context whose output folder has the inbox's documents submitted by Batch."""
+    ctx, job = Context(settings), Job()
+    admission = Admission(ctx, job)
+    submit_run(ctx, admission, admission.sources([inbox]), job)
+    admission.close()
+    return ctx
+
+
 def test_documents_wait_on_their_batch_then_are_concluded_like_live_answers(settings, inbox, fake_dashscope):
     ctx = Context(settings)
     job = Job(doc_type="receipt")
     fake_dashscope.kv = {"company": "OJC MARKETING SDN BHD", "total": "193.00"}
     admission = Admission(ctx, job)
-    submitted = submit_run(ctx, admission, admission.sources([inbox]), job)
+    run = submit_run(ctx, admission, admission.sources([inbox]), job)
     admission.close()
-    (submission,) = submitted.submissions
-    assert len(submission.documents) == 3 and submitted.concluded == ()
+    (submission,) = run.submissions
+    assert len(submission.documents) == 3 and run.concluded == ()
     assert not any(p.suffix == ".json" and p.stem != "batches" for p in settings.out_dir.glob("*.json"))
     assert [r.path for r in fake_dashscope.requests if r.path != "batch line"] == [], "nothing read live"
 
@@ -69,11 +78,7 @@ def test_documents_wait_on_their_batch_then_are_concluded_like_live_answers(sett
 
 
 def test_a_failed_request_returns_its_document_to_pending_with_the_reason(settings, inbox, fake_dashscope):
-    ctx = Context(settings)
-    job = Job()
-    admission = Admission(ctx, job)
-    submit_run(ctx, admission, admission.sources([inbox]), job)
-    admission.close()
+    ctx = submitted(settings, inbox)
     fake_dashscope.batch.polls_to_finish = 0
     fake_dashscope.inject("content_refused")
     collected, results = collect_run(ctx)
@@ -82,7 +87,7 @@ def test_a_failed_request_returns_its_document_to_pending_with_the_reason(settin
     assert "failed (data_inspection_failed)" in returned.reason
     (pending,) = read_pending(settings.out_dir)
     assert pending.document_id == returned.document_id and pending.reason == returned.reason
-    again = Admission(ctx, job)
+    again = Admission(ctx, Job())
     sources = again.sources([inbox])
     assert sources[0].resolve() == returned.path.resolve(), "the next run takes it first"
 
@@ -124,11 +129,7 @@ def test_the_batch_summary_prices_at_half_and_shows_each_batch(settings, inbox, 
     from ocrflow.report import batch_cost_line, batches_markdown
     from ocrflow.settings import ModelPrice
 
-    ctx = Context(settings)
-    job = Job()
-    admission = Admission(ctx, job)
-    submit_run(ctx, admission, admission.sources([inbox]), job)
-    admission.close()
+    ctx = submitted(settings, inbox)
     fake_dashscope.batch.polls_to_finish = 0
     fake_dashscope.inject("rate_limit")
     collected, results = collect_run(ctx)

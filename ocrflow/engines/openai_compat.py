@@ -139,23 +139,15 @@ class OpenAICompatEngine(ApiEngine):
                 completion = raw.parse()
                 usage = _usage(completion.usage.model_dump() if completion.usage else {})
                 text = (completion.choices[0].message.content or "") if completion.choices else None
-        except openai.APITimeoutError:
-            failure = TransientError(
-                f"{self._service} did not answer within {self.options.timeout_seconds:g} s for {label}",
-                code="timeout",
-            )
-        except (openai.APIConnectionError, httpx.TransportError):
-            failure = TransientError(f"cannot reach {self._service} for {label}", code="connection_error")
-        except openai.APIStatusError as exc:
-            message = exc.body.get("message") if isinstance(exc.body, dict) else None
-            failure = status_error(
-                exc.status_code,
-                exc.code,
+        except (openai.APIError, httpx.TransportError) as exc:
+            failure = sdk_failure(
+                exc,
                 service=self._service,
                 keys=self._keys,
                 model=self.model,
-                page=label,
-                detail=redact(str(message or ""), key),
+                where=label,
+                key=key,
+                timeout=self.options.timeout_seconds,
             )
         if failure is not None:
             # Raised outside the handler: the SDK's exception may quote what the server echoed
@@ -173,6 +165,30 @@ class OpenAICompatEngine(ApiEngine):
                 f"{self._service} sent a response without an answer for {label}", code="malformed_response"
             )
         return answer_from_text(text, usage, task)
+
+
+def sdk_failure(
+    exc: Exception, *, service: str, keys: KeySource, model: str, where: str, key: str | None, timeout: float
+) -> OcrflowError:
+    """The ocrflow error for an ``openai`` SDK failure: by type and HTTP status, the key scrubbed."""
+    if isinstance(exc, openai.APITimeoutError):
+        return TransientError(f"{service} did not answer within {timeout:g} s for {where}", code="timeout")
+    if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
+        return TransientError(f"cannot reach {service} for {where}", code="connection_error")
+    if isinstance(exc, openai.APIStatusError):
+        message = exc.body.get("message") if isinstance(exc.body, dict) else None
+        return status_error(
+            exc.status_code,
+            exc.code,
+            service=service,
+            keys=keys,
+            model=model,
+            page=where,
+            detail=redact(str(message or ""), key),
+        )
+    return TransientError(
+        f"{service} sent an answer the SDK could not read for {where}", code="malformed_response"
+    )
 
 
 LONG_ANSWER_TASKS = frozenset({OcrTask.DOCUMENT_PARSING, OcrTask.TABLE_PARSING})
