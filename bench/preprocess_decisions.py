@@ -11,6 +11,7 @@ degrees apart; then the CPU of both.
     .venv/bin/python bench/preprocess_decisions.py record before.json   # in the old checkout
     .venv/bin/python bench/preprocess_decisions.py record after.json    # in the new one
     .venv/bin/python bench/preprocess_decisions.py compare before.json after.json
+    .venv/bin/python bench/preprocess_decisions.py record smaller.json --constant _ANALYSIS_SIDE=1200
 
 Results: bench/RESULTS-preprocess.md ("Measuring once").
 """
@@ -32,12 +33,17 @@ EVAL_DEV = Path(os.environ.get("OCRFLOW_EVAL_DEV", ROOT.parent / "shared" / "eva
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 
 
-def record(target: Path) -> None:
+def record(target: Path, constants: list[str]) -> None:
     import cv2
 
+    from ocrflow import preprocess as module
     from ocrflow.models import PageRef
     from ocrflow.preprocess import preprocess
     from ocrflow.settings import PreprocessOptions
+
+    for item in constants:  # exploring a threshold or size: NAME=VALUE of ocrflow.preprocess
+        name, value = item.split("=", 1)
+        setattr(module, name, type(getattr(module, name))(value))
 
     images = sorted(p for p in EVAL_DEV.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     rows = {}
@@ -89,14 +95,16 @@ def compare(before_path: Path, after_path: Path, tolerance: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("record").add_argument("target", type=Path)
+    recording = commands.add_parser("record")
+    recording.add_argument("target", type=Path)
+    recording.add_argument("--constant", action="append", default=[], metavar="NAME=VALUE")
     comparing = commands.add_parser("compare")
     comparing.add_argument("before", type=Path)
     comparing.add_argument("after", type=Path)
     comparing.add_argument("--tolerance", type=float, default=0.1)
     args = parser.parse_args()
     if args.command == "record":
-        record(args.target)
+        record(args.target, args.constant)
     else:
         compare(args.before, args.after, args.tolerance)
 

@@ -21,6 +21,10 @@ measured and what was decided. The steps run in this order:
   copy; the page is rotated onto an enlarged canvas so no content is cut off. It is left
   alone when the top, middle and bottom of the text disagree on the angle (bent lines).
 
+Orientation and deskew measure one grey analysis copy of the page: its character blobs and
+its skew are found once (orientation needs the skew to straighten its word crops) and handed
+on, turned with the page where orientation turns it (bench/RESULTS-preprocess.md).
+
 Geometric steps compose into :attr:`PageRef.to_original`, so a point in the output maps
 back to the original page exactly.
 """
@@ -49,6 +53,8 @@ if TYPE_CHECKING:
 # Analysis runs on a copy whose long side is at most this; text stays legible, and it
 # keeps a 35-megapixel scan as cheap to measure as a phone photo.
 _ANALYSIS_SIDE = 1600
+_GEOMETRY_SIDE = 1600
+"""The same for orientation and skew, measured on one grey copy."""
 
 # denoise
 _NOISE_SIGMA_MIN = 4.0
@@ -108,13 +114,51 @@ _SKEW_MAX_POINTS = 150_000
 class _Outcome:
     """What one step did.
 
-    The image after it, its record, and for a geometric step the 3x3 matrix mapping the
-    new image's pixels to the old one's.
+    The image after it, its record, for a geometric step the 3x3 matrix mapping the new
+    image's pixels to the old one's, and what is known of the new image's analysis copy.
     """
 
     image: np.ndarray
     record: StepRecord
     new_to_old: np.ndarray | None = None
+    analysis: _Analysis | None = None
+
+
+class _Analysis:
+    """A page's grey analysis copy and what has been measured on it, so no step measures twice.
+
+    Orientation and deskew both need the character blobs and the skew of the same copy;
+    orientation passes on what it measured (turned with the page, where it turned it).
+    """
+
+    def __init__(self, gray: np.ndarray, skew: tuple[float, float] | None = None) -> None:
+        self.gray = gray
+        self._blobs: _Blobs | None = None
+        self._skew = skew
+
+    @classmethod
+    def of(cls, image: np.ndarray) -> _Analysis:
+        return cls(_downscale(_gray(image), _GEOMETRY_SIDE))
+
+    @property
+    def blobs(self) -> _Blobs:
+        if self._blobs is None:
+            self._blobs = _text_blobs(self.gray)
+        return self._blobs
+
+    @property
+    def skew(self) -> tuple[float, float]:
+        if self._skew is None:
+            self._skew = measure_skew(self.gray, self.blobs)
+        return self._skew
+
+    def turned(self, rotation: int) -> _Analysis:
+        """The analysis of the page turned by a ``cv2.ROTATE_*`` code.
+
+        A line keeps its slope when the page turns 180 degrees, so the skew carries over.
+        """
+        skew = self._skew if rotation == cv2.ROTATE_180 else None
+        return _Analysis(cv2.rotate(self.gray, rotation), skew)
 
 
 def preprocess(page: PageRef, options: PreprocessOptions, work_dir: Path | None = None) -> PageRef:
@@ -126,12 +170,15 @@ def preprocess(page: PageRef, options: PreprocessOptions, work_dir: Path | None 
     image = _read(page.path)
     to_original = np.vstack([np.asarray(page.to_original, dtype=np.float64), [0.0, 0.0, 1.0]])
     records: list[StepRecord] = []
+    analysis: _Analysis | None = None
     for name, step in _STEPS:
         if not getattr(options, name):
             records.append(StepRecord(step=name, applied=False, detail="switched off in the options"))
             continue
-        outcome = step(image, options)
+        outcome = step(image, options, analysis)
         records.append(outcome.record)
+        # What was measured on the page stays valid while no step changes it.
+        analysis = outcome.analysis
         if outcome.record.applied:
             image = outcome.image
             if outcome.new_to_old is not None:
@@ -281,13 +328,15 @@ def _remove_specks(image: np.ndarray) -> np.ndarray:
     return result
 
 
-def _denoise(image: np.ndarray, options: PreprocessOptions) -> _Outcome:
+def _denoise(image: np.ndarray, options: PreprocessOptions, analysis: _Analysis | None) -> _Outcome:
     sigma, impulses = measure_noise(_gray(image))
     measurements = {"noise_sigma": round(sigma, 3), "impulse_share": round(impulses, 6)}
     if sigma < _NOISE_SIGMA_MIN and impulses < _IMPULSE_SHARE_MIN:
         detail = f"noise sigma {sigma:.1f} and impulse share {impulses:.4f} are below the thresholds"
         return _Outcome(
-            image, StepRecord(step="denoise", applied=False, detail=detail, measurements=measurements)
+            image,
+            StepRecord(step="denoise", applied=False, detail=detail, measurements=measurements),
+            analysis=analysis,
         )
     if sigma < _NOISE_SIGMA_MIN:
         method = "speck"
@@ -333,13 +382,15 @@ def measure_lighting(image: np.ndarray) -> tuple[float, float]:
     return float(paper), float(paper - ink)
 
 
-def _clahe(image: np.ndarray, options: PreprocessOptions) -> _Outcome:
+def _clahe(image: np.ndarray, options: PreprocessOptions, analysis: _Analysis | None) -> _Outcome:
     paper, contrast = measure_lighting(image)
     measurements = {"paper_lightness": round(paper, 1), "ink_contrast": round(contrast, 1)}
     if paper >= _PAPER_DARK_MAX and contrast >= _INK_CONTRAST_MIN:
         detail = f"paper lightness {paper:.0f} and ink contrast {contrast:.0f} need no correction"
         return _Outcome(
-            image, StepRecord(step="clahe", applied=False, detail=detail, measurements=measurements)
+            image,
+            StepRecord(step="clahe", applied=False, detail=detail, measurements=measurements),
+            analysis=analysis,
         )
     lab = cv2.cvtColor(image, cv2.COLOR_BGR2LAB)
     clahe = cv2.createCLAHE(clipLimit=_CLAHE_CLIP, tileGridSize=_CLAHE_TILES)
@@ -360,13 +411,13 @@ def _clahe(image: np.ndarray, options: PreprocessOptions) -> _Outcome:
 # --- orientation ---------------------------------------------------------------------
 
 
-def measure_vertical_share(gray: np.ndarray) -> tuple[float, int]:
+def measure_vertical_share(gray: np.ndarray, blobs: _Blobs | None = None) -> tuple[float, int]:
     """Return (share of vertical nearest-neighbour links, number of blobs) of an analysis image.
 
     A character's nearest neighbour sits beside it on the same line, so on an upright
     page almost all links are horizontal; on a sideways page they are vertical.
     """
-    centroids = _text_blobs(gray).centroids
+    centroids = (blobs or _text_blobs(gray)).centroids
     if len(centroids) < _MIN_BLOBS:
         return 0.0, len(centroids)
     nearest = np.empty(len(centroids), dtype=np.int64)
@@ -456,19 +507,18 @@ def _angle_classifier() -> onnxruntime.InferenceSession:
 _ROTATIONS = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
 
 
-def _orientation(image: np.ndarray, options: PreprocessOptions) -> _Outcome:
-    gray = _downscale(_gray(image))
-    vertical_share, blobs = measure_vertical_share(gray)
+def _orientation(image: np.ndarray, options: PreprocessOptions, analysis: _Analysis | None) -> _Outcome:
+    analysis = analysis or _Analysis.of(image)
+    vertical_share, blobs = measure_vertical_share(analysis.gray, analysis.blobs)
     measurements = {"vertical_share": round(vertical_share, 3), "blobs": float(blobs)}
     if blobs < _MIN_BLOBS:
         detail = f"only {blobs} character-sized blobs: too little text to judge"
-        return _Outcome(
-            image, StepRecord(step="orientation", applied=False, detail=detail, measurements=measurements)
-        )
+        record = StepRecord(step="orientation", applied=False, detail=detail, measurements=measurements)
+        return _Outcome(image, record, analysis=analysis)
     sideways = vertical_share >= _VERTICAL_SHARE_MIN
-    across = cv2.rotate(gray, cv2.ROTATE_90_CLOCKWISE) if sideways else gray
-    skew, _ = measure_skew(across)
-    flipped, crops = measure_upside_down(across, skew)
+    across = analysis.turned(cv2.ROTATE_90_CLOCKWISE) if sideways else analysis
+    skew, _ = across.skew
+    flipped, crops = measure_upside_down(across.gray, skew)
     measurements |= {"upside_down_probability": round(flipped, 3), "crops": float(crops)}
     confident = flipped >= _FLIP_PROBABILITY_MIN or flipped <= 1.0 - _FLIP_PROBABILITY_MIN
     if sideways and not confident:
@@ -482,12 +532,15 @@ def _orientation(image: np.ndarray, options: PreprocessOptions) -> _Outcome:
         detail = f"text runs across the page (vertical share {vertical_share:.2f})"
     measurements["angle"] = float(angle)
     if not angle:
-        return _Outcome(
-            image, StepRecord(step="orientation", applied=False, detail=detail, measurements=measurements)
-        )
+        record = StepRecord(step="orientation", applied=False, detail=detail, measurements=measurements)
+        return _Outcome(image, record, analysis=analysis)
     detail += f"; turned {angle} degrees clockwise (upside-down probability {flipped:.2f})"
     record = StepRecord(step="orientation", applied=True, detail=detail, measurements=measurements)
-    return _Outcome(cv2.rotate(image, _ROTATIONS[angle]), record, _rotation_new_to_old(angle, image.shape))
+    # The turned page's analysis copy is the one its skew was measured on, turned 0 or 180 degrees.
+    turned = across if angle == 90 else across.turned(cv2.ROTATE_180)
+    return _Outcome(
+        cv2.rotate(image, _ROTATIONS[angle]), record, _rotation_new_to_old(angle, image.shape), turned
+    )
 
 
 def _rotation_new_to_old(angle: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -504,14 +557,15 @@ def _rotation_new_to_old(angle: int, shape: tuple[int, ...]) -> np.ndarray:
 # --- deskew --------------------------------------------------------------------------
 
 
-def measure_skew(gray: np.ndarray) -> tuple[float, float]:
+def measure_skew(gray: np.ndarray, blobs: _Blobs | None = None) -> tuple[float, float]:
     """Return (skew in degrees, counter-clockwise positive; peak ratio) of an analysis image.
 
     The angle maximises the sum of squares of the ink's projection profile (lines then
     fall into few rows); the peak ratio, best score over the median one, says how clear
-    the answer is. Pages with too little text return (0.0, 0.0).
+    the answer is. Pages with too little text return (0.0, 0.0). ``blobs`` are
+    ``gray``'s, if already found.
     """
-    ys, xs = np.nonzero(_text_blobs(gray).mask)
+    ys, xs = np.nonzero((blobs or _text_blobs(gray)).mask)
     if len(xs) == 0 or np.subtract(*np.percentile(xs, [99, 1])) < _SKEW_TEXT_WIDTH_MIN:
         return 0.0, 0.0
     if len(xs) > _SKEW_MAX_POINTS:
@@ -533,9 +587,9 @@ def measure_skew(gray: np.ndarray) -> tuple[float, float]:
     return float(fine[fine_scores.argmax()]), float(fine_scores.max() / np.median(coarse_scores))
 
 
-def _deskew(image: np.ndarray, options: PreprocessOptions) -> _Outcome:
-    gray = _downscale(_gray(image))
-    skew, peak = measure_skew(gray)
+def _deskew(image: np.ndarray, options: PreprocessOptions, analysis: _Analysis | None) -> _Outcome:
+    analysis = analysis or _Analysis.of(image)
+    skew, peak = analysis.skew
     measurements = {"angle": round(skew, 2), "peak_ratio": round(peak, 3)}
     if peak < _SKEW_PEAK_MIN:
         detail = "no clear text lines to measure the skew on"
@@ -544,7 +598,7 @@ def _deskew(image: np.ndarray, options: PreprocessOptions) -> _Outcome:
     elif abs(skew) > _SKEW_MAX - _SKEW_COARSE_STEP:
         detail = f"skew {skew:.2f} degrees is at the edge of the search: not a small skew"
     else:
-        bands = measure_band_skews(gray)
+        bands = measure_band_skews(analysis.gray, analysis.blobs)
         spread = max(bands) - min(bands) if len(bands) >= 2 else 0.0
         measurements["band_spread"] = round(spread, 2)
         if spread > _SKEW_BEND_MAX:
@@ -560,9 +614,9 @@ def _deskew(image: np.ndarray, options: PreprocessOptions) -> _Outcome:
     return _Outcome(image, StepRecord(step="deskew", applied=False, detail=detail, measurements=measurements))
 
 
-def measure_band_skews(gray: np.ndarray) -> list[float]:
+def measure_band_skews(gray: np.ndarray, blobs: _Blobs | None = None) -> list[float]:
     """Return the skew of the top, middle and bottom third of the text, where each has enough to measure."""
-    rows = np.nonzero(_text_blobs(gray).mask)[0]
+    rows = np.nonzero((blobs or _text_blobs(gray)).mask)[0]
     if len(rows) == 0:
         return []
     cuts = np.linspace(*np.percentile(rows, [2, 98]), 4).astype(int)
@@ -607,8 +661,8 @@ def _gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
 
 
-def _downscale(image: np.ndarray) -> np.ndarray:
-    scale = _ANALYSIS_SIDE / max(image.shape[:2])
+def _downscale(image: np.ndarray, side: int = _ANALYSIS_SIDE) -> np.ndarray:
+    scale = side / max(image.shape[:2])
     if scale >= 1.0:
         return image
     return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
@@ -655,7 +709,7 @@ def _text_blobs(gray: np.ndarray) -> _Blobs:
     return _Blobs(mask, labels, heights, centroids[keep], height)
 
 
-_STEPS: tuple[tuple[str, Callable[[np.ndarray, PreprocessOptions], _Outcome]], ...] = (
+_STEPS: tuple[tuple[str, Callable[[np.ndarray, PreprocessOptions, _Analysis | None], _Outcome]], ...] = (
     ("denoise", _denoise),
     ("clahe", _clahe),
     ("orientation", _orientation),
