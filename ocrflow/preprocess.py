@@ -54,7 +54,8 @@ if TYPE_CHECKING:
 # keeps a 35-megapixel scan as cheap to measure as a phone photo.
 _ANALYSIS_SIDE = 1600
 _GEOMETRY_SIDE = 1600
-"""The same for orientation and skew, measured on one grey copy."""
+"""The same for orientation and skew, measured on one grey copy. Smaller copies measure faster
+but decide differently: at 1200 px two eval-dev pages, at 1000 px five (bench/RESULTS-preprocess.md)."""
 
 # denoise
 _NOISE_SIGMA_MIN = 4.0
