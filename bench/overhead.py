@@ -76,12 +76,13 @@ def receipts(sroie: int, wildreceipt: int) -> list[Path]:
 # --- the child processes ----------------------------------------------------------------------
 
 
-def bare_loop(documents: list[Path], concurrency: int = 1, threads: int = 0) -> dict:
+def bare_loop(documents: list[Path], concurrency: int = 1, threads: int | None = None) -> dict:
     """RapidOCR alone, configured as rapid.py configures it; ``concurrency`` pages at once.
 
     Each of the ``concurrency`` threads has its own RapidOCR with ``threads`` onnxruntime
-    intra-op threads (0: onnxruntime's default, the machine's cores). ``bare`` is 1 page at a
-    time with the default: what a user would write without ocrflow.
+    intra-op threads (0: onnxruntime's default, the machine's cores; None: the checkout's
+    ``LocalEngineOptions().threads``). ``bare`` is one page at a time, threads as the checkout
+    configures them: the engine's own work, with nothing of ocrflow around it.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -90,6 +91,7 @@ def bare_loop(documents: list[Path], concurrency: int = 1, threads: int = 0) -> 
     from ocrflow.settings import LocalEngineOptions
 
     options = LocalEngineOptions()
+    threads = options.threads if threads is None else threads
     params = {
         "Global.use_cls": options.use_angle_classifier,
         "Global.max_side_len": options.max_side_len,
@@ -137,15 +139,17 @@ def stage_split(documents: list[Path], out: Path) -> dict:
     }
 
 
-def engine_shape(mode: str) -> tuple[int, int] | None:
-    """``engine-CxT``: C pages at once, T onnxruntime threads each (``bare`` is ``engine-1x0``)."""
-    if mode == "bare":
-        return 1, 0
-    match = re.fullmatch(r"engine-(\d+)x(\d+)", mode)
+def engine_shape(mode: str) -> tuple[int, int | None] | None:
+    """``engine-CxT``: C pages at once, T onnxruntime threads each (``bare``: 1, the checkout's)."""
+    name, _ = split_mode(mode)
+    if name == "bare":
+        return 1, None
+    match = re.fullmatch(r"engine-(\d+)x(\d+)", name)
     return (int(match[1]), int(match[2])) if match else None
 
 
-def child_main(mode: str, documents: list[Path], out: Path | None) -> None:
+def child_main(mode: str, documents: list[Path], out: Path | None, code: Path) -> None:
+    sys.path.insert(0, str(code))  # the measured checkout's ocrflow, before any import of it
     shape = engine_shape(mode)
     result = bare_loop(documents, *shape) if shape else stage_split(documents, out)
     print(json.dumps(result))
@@ -242,20 +246,26 @@ def run_child(
     }
 
 
-def git_commit() -> str:
-    command = ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]
+def git_commit(code: Path) -> str:
+    command = ["git", "-C", str(code), "rev-parse", "--short", "HEAD"]
     return subprocess.run(command, capture_output=True, text=True).stdout.strip()
 
 
-def child_env(settings: list[str], prefect_api: str | None) -> dict[str, str]:
+def split_mode(mode: str) -> tuple[str, Path]:
+    """``pipeline@/path/to/checkout`` -> ("pipeline", that checkout); no ``@``: this checkout."""
+    name, _, code = mode.partition("@")
+    return name, Path(code).resolve() if code else ROOT
+
+
+def child_env(settings: list[str], prefect_api: str | None, code: Path = ROOT) -> dict[str, str]:
     """The environment without the caller's OCRFLOW_/PREFECT_ variables, plus ``settings``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OCRFLOW_", "PREFECT_"))}
     env.update(
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_LOGGING_LEVEL="WARNING",
         OCRFLOW_EVAL_DEV=str(EVAL_DEV),
-        # This checkout's code, whichever checkout the virtualenv was installed from.
-        PYTHONPATH=str(ROOT),
+        # The checkout's own code, whichever checkout the virtualenv was installed from.
+        PYTHONPATH=str(code),
     )
     if prefect_api:
         env["PREFECT_API_URL"] = prefect_api
@@ -264,9 +274,11 @@ def child_env(settings: list[str], prefect_api: str | None) -> dict[str, str]:
 
 
 def command_for(mode: str, documents: list[Path], out: Path) -> list[str]:
-    if mode == "pipeline":
+    name, code = split_mode(mode)
+    if name == "pipeline":
         return [str(BIN / "ocrflow"), "run", *map(str, documents), "--out", str(out)]
-    return [sys.executable, __file__, "--child", mode, "--out", str(out), *map(str, documents)]
+    child = [sys.executable, __file__, "--child", name, "--code", str(code), "--out", str(out)]
+    return child + [str(p) for p in documents]
 
 
 # --- the task timeline of a flow run (PDF mode) -------------------------------------------------
@@ -348,17 +360,26 @@ def summary(runs: list[dict]) -> dict:
             key: {"min": min(r[key] for r in items), "median": statistics.median(r[key] for r in items)}
             for key in ("cpu_s", "wall_s", "peak_rss_mib", "server_cpu_s", "others_cores")
         }
-    bare = {r["repetition"]: r for r in by_mode.get("bare", [])}
-    for mode, items in by_mode.items():
-        pairs = [(r, bare[r["repetition"]]) for r in items if mode != "bare" and r["repetition"] in bare]
+
+    def ratios(mode: str, reference: str) -> None:
+        against = {r["repetition"]: r for r in by_mode.get(reference, [])}
+        pairs = [(r, against[r["repetition"]]) for r in by_mode[mode] if r["repetition"] in against]
         for key in ("cpu", "wall"):
-            ratios = [r[f"{key}_s"] / b[f"{key}_s"] for r, b in pairs]
-            if ratios:
-                result[f"{key}_ratio_{mode}_over_bare"] = {
-                    "per_repetition": [round(x, 3) for x in ratios],
-                    "min": round(min(ratios), 3),
-                    "median": round(statistics.median(ratios), 3),
+            values = [r[f"{key}_s"] / b[f"{key}_s"] for r, b in pairs]
+            if values:
+                result[f"{key}_ratio {mode} / {reference}"] = {
+                    "per_repetition": [round(x, 3) for x in values],
+                    "min": round(min(values), 3),
+                    "median": round(statistics.median(values), 3),
                 }
+
+    for mode in by_mode:
+        name, code = split_mode(mode)
+        suffix = "" if code == ROOT else "@" + mode.partition("@")[2]
+        if name != "bare":
+            ratios(mode, "bare" + suffix)  # over the engine alone, configured as the same checkout does
+        if suffix and name in by_mode:
+            ratios(name, mode)  # this checkout over the other one
     splits = [r["stage_cpu"] for r in by_mode.get("stages", []) if "stage_cpu" in r]
     if splits:
         result["stage_cpu_median"] = {
@@ -373,21 +394,27 @@ def measure_modes(args, documents: list[Path], work: Path, server) -> None:
         order = list(args.modes) if repetition % 2 == 0 else list(reversed(args.modes))
         for mode in order:
             out = work / f"{mode}-{repetition}"
+            name, code = split_mode(mode)
             settings = [] if engine_shape(mode) else args.set
-            env = child_env(settings, server.url if mode == "pipeline" else None)
+            env = child_env(settings, server.url if name == "pipeline" else None, code)
             run = run_child(
                 command_for(mode, documents, out),
                 env,
-                server_pid=server.process.pid if mode == "pipeline" else None,
+                server_pid=server.process.pid if name == "pipeline" else None,
                 limit=None,
             )
             if run["returncode"] != 0:
                 print(run["stderr_tail"], file=sys.stderr)
                 raise SystemExit(f"{mode} failed with exit code {run['returncode']}")
-            if mode != "pipeline":
+            if name != "pipeline":
                 run |= json.loads(run["stdout"].strip().splitlines()[-1])
             del run["stdout"], run["stderr_tail"], run["rss_samples"]
-            run |= {"mode": mode, "repetition": repetition, "documents": len(documents)}
+            run |= {
+                "mode": mode,
+                "commit": git_commit(code),
+                "repetition": repetition,
+                "documents": len(documents),
+            }
             runs.append(run)
             print(json.dumps(run), flush=True)
     print(json.dumps({"summary": summary(runs)}), flush=True)
@@ -397,9 +424,10 @@ def measure_pdf(args, work: Path, server) -> None:
     pdf = receipts_pdf(work / f"receipts-{args.pdf_pages}p.pdf", args.pdf_pages)
     timeline = Timeline(server.url, datetime.now(UTC))
     timeline.start()
+    mode = next((m for m in args.modes if split_mode(m)[0] == "pipeline"), "pipeline")
     run = run_child(
-        command_for("pipeline", [pdf], work / "pdf-out"),
-        child_env(args.set, server.url),
+        command_for(mode, [pdf], work / "pdf-out"),
+        child_env(args.set, server.url, split_mode(mode)[1]),
         server_pid=server.process.pid,
         limit=args.max_seconds,
     )
@@ -410,7 +438,8 @@ def measure_pdf(args, work: Path, server) -> None:
     print(
         json.dumps(
             {
-                "mode": "pdf",
+                "mode": f"pdf {mode}",
+                "commit": git_commit(split_mode(mode)[1]),
                 "pages": args.pdf_pages,
                 **{k: v for k, v in run.items() if k != "stderr_tail"},
                 "first_start_s": timeline.first,
@@ -424,7 +453,7 @@ def measure_pdf(args, work: Path, server) -> None:
 
 
 def mode_name(value: str) -> str:
-    if value in MODES or engine_shape(value):
+    if split_mode(value)[0] in MODES or engine_shape(value):
         return value
     raise argparse.ArgumentTypeError(f"{value!r} is none of {', '.join(MODES)} or engine-CxT")
 
@@ -433,6 +462,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", type=mode_name, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--code", type=Path, default=ROOT, help=argparse.SUPPRESS)
     parser.add_argument("documents", nargs="*", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument(
@@ -450,7 +480,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="OCRFLOW_X=VALUE")
     args = parser.parse_args()
     if args.child:
-        child_main(args.child, args.documents, args.out)
+        child_main(args.child, args.documents, args.out, args.code)
         return
     if args.summarize:
         runs = [
@@ -473,11 +503,7 @@ def main() -> None:
             json.dumps(
                 {
                     "cores": os.cpu_count(),
-                    "commit": subprocess.run(
-                        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                        capture_output=True,
-                        text=True,
-                    ).stdout.strip(),
+                    "commit": git_commit(ROOT),
                     "server": server.kind,
                     "settings": args.set,
                     "documents": [p.name for p in documents] if not args.pdf_pages else args.pdf_pages,
