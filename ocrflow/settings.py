@@ -7,6 +7,7 @@ between nested names, e.g. ``OCRFLOW_INGEST__PDF_DPI=150`` or
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Literal
@@ -39,12 +40,18 @@ class LocalEngineOptions(BaseModel):
     use_angle_classifier: bool = False
     max_side_len: int = Field(960, ge=64)
     text_score: float = Field(0.5, ge=0.0, le=1.0)
-    threads: int = Field(0, ge=0)
-    """onnxruntime intra-op threads; 0 lets onnxruntime decide."""
+    threads: int = Field(1, ge=0)
+    """onnxruntime intra-op threads a page is read with; 0 lets onnxruntime decide (one per core).
+    With 1, pages are read side by side instead (see ``parallel``): less CPU per page than one
+    page on every core (bench/RESULTS-overhead.md)."""
+    parallel: int = Field(0, ge=0)
+    """Pages one process reads at once, whatever its thread pool; 0: its cores divided by
+    ``threads`` (at least 1), so pages x threads never exceed the cores."""
     shared_limit: str | None = None
     """A Prefect global concurrency limit each page's local OCR takes a slot of, so the workers on
     one machine share its cores instead of oversubscribing them; ``ocrflow setup`` creates
-    ``ocrflow-local-ocr``. Off by default: Prefect's ephemeral mode has no such limit."""
+    ``ocrflow-local-ocr`` with a slot per core, right for ``threads=1``. Off by default:
+    Prefect's ephemeral mode has no such limit."""
 
 
 DashScopeRegion = Literal["singapore", "virginia", "beijing"]
@@ -253,6 +260,18 @@ class ApiLimits(BaseModel):
     @property
     def slot_decay_per_second(self) -> float:
         return self.requests_per_minute / 60
+
+
+def available_cores() -> int:
+    """Cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota (a pod's limit)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cores = min(cores, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota to read
+    return max(cores, 1)
 
 
 class Settings(BaseSettings):

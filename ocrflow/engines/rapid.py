@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ocrflow.doctypes import DocType
@@ -11,7 +14,7 @@ from ocrflow.engines import _table_model
 from ocrflow.engines._stitch import stitch_fragments
 from ocrflow.errors import EngineError, InputError
 from ocrflow.models import OcrLine, OcrResult, OcrTask, Usage
-from ocrflow.settings import LocalEngineOptions
+from ocrflow.settings import LocalEngineOptions, available_cores
 
 _SUPPORTED = frozenset({OcrTask.TEXT_RECOGNITION, OcrTask.ADVANCED_RECOGNITION, OcrTask.MULTI_LAN})
 API_ENGINES_FOR = "the dashscope engine, or the openai engine (Qwen-OCR, Qianfan-OCR or a Qwen3-VL server)"
@@ -36,26 +39,41 @@ class RapidOcrEngine:
     def __init__(self, options: LocalEngineOptions | None = None) -> None:
         self.options = options or LocalEngineOptions()
         self.model = "rapidocr-ppocrv6-small"
-        self._local = threading.local()
         self._tables = _table_model.TableModel() if _table_model.available() else None
         self.supported_tasks = _SUPPORTED | ({OcrTask.TABLE_PARSING} if self._tables else set())
+        threads = self.options.threads or available_cores()
+        self.parallel = self.options.parallel or max(1, available_cores() // threads)
+        """Pages read at once: each takes one of this many RapidOCR instances, made when first needed."""
+        self._slots = threading.BoundedSemaphore(self.parallel)
+        self._idle: queue.SimpleQueue = queue.SimpleQueue()
 
-    def _engine(self):
-        # One RapidOCR per thread: pages are recognised concurrently by Prefect's thread pool.
-        ocr = getattr(self._local, "ocr", None)
-        if ocr is None:
-            from rapidocr import RapidOCR
+    @contextmanager
+    def _engine(self) -> Iterator:
+        # However many threads call in (Prefect's pool may be larger, preprocessing runs beside),
+        # at most `parallel` pages are read at once, each with its own RapidOCR: pages x threads
+        # stay within the cores, and no more models are loaded than can run.
+        with self._slots:
+            try:
+                ocr = self._idle.get_nowait()
+            except queue.Empty:
+                ocr = self._load()
+            try:
+                yield ocr
+            finally:
+                self._idle.put(ocr)
 
-            params = {
-                "Global.use_cls": self.options.use_angle_classifier,
-                "Global.max_side_len": self.options.max_side_len,
-                "Global.text_score": self.options.text_score,
-                "Global.log_level": "warning",
-            }
-            if self.options.threads:
-                params["EngineConfig.onnxruntime.intra_op_num_threads"] = self.options.threads
-            ocr = self._local.ocr = RapidOCR(params=params)
-        return ocr
+    def _load(self):
+        from rapidocr import RapidOCR
+
+        params = {
+            "Global.use_cls": self.options.use_angle_classifier,
+            "Global.max_side_len": self.options.max_side_len,
+            "Global.text_score": self.options.text_score,
+            "Global.log_level": "warning",
+        }
+        if self.options.threads:
+            params["EngineConfig.onnxruntime.intra_op_num_threads"] = self.options.threads
+        return RapidOCR(params=params)
 
     def recognize(
         self, image: Path, task: OcrTask, *, page_number: int = 1, doctype: DocType | None = None
@@ -72,7 +90,8 @@ class RapidOcrEngine:
             raise InputError(f"page image {image} does not exist", code="missing_page_image")
         started = time.perf_counter()
         try:
-            output = self._engine()(str(image))
+            with self._engine() as ocr:
+                output = ocr(str(image))
         except (ValueError, RuntimeError) as exc:
             raise EngineError(f"RapidOCR failed on page {page_number}: {exc}") from exc
         boxes = output.boxes if output.boxes is not None else ()

@@ -1,0 +1,74 @@
+"""The embedded engine's use of the cores: pages x onnxruntime threads stay within them."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from ocrflow.engines.rapid import RapidOcrEngine
+from ocrflow.models import OcrTask
+from ocrflow.settings import LocalEngineOptions, available_cores
+from tests.conftest import EXAMPLES
+
+PAGES = [
+    EXAMPLES / name for name in ("bank_card_valid.png", "train_ticket_valid.png", "cn_id_card_valid.png")
+]
+
+
+class CountingEngine(RapidOcrEngine):
+    """A real RapidOcrEngine that counts the RapidOCR instances it loads and the pages read at once."""
+
+    def __init__(self, options: LocalEngineOptions) -> None:
+        super().__init__(options)
+        self.loaded = 0
+        self.running = self.most_running = 0
+        self.lock = threading.Lock()
+
+    def _load(self):
+        ocr = super()._load()
+        with self.lock:
+            self.loaded += 1
+
+        def counted(*args, **kwargs):
+            with self.lock:
+                self.running += 1
+                self.most_running = max(self.most_running, self.running)
+            try:
+                return ocr(*args, **kwargs)
+            finally:
+                with self.lock:
+                    self.running -= 1
+
+        return counted
+
+
+def _read_all(engine: RapidOcrEngine, threads: int) -> list[str]:
+    with ThreadPoolExecutor(threads) as pool:
+        results = pool.map(lambda path: engine.recognize(path, OcrTask.TEXT_RECOGNITION), PAGES * 2)
+        return [result.text for result in results]
+
+
+def test_more_threads_than_slots_read_one_page_at_a_time_on_one_model(engine):
+    limited = CountingEngine(LocalEngineOptions(parallel=1))
+
+    texts = _read_all(limited, threads=4)
+
+    assert (limited.loaded, limited.most_running) == (1, 1)
+    # The same readings as an engine reading the pages one by one.
+    assert texts == [engine.recognize(path, OcrTask.TEXT_RECOGNITION).text for path in PAGES * 2]
+
+
+def test_by_default_one_thread_a_page_and_as_many_pages_as_cores():
+    engine = CountingEngine(LocalEngineOptions())
+
+    _read_all(engine, threads=available_cores() + 2)
+
+    assert engine.options.threads == 1
+    assert engine.parallel == available_cores()
+    assert engine.loaded <= available_cores() and engine.most_running <= available_cores()
+
+
+def test_onnxruntime_threads_divide_the_cores():
+    assert RapidOcrEngine(LocalEngineOptions(threads=2)).parallel == max(1, available_cores() // 2)
+    assert RapidOcrEngine(LocalEngineOptions(threads=0)).parallel == 1  # onnxruntime takes every core
+    assert RapidOcrEngine(LocalEngineOptions(threads=1, parallel=3)).parallel == 3
