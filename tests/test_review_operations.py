@@ -175,3 +175,20 @@ def test_assign_and_health_from_the_command_line(tmp_path: Path):
     assert assigned.exit_code == 0 and "item 1 assigned to group:cards (priority 3)" in assigned.output
     health = runner.invoke(app, ["review", "health", "--out", str(out)])
     assert health.exit_code == 0 and "| bank_card | 1 | 0 | 0 | 0 | 1 |" in health.output
+
+
+def test_review_list_is_in_queue_order(tmp_path: Path):
+    out = tmp_path / "out"
+    store = ResultStore(out, Settings(out_dir=out).resolved_database_url())
+    for n in range(1, 4):
+        store.save(needs_review(n))
+    store.engine.dispose()
+    runner = CliRunner()
+    assert (
+        runner.invoke(
+            app, ["review", "assign", "3", "--to", "", "--priority", "9", "--out", str(out)]
+        ).exit_code
+        == 0
+    )
+    listing = runner.invoke(app, ["review", "list", "--out", str(out)]).output
+    assert listing.index("#3") < listing.index("#1") < listing.index("#2")  # priority first, then age

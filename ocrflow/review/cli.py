@@ -76,9 +76,10 @@ def review_list(
         str, typer.Option(help="pending, claimed, approved, corrected, rejected or all.")
     ] = "pending",
 ) -> None:
-    """List review items (ID and card numbers are never shown here)."""
-    store = _open(out, db).queue.store
-    items = store.review_items(None if state == "all" else state)
+    """List review items in queue order: yours first, then priority, due time, age (no ID numbers)."""
+    queue = _open(out, db).queue
+    store = queue.store
+    items = queue.items(states=ReviewState.ALL if state == "all" else (state,), reviewer=_reviewer(None))
     table = Table(title=f"review queue ({state})")
     for column in ("item", "document id", "type", "state"):
         table.add_column(column, no_wrap=True)
