@@ -52,7 +52,7 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ocrflow.engines._images import encode_image  # noqa: E402
+from ocrflow.engines import encode_image  # noqa: E402
 from ocrflow.settings import ApiLimits, DashScopeOptions, PreprocessOptions, Settings  # noqa: E402
 from tests.fake_dashscope import FakeDashScope  # noqa: E402
 from tests.prefect_servers import fresh_postgres_database, prefect_server  # noqa: E402
@@ -222,7 +222,7 @@ def pacing(prefect_helper: bool) -> Iterator[None]:
         return
     from prefect.concurrency.sync import rate_limit
 
-    from ocrflow.engines._ratelimit import SharedRateLimit
+    from ocrflow.engines import SharedRateLimit
 
     original = SharedRateLimit._take_slot
     SharedRateLimit._take_slot = lambda self: rate_limit(self.options.name, strict=True)

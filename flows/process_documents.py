@@ -14,11 +14,9 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from ocrflow.admission import Admission
 from ocrflow.batch_run import publish_submitted, submit_run
 from ocrflow.models import DocumentResult, OcrTask
-from ocrflow.ocr import check_task
-from ocrflow.pipeline import AUTO, Job, context_for, run_documents
+from ocrflow.pipeline import AUTO, Job, context_for, open_run, run_documents
 from ocrflow.report import RunMonitor, documents_flow_run_name
 from ocrflow.settings import Settings
 from tasks import PrefectRunner
@@ -48,9 +46,7 @@ def process_documents(
     """
     settings = (settings or Settings()).model_copy(update={"out_dir": Path(out)})
     ctx, job = context_for(settings), Job(doc_type=doc_type, task=task)
-    check_task(ctx.engine, ctx.known_doctype(doc_type), task)  # before anything is read or sent
-    admission = Admission(ctx, job, reprocess=reprocess, logger=get_run_logger())
-    sources = admission.sources(paths)
+    admission, sources = open_run(ctx, job, paths, reprocess=reprocess, logger=get_run_logger())
     if batch:
         submitted = submit_run(ctx, admission, sources, job)
         admission.close()

@@ -12,7 +12,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -20,6 +20,7 @@ from rich.table import Table
 
 from ocrflow.errors import OcrflowError
 from ocrflow.models import DocumentResult, OcrTask, Status
+from ocrflow.prefect_setup import prefect_server_configured
 from ocrflow.review.cli import app as review_app
 from ocrflow.terminal import DbOption, OutOption, console, errors, fail, print_error
 from ocrflow.terminal import settings_for as _settings
@@ -66,6 +67,9 @@ def _summary_table(results: list[DocumentResult], doctypes) -> Table:
     return table
 
 
+Runner = Literal["auto", "inline", "prefect"]
+
+
 @app.command()
 def run(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders of documents.")],
@@ -84,11 +88,16 @@ def run(
             "--batch", help="Submit by the Batch API at half price; 'ocrflow batches collect' later."
         ),
     ] = False,
+    runner: Annotated[
+        Runner,
+        typer.Option(
+            help="prefect: the process-documents flow (on PREFECT_API_URL's server, else a temporary one); "
+            "inline: in this process, no server; auto: inline for one document when no server is set."
+        ),
+    ] = "auto",
 ) -> None:
-    """Process documents through the Prefect flow; print a summary table."""
-    _quiet_prefect()
+    """Process documents (one composition, run inline or as the Prefect flow); print a summary table."""
     try:
-        from flows.process_documents import process_documents
         from ocrflow.doctypes import get_doctype, load_doctypes
         from ocrflow.ingest import discover
 
@@ -101,20 +110,22 @@ def run(
         fail(exc.message)
     if total == 0:
         fail(f"no documents found in {', '.join(map(str, paths))}")
+    if runner == "auto":
+        runner = "inline" if total == 1 and not prefect_server_configured() else "prefect"
     out.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
     watcher = threading.Thread(target=_watch_progress, args=(out, total, time.time() - 1, stop), daemon=True)
     watcher.start()
     try:
-        results = process_documents(
-            paths=[str(p) for p in paths],
-            out=str(out),
-            doc_type=doc_type,
-            reprocess=reprocess,
-            settings=settings,
-            task=task,
-            batch=batch,
+        arguments = dict(
+            paths=[str(p) for p in paths], doc_type=doc_type, reprocess=reprocess, task=task, batch=batch
         )
+        if runner == "inline":
+            from ocrflow.pipeline import run_inline
+
+            results = run_inline(settings, **arguments)
+        else:
+            results = _run_flow(settings, **arguments)
     except OcrflowError as exc:
         fail(exc.message)
     finally:
@@ -133,6 +144,17 @@ def run(
         + (f", {pending} pending (token budget reached; the next run takes them first)" if pending else "")
         + f". Results in {out}/"
     )
+
+
+def _run_flow(settings, **arguments) -> list[DocumentResult]:
+    """The ``process-documents`` flow, loaded the way a worker loads it (its entrypoint in prefect.yaml)."""
+    _quiet_prefect()
+    from ocrflow.prefect_setup import start_temporary_server
+    from ocrflow.project import load_flow
+
+    process_documents = load_flow("process-documents")
+    start_temporary_server()
+    return process_documents(out=str(settings.out_dir), settings=settings, **arguments)
 
 
 @app.command()

@@ -9,37 +9,15 @@ one process. ``{{ $ENV_VAR }}`` placeholders are filled from the environment the
 
 from __future__ import annotations
 
-import importlib
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ocrflow.errors import ConfigurationError
 from ocrflow.prefect_setup import require_prefect_api
+from ocrflow.project import PREFECT_YAML, deployment_specs, load_entrypoint
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-PREFECT_YAML = PROJECT_ROOT / "prefect.yaml"
-
-
-def deployment_specs(config: Path = PREFECT_YAML) -> list[dict[str, Any]]:
-    """The ``deployments`` entries of a ``prefect.yaml``, environment placeholders filled."""
-    import yaml
-    from prefect.utilities.templating import apply_values
-
-    if not config.is_file():
-        raise ConfigurationError(f"{config} does not exist; pass --config with the project's prefect.yaml")
-    specs = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("deployments") or []
-    return [apply_values(spec, os.environ, remove_notset=False) for spec in specs]
-
-
-def load_entrypoint(entrypoint: str):
-    """The flow a ``path/to/module.py:flow`` entrypoint names, imported as a module of the project."""
-    path, _, name = entrypoint.partition(":")
-    module = importlib.import_module(Path(path).with_suffix("").as_posix().replace("/", "."))
-    return getattr(module, name)
 
 
 def runner_deployment(spec: dict[str, Any]) -> RunnerDeployment:

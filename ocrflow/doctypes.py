@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ocrflow.checks import FORMAT_CHECKS
 from ocrflow.errors import ConfigurationError
+from ocrflow.project import SCHEMA_DIR
 
 SCHEMA_SUFFIX = ".schema.json"
 
@@ -112,11 +112,8 @@ class DocType:
 
 
 def bundled_schema_dir() -> Path:
-    """The schemas shipped with ocrflow: the repo's ``schemas/`` or the wheel's copy."""
-    packaged = resources.files("ocrflow") / "bundled_schemas"
-    if packaged.is_dir():
-        return Path(str(packaged))
-    return Path(__file__).resolve().parent.parent / "schemas"
+    """The schemas shipped with ocrflow: the project's ``schemas/`` (see :mod:`ocrflow.project`)."""
+    return SCHEMA_DIR
 
 
 def load_doctype(path: Path) -> DocType:

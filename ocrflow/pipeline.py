@@ -47,7 +47,7 @@ from ocrflow.models import (
     Reason,
     Stage,
 )
-from ocrflow.ocr import packs_pages, recognize, recognize_document
+from ocrflow.ocr import check_task, packs_pages, recognize, recognize_document
 from ocrflow.outputs import gives_outputs, task_outputs, write_output_files
 from ocrflow.preprocess import preprocess
 from ocrflow.routing import build_result, decide, failure_result, schema_rule
@@ -397,6 +397,35 @@ def _finish(
     admission.settle(readings, result)
     on_result(result)
     return result
+
+
+def open_run(
+    ctx: Context, job: Job, paths: Iterable[str | Path], *, reprocess: bool = False, logger=log
+) -> tuple[Admission, list[Path]]:
+    """A run's admission and its files, once the job's task is known to be one the engine can do."""
+    check_task(ctx.engine, ctx.known_doctype(job.doc_type), job.task)  # before anything is read or sent
+    admission = Admission(ctx, job, reprocess=reprocess, logger=logger)
+    return admission, admission.sources(paths)
+
+
+def run_inline(
+    settings: Settings,
+    paths: Sequence[str | Path],
+    doc_type: str = AUTO,
+    reprocess: bool = False,
+    task: OcrTask | None = None,
+    batch: bool = False,
+) -> list[DocumentResult]:
+    """A run with no Prefect server, in this thread: the flow's steps, without its tasks and artifacts."""
+    ctx, job = Context(settings), Job(doc_type=doc_type, task=task)
+    admission, sources = open_run(ctx, job, paths, reprocess=reprocess)
+    if batch:
+        from ocrflow.batch_run import submit_run
+
+        submitted = submit_run(ctx, admission, sources, job)
+        admission.close()
+        return list(submitted.concluded)
+    return run_documents(ctx, InlineRunner(ctx), admission, sources, job)
 
 
 def process_document(

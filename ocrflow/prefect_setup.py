@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from ocrflow.errors import ConfigurationError
 from ocrflow.settings import Settings
@@ -37,6 +38,73 @@ class Step:
 def secret_block_names(settings: Settings) -> list[str]:
     names = {settings.dashscope.api_key_secret_block, settings.openai.api_key_secret_block}
     return sorted(name for name in names if name)
+
+
+def prefect_server_configured() -> bool:
+    """Whether Prefect would talk to a server of the user's (``PREFECT_API_URL``), not a temporary one.
+
+    Read without importing Prefect (seconds) unless a Prefect settings file could set it.
+    """
+    if os.environ.get("PREFECT_API_URL"):
+        return True
+    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    candidates = [
+        Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml"),
+        Path(".env"),
+        Path("prefect.toml"),
+        Path("pyproject.toml"),
+    ]
+    if not any(_mentions_api_url(path) for path in candidates):
+        return False
+    from prefect.settings import PREFECT_API_URL
+
+    return bool(PREFECT_API_URL.value())
+
+
+def _mentions_api_url(path: Path) -> bool:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return "PREFECT_API_URL" in text or ("[api]" in text and "url" in text)
+
+
+EPHEMERAL_STARTUP_SECONDS = 120
+"""How long a run waits for Prefect's temporary server unless the user set
+``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` (Prefect's 20 s expire on a busy machine)."""
+
+
+def start_temporary_server() -> None:
+    """Start Prefect's temporary server for this process now, unless a server is configured.
+
+    Runs that start one at the same time take turns (a lock file in ``PREFECT_HOME``): the
+    first migrates Prefect's database while the others wait, instead of all migrating it at
+    once and failing. A server that does not start is one clear error naming the setting.
+    """
+    if prefect_server_configured():
+        return
+    import fcntl
+
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_HOME, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+
+    setting = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+    timeout = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
+    if setting not in os.environ:
+        timeout = max(timeout, EPHEMERAL_STARTUP_SECONDS)
+    home = Path(PREFECT_HOME.value()).expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    with (home / "ocrflow-temporary-server.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            SubprocessASGIServer().start(timeout=timeout)
+        except Exception as exc:  # noqa: BLE001 - Prefect raises RuntimeError or an HTTP error
+            raise ConfigurationError(
+                f"Prefect's temporary server did not start within {timeout} s ({type(exc).__name__}). "
+                f"Set {setting} higher, or run a server (prefect server start) and set PREFECT_API_URL"
+            ) from None
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def require_prefect_api(purpose: str) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ocrflow.engines._api import ApiEngine
+from ocrflow.engines._images import encode_image
+from ocrflow.engines._ratelimit import SharedRateLimit
 from ocrflow.engines.base import OcrEngine, PageBatching
 from ocrflow.errors import ConfigurationError
 from ocrflow.settings import Settings
@@ -45,4 +47,12 @@ def create_engine(settings: Settings) -> OcrEngine:
     return factory(settings)
 
 
-__all__ = ["ENGINES", "ApiEngine", "OcrEngine", "PageBatching", "create_engine"]
+__all__ = [
+    "ENGINES",
+    "ApiEngine",
+    "OcrEngine",
+    "PageBatching",
+    "SharedRateLimit",
+    "create_engine",
+    "encode_image",
+]
