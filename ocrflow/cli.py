@@ -97,6 +97,7 @@ def run(
     ] = "auto",
 ) -> None:
     """Process documents (one composition, run inline or as the Prefect flow); print a summary table."""
+    _quiet_prefect()  # before anything imports Prefect: its logging is set up on import
     try:
         from ocrflow.doctypes import get_doctype, load_doctypes
         from ocrflow.ingest import discover
@@ -148,7 +149,6 @@ def run(
 
 def _run_flow(settings, **arguments) -> list[DocumentResult]:
     """The ``process-documents`` flow, loaded the way a worker loads it (its entrypoint in prefect.yaml)."""
-    _quiet_prefect()
     from ocrflow.prefect_setup import start_temporary_server
     from ocrflow.project import load_flow
 
