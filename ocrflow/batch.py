@@ -47,8 +47,7 @@ from pydantic import BaseModel, Field
 
 from ocrflow.admission import PendingDocument, write_pending
 from ocrflow.doctypes import DocType
-from ocrflow.engines._images import EncodedImage
-from ocrflow.engines._remote import KeySource, resolve_api_key
+from ocrflow.engines import EncodedImage, KeySource, resolve_api_key
 from ocrflow.engines.catalog import (
     BATCH_COMPLETION_WINDOW,
     BATCH_MAX_FILE_BYTES,

@@ -433,9 +433,12 @@ def watch(
 def batches_collect(out: OutOption = Path("ocrflow-out"), db: DbOption = None) -> None:
     """Poll the open batches; conclude the documents that came back, return failed ones to pending."""
     _quiet_prefect()
-    from flows.collect_batches import collect_batches
+    from ocrflow.prefect_setup import start_temporary_server
+    from ocrflow.project import load_flow
 
     try:
+        collect_batches = load_flow("collect-batches")
+        start_temporary_server()
         results = collect_batches(out=str(out), settings=_settings(out, db))
     except OcrflowError as exc:
         fail(exc.message)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ocrflow.engines._api import ApiEngine
-from ocrflow.engines._images import encode_image
+from ocrflow.engines._images import EncodedImage, encode_image
 from ocrflow.engines._ratelimit import SharedRateLimit
+from ocrflow.engines._remote import KeySource, resolve_api_key
 from ocrflow.engines.base import OcrEngine, PageBatching
 from ocrflow.errors import ConfigurationError
 from ocrflow.settings import Settings
@@ -50,9 +51,12 @@ def create_engine(settings: Settings) -> OcrEngine:
 __all__ = [
     "ENGINES",
     "ApiEngine",
+    "EncodedImage",
+    "KeySource",
     "OcrEngine",
     "PageBatching",
     "SharedRateLimit",
     "create_engine",
     "encode_image",
+    "resolve_api_key",
 ]
