@@ -121,6 +121,8 @@ class Usage(Frozen):
     output_tokens: int = 0
     image_tokens: int = 0
     seconds: float = 0.0
+    verify_cpu_seconds: float = 0.0
+    """CPU seconds of the independent reading that grounds an API engine's fields (:mod:`ocrflow.verify`)."""
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -129,6 +131,7 @@ class Usage(Frozen):
             output_tokens=self.output_tokens + other.output_tokens,
             image_tokens=self.image_tokens + other.image_tokens,
             seconds=round(self.seconds + other.seconds, 3),
+            verify_cpu_seconds=round(self.verify_cpu_seconds + other.verify_cpu_seconds, 3),
         )
 
 
@@ -163,6 +166,49 @@ class FieldOverride(BaseModel):
     confirmed_by: str | None = None
 
 
+class FieldBox(Frozen):
+    """Where on a page a field's value is printed: one OCR line it came from (or was found in)."""
+
+    page: int
+    box: Box
+    """The line's four corners in original-page pixels."""
+    line: str
+    """The line's text as read."""
+
+
+class Grounding(StrEnum):
+    """How an independent reading of the page supports a field's value (:mod:`ocrflow.verify`)."""
+
+    GROUNDED = "grounded"
+    """Printed on the page as the value says, compared the way the field's normaliser compares."""
+    NEAR = "near"
+    """Printed nearly so: a few characters differ (``differs_at``)."""
+    NOT_FOUND = "not_found"
+    """Nowhere on the page the independent reading saw."""
+    UNVERIFIED = "unverified"
+    """No independent reading was made (switched off, or the engine has none)."""
+
+
+class FieldEvidence(BaseModel):
+    """What vouches for a field's value, and how its confidence was made (:mod:`ocrflow.confidence`)."""
+
+    outcome: Grounding = Grounding.UNVERIFIED
+    reader: str | None = None
+    """The independent reader, ``engine:model`` (e.g. ``local:PP-OCRv6``)."""
+    reading: str | None = None
+    """The independent reading's text where the value was found, or its nearest text."""
+    differs_at: list[int] = Field(default_factory=list)
+    """Positions in the field's value the reading does not have (characters replaced or left out)."""
+    page: int | None = None
+    boxes: list[FieldBox] = Field(default_factory=list)
+    """Where the independent reading found the value (or its nearest text)."""
+    reader_score: float | None = None
+    """The independent reader's own score for the lines it found the value in."""
+    factors: dict[str, float] = Field(default_factory=dict)
+    """The evidence the confidence was combined from, by name (``grounding``, ``reader_score``,
+    ``checksum``, ``pattern``, ``logprob``, ``ocr_score``), each in [0, 1]."""
+
+
 class FieldResult(BaseModel):
     """One extracted field: its normalised value, how sure we are, and what is wrong."""
 
@@ -174,17 +220,24 @@ class FieldResult(BaseModel):
     override: FieldOverride | None = None
     """Set when a reviewer approved this value despite its errors (see :class:`FieldOverride`)."""
     candidates: list[Any] = Field(default_factory=list)
-    """Other values the document gives for this field (an ``ambiguous`` field), for a reviewer to pick."""
+    """Other values the document gives for this field (an ``ambiguous`` field, or an independent
+    reading that disagrees), for a reviewer to pick."""
+    boxes: list[FieldBox] = Field(default_factory=list)
+    """Where the value is printed: the lines it came from, with their pages and boxes."""
+    evidence: FieldEvidence | None = None
+    """What vouches for the value; ``None`` in results written before evidence was recorded."""
 
     @model_serializer(mode="wrap")
     def _leave_out_what_is_unset(self, handler):
-        # A field nobody overrode, with one reading, is written as before: the contract of
-        # every ordinary field stays as it was.
+        # A field nobody overrode, with one reading, no location and no evidence is written as
+        # before: results and the files of older versions keep one shape.
         data = handler(self)
-        if data.get("override") is None:
-            data.pop("override", None)
-        if not data.get("candidates"):
-            data.pop("candidates", None)
+        for name in ("override", "evidence"):
+            if data.get(name) is None:
+                data.pop(name, None)
+        for name in ("candidates", "boxes"):
+            if not data.get(name):
+                data.pop(name, None)
         return data
 
 

@@ -5,7 +5,16 @@ from pathlib import Path
 
 import pytest
 
-from ocrflow.models import DocumentResult, FieldResult, Reason, Stage, Status
+from ocrflow.models import (
+    DocumentResult,
+    FieldBox,
+    FieldEvidence,
+    FieldResult,
+    Grounding,
+    Reason,
+    Stage,
+    Status,
+)
 from ocrflow.store import ResultStore, write_json_atomically
 
 
@@ -63,6 +72,35 @@ def test_save_writes_the_json_contract_and_a_row(store: ResultStore):
     }
     assert store.status_of("a" * 64) is Status.ACCEPTED
     assert store.load("a" * 64).fields["total"].value == "9.00"
+
+
+def test_a_fields_location_and_evidence_are_stored_and_a_result_without_them_still_loads(store: ResultStore):
+    box = [[10.0, 20.0], [90.0, 20.0], [90.0, 34.0], [10.0, 34.0]]
+    where = FieldBox(page=1, box=box, line="TOTAL RM 9.00")
+    evidence = FieldEvidence(
+        outcome=Grounding.NEAR,
+        reader="local:PP-OCRv6",
+        reading="9.08",
+        differs_at=[3],
+        page=1,
+        boxes=[where],
+        reader_score=0.93,
+        factors={"grounding": 0.4, "reader_score": 0.93},
+    )
+    total = FieldResult(value="9.00", confidence=0.4, raw="9.00", page=1, boxes=[where], evidence=evidence)
+    result = _result("e" * 64, Status.NEEDS_REVIEW).model_copy(update={"fields": {"total": total}})
+    path = store.save(result)
+    assert store.load("e" * 64).fields["total"] == total
+    written = json.loads(path.read_text())["fields"]["total"]
+    assert written["evidence"]["outcome"] == "near" and written["boxes"][0]["line"] == "TOTAL RM 9.00"
+
+    # A result file written before fields had locations and evidence: the fields default.
+    old = {"value": "9.00", "confidence": 0.99, "errors": [], "raw": None, "page": None}
+    before = json.loads(path.read_text()) | {"fields": {"total": old}}
+    path.write_text(json.dumps(before))
+    loaded = store.load("e" * 64).fields["total"]
+    assert loaded.boxes == [] and loaded.evidence is None and loaded.value == "9.00"
+    assert loaded.model_dump() == old, "a field with neither is written as before"
 
 
 def test_saving_the_same_document_again_updates_its_one_record(store: ResultStore):
