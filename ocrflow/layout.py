@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ocrflow.models import Affine, OcrResult
+from ocrflow.models import Affine, Box, OcrResult
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,8 @@ class Line:
     y0: float
     x1: float
     y1: float
+    box: Box = field(default_factory=list, compare=False)
+    """The line's corners as the engine's result gives them (original-page pixels)."""
 
     @property
     def height(self) -> float:
@@ -43,12 +45,15 @@ class Row:
 
 
 def _line(text: str, score: float, page: int, box: list[list[float]], frame: Affine | None) -> Line:
+    original = box
     if frame is not None:
         (a, b, c), (d, e, f) = frame
         box = [[a * x + b * y + c, d * x + e * y + f] for x, y in box]
     xs = [x for x, _ in box]
     ys = [y for _, y in box]
-    return Line(text=text, score=score, page=page, x0=min(xs), y0=min(ys), x1=max(xs), y1=max(ys))
+    return Line(
+        text=text, score=score, page=page, x0=min(xs), y0=min(ys), x1=max(xs), y1=max(ys), box=original
+    )
 
 
 def _same_row(a: Line, b: Line) -> bool:

@@ -1,0 +1,124 @@
+"""Matching a value against an independent reading, as the field's normaliser compares."""
+
+from __future__ import annotations
+
+import pytest
+
+from ocrflow.doctypes import load_doctypes
+from ocrflow.models import Grounding, OcrLine, OcrResult, OcrTask
+from ocrflow.verify import ground
+
+DOCTYPES = load_doctypes()
+RECEIPT = DOCTYPES["receipt"].fields
+CARD = DOCTYPES["bank_card"].fields
+PASSPORT = DOCTYPES["passport"].fields
+
+
+def reading(*rows: str | tuple[str, ...], page: int = 1, score: float = 0.95) -> list[OcrResult]:
+    """A page read as ``rows``, top to bottom; a tuple is several lines side by side on one row."""
+    lines = []
+    for y, row in enumerate(rows):
+        parts = (row,) if isinstance(row, str) else row
+        for x, text in enumerate(parts):
+            box = [[100.0 * x, 20.0 * y], [100.0 * x + 90, 20.0 * y], [100.0 * x + 90, 20.0 * y + 15]]
+            lines.append(OcrLine(text=text, box=[*box, [100.0 * x, 20.0 * y + 15]], score=score))
+    task = OcrTask.TEXT_RECOGNITION
+    return [OcrResult(engine="local", model="m", task=task, page_number=page, lines=lines)]
+
+
+RECEIPT_PAGE = reading(
+    "BOOK TA .K (TAMAN DAYA) SDN BHD",
+    "NO.53 55,57 & 59, JALAN SAGU 18,",
+    "TAMAN DAYA,",
+    "81100 JOHOR BAHRU,",
+    "JOHOR.",
+    ("DATE:25/12/2018", "15:02"),
+    ("1 x PENCIL", "9.00"),
+    ("SUBTOTAL", "8.49"),
+    ("TOTAL RM", "99.0O"),
+    ("CASH", "RM 100.00"),
+)
+
+
+def test_an_amount_is_found_as_a_number_whatever_is_printed_around_it():
+    match = ground("100.00", RECEIPT["total"], RECEIPT_PAGE)
+    assert match.outcome is Grounding.GROUNDED and match.reading == "100.00"
+    assert match.page == 1 and match.boxes[0].line == "RM 100.00" and len(match.boxes[0].box) == 4
+
+
+def test_the_readers_own_digit_letter_slip_does_not_hide_an_amount():
+    assert ground("99.00", RECEIPT["total"], RECEIPT_PAGE).outcome is Grounding.GROUNDED
+
+
+def test_a_misread_digit_in_an_amount_is_near_and_says_which_digit():
+    match = ground("98.00", RECEIPT["total"], RECEIPT_PAGE)
+    assert match.outcome is Grounding.NEAR
+    assert match.reading == "99.00" and match.differs_at == (1,)
+
+
+def test_an_amount_not_on_the_page_is_not_found_and_a_quantity_is_not_an_amount():
+    assert ground("57.30", RECEIPT["total"], RECEIPT_PAGE).outcome is Grounding.NOT_FOUND
+    # "1" (the quantity) would read as 1.00; a printed amount has its cents.
+    assert ground("1.00", RECEIPT["total"], RECEIPT_PAGE).outcome is not Grounding.GROUNDED
+
+
+def test_a_date_is_compared_parsed_and_day_first_like_its_normaliser():
+    assert ground("2018-12-25", RECEIPT["date"], RECEIPT_PAGE).outcome is Grounding.GROUNDED
+    year_off = ground("2019-12-25", RECEIPT["date"], RECEIPT_PAGE)
+    assert year_off.outcome is Grounding.NEAR and year_off.reading == "2018-12-25"
+    page = reading("DATE: 03/12/2018")
+    assert ground("2018-12-03", RECEIPT["date"], page).outcome is Grounding.GROUNDED
+    # Day and month swapped is another date, not the one printed.
+    assert ground("2018-03-12", RECEIPT["date"], page).outcome is not Grounding.GROUNDED
+
+
+def test_a_card_number_printed_in_groups_is_one_value():
+    page = reading("CHINA MERCHANTS BANK", "6225 7580 1234 5670", "VALID THRU 09/27")
+    assert ground("6225758012345670", CARD["card_number"], page).outcome is Grounding.GROUNDED
+    one_digit = ground("6225758012345679", CARD["card_number"], page)
+    assert one_digit.outcome is Grounding.NEAR and one_digit.differs_at == (15,)
+    assert ground("09/27", CARD["expiry"], page).outcome is Grounding.GROUNDED
+
+
+def test_text_knows_ocr_confusions_and_ignores_spacing_and_punctuation():
+    page = reading("B00K TA.K(TAMAN DAYA) 5DN BHD")
+    assert ground("BOOK TA .K (TAMAN DAYA) SDN BHD", RECEIPT["company"], page).outcome is Grounding.GROUNDED
+
+
+def test_a_letter_slip_in_text_is_near_and_names_the_letter():
+    match = ground("BOOK TA .K (TAMAN DAYA) SDN BHP", RECEIPT["company"], RECEIPT_PAGE)
+    assert match.outcome is Grounding.NEAR
+    assert match.differs_at == (30,) and match.reading == "BOOK TA .K (TAMAN DAYA) SDN BHD"
+
+
+def test_a_multi_line_value_is_found_across_line_breaks_with_every_line_boxed():
+    address = "NO.53 55,57 & 59, JALAN SAGU 18, TAMAN DAYA, 81100 JOHOR BAHRU, JOHOR."
+    match = ground(address, RECEIPT["address"], RECEIPT_PAGE)
+    assert match.outcome is Grounding.GROUNDED
+    assert [box.line for box in match.boxes] == [
+        "NO.53 55,57 & 59, JALAN SAGU 18,",
+        "TAMAN DAYA,",
+        "81100 JOHOR BAHRU,",
+        "JOHOR.",
+    ]
+
+
+def test_a_dropped_word_is_near_and_a_made_up_value_is_not_found():
+    address = "NO.53 55,57 & 59, JALAN SAGU 18, 81100 JOHOR BAHRU, JOHOR."
+    dropped = ground(address, RECEIPT["address"], RECEIPT_PAGE)
+    assert dropped.outcome is Grounding.NEAR and dropped.distance == len("TAMANDAYA")
+    assert dropped.differs_at == (address.index("81100"),), "the gap is marked where the word is missing"
+    invented = ground("KEDAI RUNCIT AH HOCK", RECEIPT["company"], RECEIPT_PAGE)
+    assert invented.outcome is Grounding.NOT_FOUND
+
+
+def test_an_mrz_line_keeps_its_fillers():
+    line = "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<"
+    page = reading("PASSPORT", line.replace("<", "«", 3))
+    assert ground(line, PASSPORT["mrz_line1"], page).outcome is Grounding.GROUNDED
+    assert ground(line.replace("ANNA", "ANNE"), PASSPORT["mrz_line1"], page).outcome is Grounding.NEAR
+
+
+@pytest.mark.parametrize("value", [None, "", 12])
+def test_no_value_is_never_grounded(value):
+    assert ground(value, RECEIPT["total"], RECEIPT_PAGE).outcome is Grounding.NOT_FOUND
