@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from sqlalchemy import (
     event,
     select,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from ocrflow.models import DocumentResult, Status
@@ -225,12 +226,24 @@ def open_database(database_url: str) -> Engine:
     from ocrflow.migrations import upgrade
 
     if database_url.startswith("sqlite"):
+        _create_private_sqlite_file(database_url)
         engine = create_engine(database_url, connect_args={"timeout": 60})
         _serialize_sqlite_writers(engine)
     else:
         engine = create_engine(database_url, pool_size=10, max_overflow=20)
     upgrade(engine)
     return engine
+
+
+def _create_private_sqlite_file(database_url: str) -> None:
+    # The database holds full ID and card numbers, password hashes and session tokens, so only
+    # its owner may read it, like the result files. SQLite would create it with the umask (often
+    # 644); created here first, it stays 600, and SQLite gives its -wal and -shm files its mode.
+    name = make_url(database_url).database
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return
+    with suppress(FileExistsError, FileNotFoundError):  # a missing folder is SQLite's to report
+        os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _serialize_sqlite_writers(engine: Engine) -> None:

@@ -183,3 +183,17 @@ def test_a_database_from_before_migrations_is_upgraded_in_place(tmp_path: Path):
     assert (item.document_id, item.state, item.version) == ("d1", "pending", 0)
     assert "review_events" in inspect(store.engine).get_table_names()
     store.engine.dispose()
+
+
+def test_a_new_sqlite_database_and_its_journal_files_are_readable_by_their_owner_only(tmp_path: Path):
+    database = tmp_path / "ocrflow.sqlite3"
+    store = ResultStore(tmp_path / "out", f"sqlite:///{database}")
+    try:
+        store.save(_result("c" * 64, Status.NEEDS_REVIEW))
+        files = [database, *tmp_path.glob("ocrflow.sqlite3-*")]
+        assert {path.name for path in files} >= {"ocrflow.sqlite3", "ocrflow.sqlite3-wal"}
+        assert {path.name: oct(path.stat().st_mode & 0o777) for path in files} == {
+            path.name: "0o600" for path in files
+        }
+    finally:
+        store.engine.dispose()
