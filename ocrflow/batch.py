@@ -56,6 +56,7 @@ from ocrflow.engines.catalog import (
 )
 from ocrflow.engines.openai_compat import OpenAICompatEngine, _usage, answer_from_text, sdk_failure
 from ocrflow.errors import ConfigurationError, OcrflowError
+from ocrflow.logprobs import carried_logprobs
 from ocrflow.models import IngestResult, OcrResult, OcrTask, PageRef
 from ocrflow.store import write_json_atomically
 
@@ -482,6 +483,6 @@ def _readings(
         pages = request.last_page - request.first_page + 1
         usage = _usage(body.get("usage") or {}).model_copy(update={"pages": pages})
         image = EncodedImage("", request.width, request.height, scale=request.scale)
-        answer = answer_from_text(text, usage, record.task)
+        answer = answer_from_text(text, usage, record.task, carried_logprobs(choices[0].get("logprobs")))
         readings.append(engine.result(answer, record.task, request.first_page, image, usage))
     return readings, None

@@ -113,6 +113,17 @@ class OcrLine(Frozen):
     score: float
 
 
+class TokenLogprob(Frozen):
+    """One piece of an answer and the natural-log probability the model gave the tokens that spell it.
+
+    A character the model spelt over several tokens (bytes of one UTF-8 character) is one piece,
+    its log probability the sum of theirs, so the pieces join into the answer's text exactly.
+    """
+
+    token: str
+    logprob: float
+
+
 class Usage(Frozen):
     """What a call cost: tokens for API engines, pages and seconds for every engine."""
 
@@ -148,6 +159,8 @@ class OcrResult(Frozen):
     usage: Usage = Field(default_factory=Usage)
     reading_frame: Affine | None = None
     """Maps ``lines``' boxes onto the upright page the engine read, where rows are horizontal."""
+    logprobs: tuple[TokenLogprob, ...] | None = None
+    """The answer's tokens with their log probabilities; ``None`` when the response carried none."""
 
 
 class FieldError(Frozen):

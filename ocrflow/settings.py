@@ -127,6 +127,10 @@ class OpenAIOptions(BaseModel):
     """The answer's token limit; ``None`` leaves the server's default."""
     stream: Literal["long", "always", "never"] = "long"
     """Stream answers (no 180 s cut-off): for long-answer tasks (document, table parsing), all, none."""
+    logprobs: Literal["auto", "always", "never"] = "auto"
+    """Ask for token log probabilities (the standard ``logprobs`` parameter). ``auto`` asks a
+    self-hosted server (``base_url`` set; vLLM implements it) and not DashScope, whose reference
+    documents no such parameter for Qwen-OCR and shows ``"logprobs": null`` in every answer."""
 
     @property
     def api_url(self) -> str:

@@ -15,6 +15,12 @@ Faults are queued with :meth:`FakeDashScope.inject` and each one is spent on one
 answer) and ``malformed`` (200 with model output that is not JSON). ``latency`` delays every
 answer; ``rpm`` answers 429 above that many requests in any 60 seconds.
 
+A compatible-mode request with ``"logprobs": true`` is answered with token log probabilities
+when ``serves_logprobs`` is set (as vLLM does), else with ``"logprobs": null`` (as DashScope's
+documented answers show). Tokens are runs of letters, up to three digits, or one other
+character; a non-ASCII character is spelt byte by byte, as byte-level tokenizers do. Every token
+is near certain except those inside a substring of ``doubt``, which get its log probability.
+
 A compatible-mode request with ``"stream": true`` is answered as server-sent events, with
 the usage in a last chunk when ``stream_options.include_usage`` asks for it; the ``partial``
 fault then ends the stream half-way without a ``finish_reason``. The Files and Batches
@@ -32,6 +38,7 @@ import argparse
 import base64
 import json
 import math
+import re
 import sys
 import threading
 import time
@@ -210,6 +217,10 @@ class FakeDashScope:
         self.text = DEFAULT_TEXT
         self.table = DEFAULT_TABLE
         """What table parsing answers (HTML in a fence, as the documentation's example)."""
+        self.serves_logprobs = False
+        """Answer a request for ``logprobs`` with them (a vLLM server), rather than ``null``."""
+        self.doubt: dict[str, float] = {}
+        """Substrings of an answer whose tokens get this log probability each (the rest are near certain)."""
         self._headers: dict[str, str] = {}
         self.echo_key_in_errors = False
         """Repeat the caller's key in error messages, as some services do, to test that it is scrubbed."""
@@ -457,13 +468,20 @@ class FakeDashScope:
             answer = MALFORMED
         prompt_tokens = tokens + len(prompt) // 2
         completion_tokens = len(answer) // 2 + 1
+        doubts = _doubts(answer, self.doubt) if body.get("logprobs") and self.serves_logprobs else None
         if stream:
             usage = (body.get("stream_options") or {}).get("include_usage")
             return (
                 200,
                 headers,
                 _chunks(
-                    body.get("model"), answer, prompt_tokens, completion_tokens, usage, fault != "partial"
+                    body.get("model"),
+                    answer,
+                    prompt_tokens,
+                    completion_tokens,
+                    usage,
+                    fault != "partial",
+                    doubts,
                 ),
             )
         return (
@@ -480,7 +498,7 @@ class FakeDashScope:
                         "index": 0,
                         "message": {"role": "assistant", "content": answer},
                         "finish_reason": "stop",
-                        "logprobs": None,
+                        "logprobs": _logprobs(answer, 0, doubts),
                     }
                 ],
                 "usage": {
@@ -524,13 +542,58 @@ class EventStream:
     complete: bool
 
 
+CERTAIN = -0.0001
+"""The log probability of a token the fake does not doubt."""
+_TOKEN = re.compile(r"[A-Za-z]+|\d{1,3}|.", re.DOTALL)
+
+
+def _doubts(answer: str, doubt: dict[str, float]) -> dict[int, float]:
+    """The answer's doubted character positions and the log probability of their tokens."""
+    marks: dict[int, float] = {}
+    for substring, logprob in doubt.items():
+        start = answer.find(substring)
+        while substring and start >= 0:
+            marks.update(dict.fromkeys(range(start, start + len(substring)), logprob))
+            start = answer.find(substring, start + 1)
+    return marks
+
+
+def _logprobs(piece: str, offset: int, doubts: dict[int, float] | None) -> dict[str, Any] | None:
+    """A choice's ``logprobs`` for ``piece`` (at ``offset`` in the answer); ``None`` unless served."""
+    if doubts is None:
+        return None
+    tokens = []
+    for match in _TOKEN.finditer(piece):
+        positions = range(offset + match.start(), offset + match.end())
+        logprob = min((doubts[i] for i in positions if i in doubts), default=CERTAIN)
+        spelt = match.group().encode()
+        if match.group().isascii():
+            tokens.append(_token(match.group(), logprob, spelt))
+            continue
+        for byte in spelt:  # a byte-level tokenizer spells a rare character byte by byte
+            tokens.append(_token(f"bytes:\\x{byte:02x}", logprob / len(spelt), bytes([byte])))
+    return {"content": tokens}
+
+
+def _token(token: str, logprob: float, spelt: bytes) -> dict[str, Any]:
+    return {"token": token, "logprob": logprob, "bytes": list(spelt), "top_logprobs": []}
+
+
 def _chunks(
-    model: Any, answer: str, prompt_tokens: int, completion_tokens: int, usage: bool, complete: bool
+    model: Any,
+    answer: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    usage: bool,
+    complete: bool,
+    doubts: dict[int, float] | None,
 ) -> EventStream:
     chunk_id = f"chatcmpl-{uuid.uuid4()}"
 
-    def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    def chunk(delta: dict[str, Any], finish: str | None, start: int = 0) -> dict[str, Any]:
         choice = {"delta": delta, "finish_reason": finish, "index": 0}
+        if delta.get("content"):
+            choice["logprobs"] = _logprobs(delta["content"], start, doubts)
         return {
             "id": chunk_id,
             "choices": [choice],
@@ -541,10 +604,10 @@ def _chunks(
 
     pieces = [answer[i : i + 16] for i in range(0, len(answer), 16)]
     events = [chunk({"content": "", "role": "assistant"}, None)]
-    events += [chunk({"content": piece}, None) for piece in pieces[:-1]]
+    events += [chunk({"content": piece}, None, 16 * i) for i, piece in enumerate(pieces[:-1])]
     if not complete:
         return EventStream(events, complete=False)
-    events.append(chunk({"content": pieces[-1] if pieces else ""}, "stop"))
+    events.append(chunk({"content": pieces[-1] if pieces else ""}, "stop", 16 * (len(pieces) - 1)))
     if usage:
         totals = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
         totals["total_tokens"] = prompt_tokens + completion_tokens

@@ -31,7 +31,7 @@ from ocrflow.engines._parse import parse_key_values, strip_fences, word_box
 from ocrflow.engines._ratelimit import SharedRateLimit
 from ocrflow.engines.kie import result_schema
 from ocrflow.errors import EngineError, TransientError
-from ocrflow.models import OcrLine, OcrResult, OcrTask, Usage
+from ocrflow.models import OcrLine, OcrResult, OcrTask, TokenLogprob, Usage
 from ocrflow.settings import ApiLimits, CostOptions
 
 _FENCED_TASKS = {OcrTask.TABLE_PARSING, OcrTask.DOCUMENT_PARSING, OcrTask.FORMULA_RECOGNITION}
@@ -78,6 +78,8 @@ class Answer:
     key_values: dict[str, Any] | None = None
     cut_off: str | None = None
     """Set when the service cut the answer off: the message of the error raised once its usage is held."""
+    logprobs: tuple[TokenLogprob, ...] | None = None
+    """The answer's token log probabilities, when the response carried them."""
 
 
 class ApiEngine:
@@ -239,6 +241,7 @@ class ApiEngine:
             text=text,
             key_values=key_values,
             usage=usage,
+            logprobs=answer.logprobs,
         )
 
 

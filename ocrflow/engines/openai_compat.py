@@ -26,6 +26,10 @@ answer; its usage, when the last chunk brought one, is counted the same way.
 The reference places ``min_pixels``/``max_pixels`` in two ways: the Qwen-OCR page (001) beside
 ``image_url`` in the content part, in every one of its OpenAI examples; the guide (000) inside the
 ``image_url`` object. ocrflow follows the Qwen-OCR page, the one that documents the tasks.
+
+Token log probabilities are asked for (``"logprobs": true``) as ``OpenAIOptions.logprobs``
+says: by default from self-hosted servers only. Whatever was asked, a response that carries
+them has them kept on its result (:mod:`ocrflow.logprobs`), one that does not has ``None``.
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ from ocrflow.engines._remote import PARTIAL_RESPONSE_HEADER, KeySource, redact, 
 from ocrflow.engines.catalog import warn_if_unlisted
 from ocrflow.engines.prompts import SUPPORTED_TASKS, prompt_for
 from ocrflow.errors import ConfigurationError, OcrflowError, TransientError
-from ocrflow.models import OcrTask, Usage
+from ocrflow.logprobs import carried_logprobs, join_tokens
+from ocrflow.models import OcrTask, TokenLogprob, Usage
 from ocrflow.settings import ApiLimits, CostOptions, OpenAIOptions
 
 NO_KEY = "EMPTY"
@@ -74,8 +79,18 @@ class OpenAICompatEngine(ApiEngine):
             cost_options=cost_options, max_input_tokens=self.options.max_input_tokens, limits=limits
         )
 
+    @property
+    def asks_for_logprobs(self) -> bool:
+        """Whether requests ask for token log probabilities (:attr:`OpenAIOptions.logprobs`)."""
+        mode = self.options.logprobs
+        return mode == "always" or (mode == "auto" and not self._hosted)
+
     def request_fingerprint(self, task: OcrTask) -> dict[str, str]:
-        return super().request_fingerprint(task) | {"endpoint": self.options.api_url}
+        parts = super().request_fingerprint(task) | {"endpoint": self.options.api_url}
+        if self.asks_for_logprobs:
+            # A cached answer read without them must not stand in for one that carries them.
+            parts["logprobs"] = "asked"
+        return parts
 
     def _prompt(self, task: OcrTask, schema: dict[str, Any] | None) -> str:
         return prompt_for(
@@ -116,6 +131,8 @@ class OpenAICompatEngine(ApiEngine):
         body: dict[str, Any] = {"model": self.model, "messages": [{"role": "user", "content": content}]}
         if self.options.max_tokens:
             body["max_tokens"] = self.options.max_tokens
+        if self.asks_for_logprobs:
+            body["logprobs"] = True
         return body
 
     def _ask(self, pages: list[Prepared], task: OcrTask, schema: dict[str, Any] | None, label: str) -> Answer:
@@ -133,12 +150,15 @@ class OpenAICompatEngine(ApiEngine):
             raw = self._client(key).chat.completions.with_raw_response.create(**body)
             cut_off = raw.headers.get(PARTIAL_RESPONSE_HEADER, "").lower() == "true"
             if stream:
-                text, usage, finished = _read_stream(raw.parse())
+                text, usage, finished, logprobs = _read_stream(raw.parse())
                 cut_off = cut_off or not finished
             else:
                 completion = raw.parse()
                 usage = _usage(completion.usage.model_dump() if completion.usage else {})
-                text = (completion.choices[0].message.content or "") if completion.choices else None
+                choice = completion.choices[0] if completion.choices else None
+                text = (choice.message.content or "") if choice else None
+                carried = choice.logprobs if choice else None
+                logprobs = carried_logprobs(carried.model_dump() if carried else None)
         except (openai.APIError, httpx.TransportError) as exc:
             failure = sdk_failure(
                 exc,
@@ -164,7 +184,7 @@ class OpenAICompatEngine(ApiEngine):
             raise TransientError(
                 f"{self._service} sent a response without an answer for {label}", code="malformed_response"
             )
-        return answer_from_text(text, usage, task)
+        return answer_from_text(text, usage, task, logprobs)
 
 
 def sdk_failure(
@@ -195,16 +215,22 @@ LONG_ANSWER_TASKS = frozenset({OcrTask.DOCUMENT_PARSING, OcrTask.TABLE_PARSING})
 """Tasks whose answers can run to the output limit, streamed by default."""
 
 
-def answer_from_text(text: str, usage: Usage, task: OcrTask) -> Answer:
+def answer_from_text(
+    text: str, usage: Usage, task: OcrTask, logprobs: tuple[TokenLogprob, ...] | None = None
+) -> Answer:
     """An answer from the model's text, as a live call or a Batch output line gives it."""
     return Answer(
-        text=text, usage=usage, words=parse_words(text) if task is OcrTask.ADVANCED_RECOGNITION else None
+        text=text,
+        usage=usage,
+        words=parse_words(text) if task is OcrTask.ADVANCED_RECOGNITION else None,
+        logprobs=logprobs,
     )
 
 
-def _read_stream(chunks: Any) -> tuple[str, Usage, bool]:
-    """The streamed answer's text, its usage (from the last chunk) and whether it finished."""
+def _read_stream(chunks: Any) -> tuple[str, Usage, bool, tuple[TokenLogprob, ...] | None]:
+    """The streamed answer's text, its usage (from the last chunk), whether it finished, its logprobs."""
     parts: list[str] = []
+    tokens: list[dict[str, Any]] | None = None
     usage = Usage()
     finished = False
     for chunk in chunks:
@@ -213,9 +239,12 @@ def _read_stream(chunks: Any) -> tuple[str, Usage, bool]:
         for choice in chunk.choices:
             if choice.delta is not None and choice.delta.content:
                 parts.append(choice.delta.content)
+            if choice.logprobs is not None and choice.logprobs.content is not None:
+                tokens = tokens if tokens is not None else []
+                tokens.extend(token.model_dump() for token in choice.logprobs.content)
             if choice.finish_reason is not None:
                 finished = True
-    return "".join(parts), usage, finished
+    return "".join(parts), usage, finished, None if tokens is None else join_tokens(tokens)
 
 
 def _usage(usage: dict[str, Any]) -> Usage:
