@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -123,9 +124,13 @@ print(json.dumps({
 def test_an_installed_wheel_finds_prefect_yaml_schemas_and_flows_without_the_checkout(wheel, tmp_path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
+    # Loading a flow in this process (another test) puts ocrflow/project on PYTHONPATH for the
+    # processes it starts; an installed wheel runs without it.
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
     done = subprocess.run(
         [sys.executable, "-c", INSTALLED, str(site)],
         cwd=tmp_path,
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,

@@ -66,6 +66,9 @@ def test_setup_makes_the_review_automations_and_a_requested_item_is_posted_to_th
             store.save(needs_review(1, source=tmp_path / "inbox" / "card-1.png"))
             queue = ReviewQueue(store, load_doctypes())
             options = ReviewOptions(rules={"bank_card": ReviewRule(time_limit_minutes=60)})
+            # Prefect keeps one events worker per process, bound to the API it first sent to:
+            # flows that earlier tests ran against the session's test server leave one behind.
+            flush_events()
             with temporary_settings({PREFECT_API_URL: server.url}):
                 assert sweep(queue, options, review_url="http://review.test").requested == [1]
                 flush_events()
