@@ -29,6 +29,7 @@ from ocrflow.ingest import discover
 from ocrflow.models import DocumentResult, Frozen, IngestResult, Status
 from ocrflow.ocr import choose_task
 from ocrflow.preprocess import prepared_path
+from ocrflow.store import now
 
 if TYPE_CHECKING:
     from ocrflow.pipeline import Context, Job, Readings
@@ -78,6 +79,9 @@ class Admission:
         """Every document pending in the output folder once the run is closed, other runs' too."""
         self.skipped: set[str] = set()
         self.seen: set[str] = set()
+        self.claimed: set[str] = set()
+        """Documents this run claimed (:meth:`ResultStore.claim`); released when it closes."""
+        self.started = now()
         self._deciding: tuple[str, int] | None = None
         self._reserved: dict[str, tuple[int, int]] = {}
 
@@ -136,6 +140,27 @@ class Admission:
             self.log.info("%s waits on a batch (%s); skipping", ingested.source.path.name, document_id[:12])
             self.skipped.add(document_id)
             return True
+        return self._taken(ingested)
+
+    def _taken(self, ingested: IngestResult) -> bool:
+        """Whether another run is working on the document, or stored it since this run began.
+
+        Claiming it otherwise, so no other run reads it until its outcome is stored (or this
+        run ends without it, :meth:`close`).
+        """
+        document_id, name = ingested.source.document_id, ingested.source.path.name
+        store = self.ctx.store
+        if not store.claim(document_id):
+            self.log.info("%s is being processed by another run (%s); skipping", name, document_id[:12])
+            self.skipped.add(document_id)
+            return True
+        self.claimed.add(document_id)
+        stored_at = store.stored_at(document_id)
+        if stored_at is not None and stored_at >= self.started:
+            self.log.info("%s was processed by another run meanwhile (%s); skipping", name, document_id[:12])
+            store.release([document_id])
+            self.skipped.add(document_id)
+            return True
         return False
 
     def settle(self, readings: Readings, result: DocumentResult) -> None:
@@ -162,6 +187,7 @@ class Admission:
 
     def close(self) -> list[PendingDocument]:
         """Write what stays pending for the next run; return every document pending in the output folder."""
+        self.ctx.store.release(self.claimed)
         gone = {doc.document_id for doc in self.waiting if not doc.path.is_file()}
         self.outstanding = write_pending(
             self.ctx.settings.out_dir, self.pending, submitted=self.seen | gone | self.skipped

@@ -298,6 +298,17 @@ class TaskOutputs(BaseModel):
     """Files written beside ``<document_id>.json`` (names relative to the output folder)."""
 
 
+class Reread(BaseModel):
+    """A machine reading made after a person decided the document: kept beside the decision, never over it."""
+
+    status: Status
+    engine: str | None = None
+    reasons: list[Reason] = Field(default_factory=list)
+    fields: dict[str, FieldResult] = Field(default_factory=dict)
+    differs: list[str] = Field(default_factory=list)
+    """The fields whose newer value is not the decided one (what a reviewer is shown)."""
+
+
 class DocumentResult(BaseModel):
     """The result contract: one ``<out>/<document_id>.json`` per document."""
 
@@ -316,3 +327,5 @@ class DocumentResult(BaseModel):
     """The OCR task the document was read with."""
     outputs: TaskOutputs | None = None
     """Tables, Markdown/LaTeX, schema-less key-values or the language, for tasks that give them."""
+    reread: Reread | None = None
+    """The latest reading of a document re-processed after a person decided it (``--reprocess``)."""

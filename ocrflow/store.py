@@ -1,9 +1,24 @@
-"""Durable outcomes: one JSON file per document plus its database row and review item.
+"""Durable outcomes: one JSON file per document, its database row, review item and events.
 
-The JSON is written to a temporary file, flushed to disk and renamed into place, so
-a reader never sees half a result; the database row and the review-queue item are
-written in one transaction after it. A document is identified by the SHA-256 of its
-bytes, so storing it again updates its row instead of adding a second one.
+The database is the source of truth and the result file is derived from it. Every change
+to a document's result goes the same way, under a per-document lock (``<out>/.locks``):
+
+1. *stage*: the new JSON is written and fsynced beside its final name, as
+   ``.<id>.json.staged``; nobody reads it yet;
+2. *commit*: one transaction writes the row (marked ``staged_sha256``), the review item,
+   the audit event and any outbox event (:class:`OutboxRow`);
+3. *publish*: the staged file is renamed into place and the mark cleared.
+
+A crash before 2 leaves only a staged file no row marks: it is deleted (rolled back). A
+crash after 2 leaves a marked row: the staged file is renamed (rolled forward). Opening a
+store does this for every document (:meth:`ResultStore.reconcile`), and every write does
+it for its own document first; readers take a marked row's staged file, so what they see
+is always what was committed. A document is identified by the SHA-256 of its bytes, so
+storing it again updates its row instead of adding a second one.
+
+Runs claim a document before working on it (:meth:`ResultStore.claim`), so two runs over
+the same folders never read one document twice; a claim whose process died, or whose lease
+ran out, is taken over.
 
 The tables are created and changed by the Alembic migrations in ``ocrflow/migrations``,
 run when a store is opened; the classes here must match the newest migration (a test
@@ -12,11 +27,17 @@ compares them).
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
+import logging
 import os
+import socket
 import tempfile
-from contextlib import suppress
-from datetime import UTC, datetime
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +51,19 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     create_engine,
+    delete,
     event,
     select,
+    update,
 )
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from ocrflow.models import DocumentResult, Status
+from ocrflow.crash import crash_point
+from ocrflow.models import DocumentResult, FieldResult, Reread, Status
+
+log = logging.getLogger(__name__)
 
 
 class Base(DeclarativeBase):
@@ -74,6 +101,61 @@ class DocumentRow(Base):
     engine: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=now)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=now, onupdate=now)
+    staged_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    """Set while the committed result waits in ``.<id>.json.staged`` to be renamed into place."""
+
+
+class DocumentClaimRow(Base):
+    """A run working on a document; other runs leave it alone until the claim is released or stale."""
+
+    __tablename__ = "document_claims"
+
+    document_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    """``<host>:<pid>`` of the claiming process."""
+    claimed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class OutboxRow(Base):
+    """A Prefect event, written in the transaction of the change it reports and sent later.
+
+    ``event_id`` is the event's id at Prefect, fixed when it is written: the server stores an
+    id once, so a delivery repeated after a crash is not a second event.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    event: Mapped[str] = mapped_column(String(64))
+    resource: Mapped[dict] = mapped_column(JSON)
+    payload: Mapped[dict] = mapped_column(JSON)
+    related: Mapped[list] = mapped_column(JSON)
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+def add_event(
+    session: Session,
+    event: str,
+    resource: dict[str, str],
+    payload: dict[str, Any],
+    related: list[dict[str, str]] | None = None,
+) -> OutboxRow:
+    """Put an event in the outbox inside the caller's transaction: it is sent if and only if that commits."""
+    row = OutboxRow(
+        event_id=str(uuid.uuid4()),
+        event=event,
+        resource=resource,
+        payload=payload,
+        related=related or [],
+        occurred_at=now(),
+    )
+    session.add(row)
+    return row
 
 
 class ReviewState:
@@ -189,6 +271,10 @@ class SignInFailureRow(Base):
     locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+OnQueued = Callable[[Session, ReviewItemRow, DocumentResult], None]
+"""Runs in the transaction that puts a document in the queue for a new wait."""
+
+
 def snapshot(item: ReviewItemRow) -> dict[str, Any]:
     """The part of an item an audit event records before and after a change."""
     return {
@@ -261,29 +347,257 @@ def _serialize_sqlite_writers(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+class DocumentLocks:
+    """One writer at a time per document, across threads and processes on this machine.
+
+    ``flock`` on one of 256 files in ``<out>/.locks`` (by the id's first two characters);
+    the kernel drops a dead process's locks, so a crash never leaves one held.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    @contextmanager
+    def hold(self, document_id: str, *, wait: bool = True) -> Iterator[bool]:
+        """Hold the document's lock; yields False at once instead of waiting when ``wait`` is off."""
+        fd = os.open(self.folder / f"{document_id[:2]}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)  # closing drops the lock
+
+
+CLAIM_LEASE = timedelta(minutes=30)
+"""How long a run's claim on a document holds without the run finishing it (a process on another
+machine cannot be checked for life)."""
+
+MACHINERY_CODES = frozenset({"internal_error"})
+"""Reason codes that say the machinery failed, not that anything is wrong with the document."""
+
+
+def process_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_is_gone(owner: str) -> bool:
+    """Whether the process named by ``owner`` is known to be dead (only on this machine)."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def sha256_of(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class ResultStore:
-    """Results on disk and in any SQLAlchemy database (SQLite by default)."""
+    """Results on disk and in any SQLAlchemy database (SQLite by default); see the module's docstring."""
 
     def __init__(self, out_dir: Path, database_url: str) -> None:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = open_database(database_url)
+        self.locks = DocumentLocks(self.out_dir / ".locks")
+        self.reconcile()
 
     def result_path(self, document_id: str) -> Path:
         return self.out_dir / f"{document_id}.json"
 
-    def save(self, result: DocumentResult, *, actor: str = "pipeline") -> Path:
-        """Write the result file, then its row (and review item) in one transaction."""
-        path = self.write_result(result)
-        with Session(self.engine) as session, session.begin():
-            self.record(session, result, path)
-            self._queue(session, result, actor)
+    # --- the write path ------------------------------------------------------------------
+
+    @contextmanager
+    def changing(self, document_id: str) -> Iterator[Session]:
+        """A transaction that may change ``document_id``'s result (:meth:`stage`), published after commit.
+
+        Holds the document's lock from before the transaction until the file is in place;
+        nothing may take the lock inside a transaction, so the two never wait on each other.
+        """
+        with self.locks.hold(document_id):
+            self._settle(document_id)
+            try:
+                with Session(self.engine) as session, session.begin():
+                    yield session
+            except BaseException:
+                self.staged_path(document_id).unlink(missing_ok=True)  # rolled back
+                raise
+            crash_point("committed")
+            self._settle(document_id)
+
+    def stage(self, session: Session, result: DocumentResult) -> Path:
+        """Make ``result`` the document's result in ``session`` (inside :meth:`changing`).
+
+        The file is written and fsynced under its staged name; the row names it, so the
+        commit decides whether it becomes the result.
+        """
+        payload = result.model_dump_json(indent=2).encode("utf-8")
+        staged = self.staged_path(result.document_id)
+        fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, payload)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _fsync_folder(self.out_dir)
+        path = self.result_path(result.document_id)
+        row = self.record(session, result, path)
+        row.staged_sha256 = hashlib.sha256(payload).hexdigest()
+        session.flush()
+        crash_point("staged")
         return path
 
-    def write_result(self, result: DocumentResult) -> Path:
-        path = self.result_path(result.document_id)
-        write_json_atomically(path, result.model_dump_json(indent=2))
-        return path
+    def staged_path(self, document_id: str) -> Path:
+        return self.out_dir / f".{document_id}.json.staged"
+
+    def _settle(self, document_id: str) -> None:
+        """Finish or roll back an interrupted write of ``document_id`` (its lock held)."""
+        with Session(self.engine) as session:
+            sha = session.scalar(
+                select(DocumentRow.staged_sha256).where(DocumentRow.document_id == document_id)
+            )
+        staged, path = self.staged_path(document_id), self.result_path(document_id)
+        if sha is None:
+            staged.unlink(missing_ok=True)  # never committed
+            return
+        if sha256_of(staged) == sha:
+            os.replace(staged, path)
+            _fsync_folder(self.out_dir)
+            crash_point("renamed")
+        elif sha256_of(path) != sha:
+            log.error("the committed result of %s is missing; run the document again", document_id[:12])
+            return
+        else:
+            staged.unlink(missing_ok=True)
+        with Session(self.engine) as session, session.begin():
+            session.execute(
+                update(DocumentRow)
+                .where(DocumentRow.document_id == document_id, DocumentRow.staged_sha256 == sha)
+                .values(staged_sha256=None, updated_at=DocumentRow.updated_at)
+                .execution_options(synchronize_session=False)
+            )
+
+    def reconcile(self) -> list[str]:
+        """Finish or roll back every write a crash interrupted; the documents settled.
+
+        Documents another process is writing right now are left to it.
+        """
+        with Session(self.engine) as session:
+            marked = session.scalars(
+                select(DocumentRow.document_id).where(DocumentRow.staged_sha256.is_not(None))
+            ).all()
+        # Another output folder may share the database: its documents are settled from there.
+        ours = [id_ for id_ in marked if self.staged_path(id_).exists() or self.result_path(id_).exists()]
+        staged = [path.name[1 : -len(".json.staged")] for path in self.out_dir.glob(".*.json.staged")]
+        settled = []
+        for document_id in sorted({*ours, *staged}):
+            with self.locks.hold(document_id, wait=False) as held:
+                if held:
+                    self._settle(document_id)
+                    settled.append(document_id)
+        if settled:
+            log.warning("finished or rolled back %d interrupted write(s) in %s", len(settled), self.out_dir)
+        return settled
+
+    def save(
+        self, result: DocumentResult, *, actor: str = "pipeline", on_queued: OnQueued | None = None
+    ) -> Path:
+        """Store a run's outcome: result file, row, review item, audit event, in one change.
+
+        A person's decision is kept: a re-read of a decided document is stored beside it
+        (:attr:`DocumentResult.reread`). A failure of the machinery never replaces a better
+        outcome. ``on_queued`` runs in the transaction when the document starts a new wait
+        for review (to schedule and announce it). The run's claim on the document is released.
+        """
+        with self.changing(result.document_id) as session:
+            stored = self._stored(session, result)
+            if stored is not None:
+                result = stored
+            if stored is None or stored.reread is not None:
+                self.stage(session, result)
+            if stored is None:
+                self._queue(session, result, actor, on_queued)
+            session.execute(
+                delete(DocumentClaimRow).where(
+                    DocumentClaimRow.document_id == result.document_id,
+                    DocumentClaimRow.owner == process_owner(),
+                )
+            )
+        return self.result_path(result.document_id)
+
+    def _stored(self, session: Session, result: DocumentResult) -> DocumentResult | None:
+        """What stays the document's result instead of ``result``, if anything does."""
+        item = session.scalars(
+            select(ReviewItemRow).where(ReviewItemRow.document_id == result.document_id).with_for_update()
+        ).one_or_none()
+        current = self.load_in(session, result.document_id)
+        if current is None:
+            return None
+        if item is not None and item.state in ReviewState.DECIDED:
+            differs = sorted(
+                name
+                for name in {*result.fields, *current.fields}
+                if (result.fields.get(name) or FieldResult()).value
+                != (current.fields.get(name) or FieldResult()).value
+            )
+            reread = Reread(
+                status=result.status,
+                engine=result.engine,
+                reasons=result.reasons,
+                fields=result.fields,
+                differs=differs,
+            )
+            before = snapshot(item)
+            session.add(
+                ReviewEventRow(
+                    item_id=item.id,
+                    action="reread",
+                    actor="pipeline",
+                    before=before,
+                    after={**snapshot(item), "status": result.status.value, "differs": differs},
+                )
+            )
+            log.warning(
+                "%s was decided by %s; the decision stays, the new reading is stored beside it%s",
+                Path(result.source).name,
+                item.decided_by,
+                f" (differs in {', '.join(differs)})" if differs else "",
+            )
+            return current.model_copy(update={"reread": reread})
+        machinery = result.status is Status.REJECTED and any(
+            r.code in MACHINERY_CODES for r in result.reasons
+        )
+        if machinery and current.status in (Status.ACCEPTED, Status.NEEDS_REVIEW):
+            log.warning(
+                "%s: processing failed (%s); its earlier outcome %s stays",
+                Path(result.source).name,
+                "; ".join(r.message for r in result.reasons if r.code in MACHINERY_CODES),
+                current.status.value,
+            )
+            return current
+        return None
 
     def record(self, session: Session, result: DocumentResult, path: Path) -> DocumentRow:
         """Insert or update the document's row inside the caller's transaction."""
@@ -300,7 +614,9 @@ class ResultStore:
         session.flush()
         return row
 
-    def _queue(self, session: Session, result: DocumentResult, actor: str) -> None:
+    def _queue(
+        self, session: Session, result: DocumentResult, actor: str, on_queued: OnQueued | None
+    ) -> None:
         """Open, refresh or withdraw the document's review item, with an audit event."""
         item = session.scalars(
             select(ReviewItemRow).where(ReviewItemRow.document_id == result.document_id).with_for_update()
@@ -317,7 +633,8 @@ class ResultStore:
             item.extracted_values = {name: field.value for name, field in result.fields.items()}
             item.extracted_confidence = {name: field.confidence for name, field in result.fields.items()}
             # A claimed item keeps its reviewer and lease; they see the refreshed reading.
-            if item.state != ReviewState.CLAIMED:
+            new_wait = item.state != ReviewState.CLAIMED
+            if new_wait:
                 item.requested_at = item.overdue_at = item.due_at = None  # a new wait: announced again
                 item.state = ReviewState.PENDING
                 item.claimed_by = item.lease_expires_at = None
@@ -330,6 +647,8 @@ class ResultStore:
                     item_id=item.id, action=action, actor=actor, before=before, after=snapshot(item)
                 )
             )
+            if new_wait and on_queued is not None:
+                on_queued(session, item, result)
         elif item is not None and item.state in ReviewState.OPEN:
             before = snapshot(item)
             item.state = ReviewState.WITHDRAWN
@@ -341,20 +660,83 @@ class ResultStore:
                 )
             )
 
+    # --- runs' claims --------------------------------------------------------------------
+
+    def claim(self, document_id: str, lease: timedelta = CLAIM_LEASE) -> bool:
+        """Claim a document for this process's run; False while another live run holds it.
+
+        A claim is released when the document's outcome is saved (:meth:`save`) or by
+        :meth:`release`; one whose process died, or whose lease ran out, is taken over.
+        """
+        owner = process_owner()
+        for _ in range(3):
+            try:
+                with Session(self.engine) as session, session.begin():
+                    claim = session.get(DocumentClaimRow, document_id, with_for_update=True)
+                    current = now()
+                    if claim is None:
+                        claim = DocumentClaimRow(document_id=document_id)
+                        session.add(claim)
+                    elif (
+                        claim.owner != owner
+                        and claim.expires_at > current
+                        and not _owner_is_gone(claim.owner)
+                    ):
+                        return False
+                    claim.owner = owner
+                    claim.claimed_at = current
+                    claim.expires_at = current + lease
+                return True
+            except IntegrityError:
+                continue  # another run inserted its claim between our read and write: look again
+        return False
+
+    def release(self, document_ids: Iterable[str]) -> None:
+        """Give up this process's claims on ``document_ids`` (documents it did not finish)."""
+        ids = list(document_ids)
+        if not ids:
+            return
+        with Session(self.engine) as session, session.begin():
+            session.execute(
+                delete(DocumentClaimRow).where(
+                    DocumentClaimRow.document_id.in_(ids), DocumentClaimRow.owner == process_owner()
+                )
+            )
+
+    # --- reading -------------------------------------------------------------------------
+
     def status_of(self, document_id: str) -> Status | None:
         with Session(self.engine) as session:
             row = session.get(DocumentRow, document_id)
             return Status(row.status) if row else None
 
+    def stored_at(self, document_id: str) -> datetime | None:
+        """When the document's outcome was last stored, if ever."""
+        with Session(self.engine) as session:
+            return session.scalar(
+                select(DocumentRow.updated_at).where(DocumentRow.document_id == document_id)
+            )
+
     def load(self, document_id: str) -> DocumentResult | None:
-        path = self.result_path(document_id)
-        if not path.exists():
-            with Session(self.engine) as session:
-                row = session.get(DocumentRow, document_id)
-                if row is None:
-                    return None
-                path = Path(row.result_path)
-        return DocumentResult.model_validate(json.loads(path.read_text(encoding="utf-8")))
+        """The document's committed result (a staged one when its write is still being finished)."""
+        with Session(self.engine) as session:
+            return self.load_in(session, document_id)
+
+    def load_in(self, session: Session, document_id: str) -> DocumentResult | None:
+        """Like :meth:`load`, inside the caller's transaction."""
+        row = session.get(DocumentRow, document_id)
+        candidates = [self.result_path(document_id)]
+        if row is not None and row.staged_sha256 is not None:
+            candidates.insert(0, self.staged_path(document_id))
+        if row is not None:
+            candidates.append(Path(row.result_path))  # written from another working folder
+        for candidate in candidates:
+            try:
+                text = candidate.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                continue  # a staged file renamed into place meanwhile: the next one is it
+            return DocumentResult.model_validate(json.loads(text))
+        return None
 
     def sources(self, document_ids: list[str]) -> dict[str, str]:
         """The source path of each document, by id, in one query."""
@@ -365,16 +747,6 @@ class ResultStore:
                 )
             ).all()
         return dict(rows)
-
-    def load_in(self, session: Session, document_id: str) -> DocumentResult | None:
-        """Like :meth:`load`, inside the caller's transaction."""
-        row = session.get(DocumentRow, document_id)
-        path = self.result_path(document_id)
-        if not path.exists() and row is not None:
-            path = Path(row.result_path)
-        if not path.exists():
-            return None
-        return DocumentResult.model_validate(json.loads(path.read_text(encoding="utf-8")))
 
     def find(self, prefix: str) -> str | None:
         """The one document id starting with ``prefix`` (ids are long; people type a few characters)."""

@@ -169,13 +169,24 @@ def test_filters_by_type_reason_and_age(queue: ReviewQueue, store: ResultStore, 
     assert len(queue.items(older_than=timedelta(hours=1))) == 2
 
 
-def test_reprocessing_a_reviewed_document_queues_it_again(queue: ReviewQueue, store: ResultStore):
+def test_reprocessing_a_reviewed_document_keeps_the_decision_and_stores_the_new_reading_beside_it(
+    queue: ReviewQueue, store: ResultStore
+):
     store.save(needs_review(1))
     claim = queue.claim("alice")
-    queue.decide(claim.item_id, "alice", override=True, note="the card prints this number")
-    store.save(needs_review(1))
-    assert queue.get(claim.item_id).state == ReviewState.PENDING
-    assert queue.events(claim.item_id)[-1].action == "requeued"
+    queue.decide(claim.item_id, "alice", values={"card_number": VALID_CARD})
+    reread = needs_review(1)
+    store.save(reread)  # what `ocrflow run --reprocess` stores
+    item = queue.get(claim.item_id)
+    assert (item.state, item.final_values["card_number"]) == (ReviewState.CORRECTED, VALID_CARD)
+    kept = store.load(claim.document_id)
+    assert (kept.status, kept.fields["card_number"].value) == (Status.ACCEPTED, VALID_CARD)
+    assert kept.reread.status is Status.NEEDS_REVIEW
+    assert kept.reread.fields["card_number"].value == CARD
+    assert kept.reread.differs == ["card_number"]
+    assert store.status_of(claim.document_id) is Status.ACCEPTED
+    event = queue.events(claim.item_id)[-1]
+    assert (event.action, event.actor, event.after["differs"]) == ("reread", "pipeline", ["card_number"])
 
 
 def test_a_rerun_that_accepts_the_document_withdraws_its_open_item(queue: ReviewQueue, store: ResultStore):

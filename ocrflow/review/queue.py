@@ -364,12 +364,13 @@ class ReviewQueue:
         overridden in the result and the audit event, and kept out of ground truth until
         another reviewer confirms it (:meth:`confirm`).
 
-        The final result file and row are written in the transaction that marks the item
-        decided, under its row lock; the Prefect event follows the commit.
+        The final result, its row, the item's state and the audit event are one change
+        (:meth:`ResultStore.changing`): after a crash all of it is there or none of it. The
+        Prefect event follows the commit.
         """
         note = note.strip()
         try:
-            with Session(self.store.engine) as session, session.begin():
+            with self.store.changing(self.get(item_id).document_id) as session:
                 item = self._held(session, item_id, reviewer)
                 result = self._result_in(session, item)
                 changes = {} if reject else changed_fields(result, normalize_values(values or {}))
@@ -403,7 +404,7 @@ class ReviewQueue:
                         overridden=overridden,
                     )
                 )
-                path = self._stage(session, final)
+                path = self.store.stage(session, final)
         except StaleDataError:
             raise ClaimConflict(f"item {item_id} was changed by someone else; reload it") from None
         sent = emit_review_completed(
@@ -427,10 +428,8 @@ class ReviewQueue:
         if not reason:
             raise ReviewError("say why the decision is reopened (a reason is required)")
         try:
-            with Session(self.store.engine) as session, session.begin():
+            with self.store.changing(self.get(item_id).document_id) as session:
                 item = session.get(ReviewItemRow, item_id, with_for_update=True)
-                if item is None:
-                    raise ItemNotFound(f"there is no review item {item_id}")
                 if item.state not in ReviewState.DECIDED:
                     raise ClaimConflict(f"item {item_id} is {item.state}, not decided: nothing to reopen")
                 result = self._result_in(session, item)
@@ -442,7 +441,7 @@ class ReviewQueue:
                 item.final_values = None
                 session.flush()
                 session.add(self._event(item, "reopened", reviewer, before, note=reason))
-                self._stage(session, reopened_result(result, reviewer, reason))
+                self.store.stage(session, reopened_result(result, reviewer, reason))
                 return Claim(item.id, item.document_id, reviewer, item.lease_expires_at)
         except StaleDataError:
             raise ClaimConflict(f"item {item_id} was changed by someone else; reload it") from None
@@ -461,7 +460,7 @@ class ReviewQueue:
                 f"unknown document type {doc_type!r}; one of {', '.join(sorted(self.doctypes))}"
             )
         try:
-            with Session(self.store.engine) as session, session.begin():
+            with self.store.changing(self.get(item_id).document_id) as session:
                 item = self._held(session, item_id, reviewer)
                 result = self._result_in(session, item)
                 typed = read_again_as(result, doctype, min_confidence)
@@ -481,7 +480,7 @@ class ReviewQueue:
                         was=result.doc_type or "unknown",
                     )
                 )
-                self._stage(session, typed)
+                self.store.stage(session, typed)
         except StaleDataError:
             raise ClaimConflict(f"item {item_id} was changed by someone else; reload it") from None
         return typed
@@ -491,10 +490,8 @@ class ReviewQueue:
 
         Returns the confirmed fields. The reviewer who overrode cannot confirm their own override.
         """
-        with Session(self.store.engine) as session, session.begin():
+        with self.store.changing(self.get(item_id).document_id) as session:
             item = session.get(ReviewItemRow, item_id, with_for_update=True)
-            if item is None:
-                raise ItemNotFound(f"there is no review item {item_id}")
             result = self._result_in(session, item)
             waiting = [n for n, f in result.fields.items() if f.override and not f.override.confirmed_by]
             if item.state not in ReviewState.DECIDED or not waiting:
@@ -510,7 +507,7 @@ class ReviewQueue:
             session.add(
                 self._event(item, "confirmed", reviewer, before, note=note.strip(), confirmed=waiting)
             )
-            self._stage(session, result.model_copy(update={"fields": fields}))
+            self.store.stage(session, result.model_copy(update={"fields": fields}))
         return waiting
 
     def unconfirmed_overrides(self) -> dict[int, set[str]]:
@@ -559,12 +556,6 @@ class ReviewQueue:
         if result is None:
             raise ItemNotFound(f"the result of document {item.document_id[:12]} is missing")
         return result
-
-    def _stage(self, session: Session, result: DocumentResult) -> Path:
-        """Make ``result`` the document's result in the caller's transaction."""
-        path = self.store.write_result(result)
-        self.store.record(session, result, path)
-        return path
 
 
 def _invalid_message(invalid: dict[str, list[str]]) -> str:
