@@ -25,6 +25,7 @@ from ocrflow.layout import Row, rows
 from ocrflow.masking import mask_value
 from ocrflow.models import Extraction, FieldError, FieldResult, OcrResult
 from ocrflow.normalize import NORMALIZERS
+from ocrflow.verify import ground
 
 _SEPARATORS = " \t:：;,.-_|"
 _MONEY = re.compile(r"(?<![\d.,])-?\d{1,6}(?:,\d{3})*[.,]\d{2}(?!\d)")
@@ -34,7 +35,7 @@ _MONEY = re.compile(r"(?<![\d.,])-?\d{1,6}(?:,\d{3})*[.,]\d{2}(?!\d)")
 class Candidate:
     raw: str
     confidence: float
-    page: int
+    page: int | None
 
 
 def _fold(s: str) -> str:
@@ -621,7 +622,7 @@ def _result(value: str | None, chosen: Candidate, confidence: float) -> FieldRes
 
 def extract(results: Sequence[OcrResult], doctype: DocType) -> Extraction:
     """Fill every property of ``doctype`` from the OCR lines of all pages."""
-    kv_results = [r.key_values for r in results if r.key_values]
+    kv_results = [r for r in results if r.key_values]
     if kv_results:
         return _from_key_values(kv_results, doctype)
     rows_ = rows(results)
@@ -654,21 +655,39 @@ def _note_repair(field: FieldResult, repair: icao.Repair, *, mrz_line: bool) -> 
     field.errors.append(FieldError(code="repaired", message=message))
 
 
-def _from_key_values(kv_results: list[dict], doctype: DocType) -> Extraction:
-    """Map an API engine's key-information output onto the schema's properties."""
-    merged: dict[str, object] = {}
-    for kv in kv_results:
-        merged.update({k: v for k, v in kv.items() if v not in (None, "")})
+def _from_key_values(kv_results: list[OcrResult], doctype: DocType) -> Extraction:
+    """Map an API engine's key-information output onto the schema's properties.
+
+    A value's page is its request's page when the request held one page. A packed request
+    answers for all its pages at once, so its values get ``page=None`` here:
+    :func:`attribute_pages` finds their page in an independent reading.
+    """
+    merged: dict[str, tuple[object, int | None]] = {}
+    for result in kv_results:
+        page = result.page_number if result.usage.pages <= 1 else None
+        merged.update({k: (v, page) for k, v in (result.key_values or {}).items() if v not in (None, "")})
     fields = {}
     for name, spec in doctype.fields.items():
         keys = [name, spec.title, *spec.labels]
-        raw = next((merged[k] for k in keys if k in merged), None)
+        raw, page = next((merged[k] for k in keys if k in merged), (None, None))
         if raw is None:
             fields[name] = FieldResult()
             continue
         value = NORMALIZERS[spec.normalize](str(raw))
-        fields[name] = _result(value, Candidate(str(raw), 1.0, 1), 1.0)
+        fields[name] = _result(value, Candidate(str(raw), 1.0, page), 1.0)
     return Extraction(doc_type=doctype.name, fields=fields)
+
+
+def attribute_pages(extraction: Extraction, doctype: DocType, reading: Sequence[OcrResult]) -> None:
+    """Give each field a packed request left without a page the page ``reading`` finds it on.
+
+    ``reading`` is an independent reading of the document's pages (lines with boxes); the
+    value is looked for as :func:`ocrflow.verify.ground` looks. A value it cannot find keeps
+    ``page=None``: which page it came from is not known.
+    """
+    for name, field in extraction.fields.items():
+        if field.page is None and field.value is not None:
+            field.page = ground(field.value, doctype.fields.get(name), reading).page
 
 
 def keyword_share(text: str, doctype: DocType) -> float:

@@ -14,8 +14,9 @@ from ocrflow.cache import CachedEngine, cache_dir
 from ocrflow.doctypes import load_doctypes
 from ocrflow.engines.dashscope import DashScopeEngine
 from ocrflow.engines.rapid import RapidOcrEngine
+from ocrflow.extract import attribute_pages, extract
 from ocrflow.ingest import ingest
-from ocrflow.ocr import packs_pages, recognize_document
+from ocrflow.ocr import packs_pages, recognize, recognize_document
 from ocrflow.settings import DashScopeOptions, IngestOptions, PreprocessOptions, Settings
 from tests.conftest import EXAMPLES
 
@@ -58,6 +59,38 @@ def test_a_missing_middle_page_splits_the_request_so_page_numbers_stay_right(fak
     results = recognize_document([first, third], engine, receipt)
     assert _images_sent(fake_dashscope) == [1, 1]
     assert [r.page_number for r in results] == [1, 3]
+
+
+def test_a_packed_answer_gives_each_value_the_page_it_is_printed_on(fake_dashscope, tmp_path, engine):
+    # The fake "reads" page 2's receipt; page 1 holds another with its own date and total.
+    receipt = load_doctypes()["receipt"]
+    fake_dashscope.kv = {"company": "ABC MINI MARKET SDN BHD", "date": "26/12/2018", "total": "25.00"}
+    api = DashScopeEngine(DashScopeOptions(base_url=fake_dashscope.native_url), None)
+    pages = _pages(tmp_path)
+    (packed,) = recognize_document(pages, api, receipt)
+    assert _images_sent(fake_dashscope) == [2] and packed.page_number == 1
+
+    extraction = extract([packed], receipt)
+    assert {name: field.page for name, field in extraction.fields.items() if field.value} == dict.fromkeys(
+        ("company", "date", "total")
+    )  # one answer for two pages: not known yet which
+    attribute_pages(extraction, receipt, [recognize(page, engine) for page in pages])
+    assert {name: field.page for name, field in extraction.fields.items()} == {
+        "company": 2,
+        "date": 2,
+        "total": 2,
+        "address": None,  # the fake answered none
+    }
+
+
+def test_a_value_from_a_one_page_request_has_that_page(fake_dashscope, tmp_path):
+    receipt = load_doctypes()["receipt"]
+    fake_dashscope.kv = {"total": "25.00"}
+    api = DashScopeEngine(DashScopeOptions(base_url=fake_dashscope.native_url), None)
+    first, second = _pages(tmp_path)
+    third = second.model_copy(update={"page_number": 3})
+    results = recognize_document([first, third], api, receipt)
+    assert extract(results, receipt).fields["total"].page == 3  # the later page's answer
 
 
 def test_text_with_positions_and_the_local_engine_are_not_packed(fake_dashscope, engine):
