@@ -239,3 +239,99 @@ def test_zooming_past_the_screen_sized_page_fetches_the_visible_part_at_full_res
         assert viewport.evaluate("v => v.scrollLeft") > before  # dragging pans the page
         page.close()
     store.engine.dispose()
+
+
+def _rect(left: float, top: float, right: float, bottom: float) -> list[list[float]]:
+    return [[left, top], [right, top], [right, bottom], [left, bottom]]
+
+
+def test_a_focused_field_lights_up_its_boxes_on_its_page_and_the_independent_reading_is_one_click(
+    browser, tmp_path: Path
+):
+    from ocrflow.ingest import identify
+    from ocrflow.models import FieldBox, FieldEvidence, FieldResult, Grounding, OcrLine, PageResult
+
+    pdf = EXAMPLES / "receipt_pages.pdf"  # two pages of 1000 x 1700 px
+    total_line = _rect(600, 1180, 900, 1220)
+    date_box = FieldBox(page=1, box=_rect(80, 420, 380, 450), line="DATE: 25/12/2018")
+    fields = {
+        # The engine read 28.00; the independent reading found 25.00 on page 2.
+        "total": FieldResult(
+            value="28.00",
+            confidence=0.3,
+            raw="28.00",
+            page=2,
+            candidates=["25.00"],
+            evidence=FieldEvidence(
+                outcome=Grounding.NEAR,
+                reader="local:PP-OCRv5",
+                reading="25.00",
+                differs_at=[1],
+                page=2,
+                boxes=[FieldBox(page=2, box=total_line, line="TOTAL: 25.00")],
+            ),
+        ),
+        "date": FieldResult(value="2018-12-25", confidence=0.95, raw="25/12/2018", page=1, boxes=[date_box]),
+        # A result without boxes: the stored line of its page that holds its raw text is its place.
+        "company": FieldResult(
+            value="ABC MINI MARKET SDN BHD", confidence=0.95, raw="ABC MINI MARKET SDN BHD", page=2
+        ),
+    }
+    lines = {
+        1: [OcrLine(text="DATE: 25/12/2018", box=date_box.box, score=0.98)],
+        2: [
+            OcrLine(text="ABC MINI MARKET SDN BHD", box=_rect(150, 90, 850, 140), score=0.97),
+            OcrLine(text="TOTAL: 25.00", box=total_line, score=0.96),
+        ],
+    }
+    document = needs_review(1, source=pdf, doc_id=identify(pdf).document_id).model_copy(
+        update={
+            "doc_type": "receipt",
+            "fields": fields,
+            "pages": [PageResult(page_number=n, width=1000, height=1700, lines=lines[n]) for n in (1, 2)],
+        }
+    )
+    settings = Settings(out_dir=tmp_path / "out")
+    store = ResultStore(settings.out_dir, settings.resolved_database_url())
+    store.save(document)
+    Accounts(store.engine).add_user("alice", "correct horse")
+    with live_server(create_app(settings, queue=ReviewQueue(store, load_doctypes()))) as base:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        _sign_in(page, base, "alice", "correct horse")
+        page.goto(base + "/items/1")
+        page.click("#claim")
+        page.wait_for_selector("#approve")
+        readings = page.locator("#readings-total")
+        assert readings.locator("mark").inner_text() == "8"  # where the readings differ
+        assert "25.00" in readings.inner_text() and "found with different characters" in readings.inner_text()
+        total_boxes = page.locator("polygon.field-box[data-field=total]")
+        expect(total_boxes).to_have_count(1)  # only the independent reading's; the engine gave none
+        expect(total_boxes.first).to_be_hidden()
+        viewer = page.locator("#viewer")
+        assert viewer.evaluate("v => v.scrollTop") == 0
+
+        page.locator("#f-total").focus()
+        found = page.locator("polygon.field-box.independent[data-field=total]")
+        expect(found).to_have_class(re.compile(r"\bactive\b"))
+        expect(found).to_be_visible()
+        assert found.evaluate("b => b.closest('.viewport').dataset.page") == "2"
+        assert viewer.evaluate("v => v.scrollTop") > 0  # scrolled down to page 2
+        shown, seen = found.bounding_box(), viewer.bounding_box()
+        assert seen["y"] <= shown["y"] and shown["y"] + shown["height"] <= seen["y"] + seen["height"]
+
+        page.locator("#f-company").focus()  # located from the stored line
+        expect(page.locator("polygon.field-box.engine[data-field=company]")).to_be_visible()
+        expect(found).to_be_hidden()
+        page.locator("#f-date").focus()
+        date = page.locator("polygon.field-box.engine[data-field=date]")
+        expect(date).to_be_visible()
+        assert date.evaluate("b => b.closest('.viewport').dataset.page") == "1"
+        shown, seen = date.bounding_box(), viewer.bounding_box()
+        assert seen["y"] <= shown["y"] and shown["y"] + shown["height"] <= seen["y"] + seen["height"]
+
+        assert page.locator("#candidates-total").count() == 0  # offered once, as the independent reading
+        page.click("#use-independent-total")
+        assert page.locator("#f-total").input_value() == "25.00"
+        page.screenshot(path=str(tmp_path / "evidence.png"), full_page=True)
+        page.close()
+    store.engine.dispose()

@@ -20,6 +20,7 @@ from ocrflow.errors import ClaimConflict, InvalidDecision, ItemNotFound, Ocrflow
 from ocrflow.masking import masked_values
 from ocrflow.models import DocumentResult, FieldResult
 from ocrflow.review.decisions import TYPE_REASONS, live_errors
+from ocrflow.review.evidence import highlights, readings
 from ocrflow.review.pages import page_crop, page_png, region_of
 from ocrflow.review.queue import item_number
 from ocrflow.review.suggestions import field_repairs
@@ -108,6 +109,7 @@ def item_view(
             field["value"] = "" if masked.get(field["name"]) is None else str(masked[field["name"]])
             if field["name"] in secret:
                 field["candidates"] = []
+                field["readings"] = None
         repairs = {}
     waiting_confirmation = [
         name
@@ -131,6 +133,7 @@ def item_view(
         types=sorted(queue.doctypes),
         needs_type=doctype is None or any(r.get("code") in TYPE_REASONS for r in item.reasons),
         unconfirmed=waiting_confirmation if item.state in ReviewState.DECIDED else [],
+        highlights=highlights(result),
         events=queue.events(number),
         message=message,
     )
@@ -303,8 +306,10 @@ def form_fields(
 
     Each field is one component on the page (``templates/_field.html``) with room for the
     evidence behind its value (``evidence``: a list other stages may fill). ``flags`` say why
-    the machine doubts it (low confidence, several readings); ``candidates`` are the other
-    readings, offered as one-click values.
+    the machine doubts it (low confidence, several readings, an independent reading that does
+    not agree); ``candidates`` are the other readings, offered as one-click values;
+    ``readings`` the engine's and the independent reading side by side
+    (:func:`ocrflow.review.evidence.readings`), whose differing value is offered the same way.
     """
     specs = doctype.fields if doctype else {}
     names = list(specs) + [name for name in result.fields if name not in specs]
@@ -323,6 +328,9 @@ def form_fields(
                 f"kept despite errors by {who.reviewer}: {who.note}"
                 + (f" (confirmed by {who.confirmed_by})" if who.confirmed_by else " (not confirmed)")
             )
+        both = readings(read, result.engine)
+        if both and not both["grounded"]:
+            flags.append(f"the independent reading: {both['outcome']}")
         fields.append(
             {
                 "name": name,
@@ -334,8 +342,11 @@ def form_fields(
                 "page": read.page if read else None,
                 "flags": flags,
                 "candidates": [
-                    c for c in (read.candidates if read else []) if str(c) != str(values.get(name))
+                    c
+                    for c in (read.candidates if read else [])
+                    if str(c) not in (str(values.get(name)), str(both and both["offer"]))
                 ],
+                "readings": both,
                 "evidence": [],
             }
         )
