@@ -413,3 +413,32 @@ def test_a_bystander_sees_id_and_card_numbers_masked_unless_the_setting_says_ful
                 assert checked["repairs"] == {} and CARD not in json.dumps(checked)
             else:
                 assert CARD in seen
+
+
+def test_a_bystander_does_not_see_the_independent_reading_of_a_card_number(tmp_path: Path):
+    from ocrflow.models import FieldEvidence, FieldResult, Grounding
+    from tests.review_support import VALID_CARD
+
+    settings = Settings(out_dir=tmp_path / "out")
+    store = ResultStore(settings.out_dir, settings.resolved_database_url())
+    evidence = FieldEvidence(
+        outcome=Grounding.NEAR, reader="local:PP-OCRv5", reading=VALID_CARD, differs_at=[18]
+    )
+    store.save(
+        needs_review(1, card_number=FieldResult(value=CARD, confidence=0.4, raw=CARD, evidence=evidence))
+    )
+    Accounts(store.engine).add_user("alice", "correct horse")
+    Accounts(store.engine).add_user("bob", "battery staple")
+    with (
+        live_server(create_app(settings, queue=ReviewQueue(store, load_doctypes()))) as base,
+        httpx.Client() as alice,
+        httpx.Client() as bob,
+    ):
+        sign_in(alice, base)
+        sign_in(bob, base, "bob", "battery staple")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', alice.get(base + "/").text).group(1)
+        assert alice.post(base + "/items/1/claim", data={"csrf_token": token}).status_code == 303
+        assert f'data-value="{VALID_CARD}"' in alice.get(base + "/items/1").text  # the claimant's one click
+        seen = bob.get(base + "/items/1").text
+        assert VALID_CARD not in seen and CARD not in seen
+    store.engine.dispose()
