@@ -27,6 +27,10 @@ OUTCOMES = {
 """How the page names each grounding outcome."""
 
 
+_PART = 4
+"""Fewest characters a line needs to count as part of a multi-line value (not a stray word)."""
+
+
 @dataclass(frozen=True)
 class Highlight:
     """One box to light up when a field's input has focus: the engine's or the independent reading's."""
@@ -40,19 +44,29 @@ class Highlight:
 
 
 def located(field: FieldResult, result: DocumentResult) -> list[FieldBox]:
-    """Where the value is printed: its own boxes, or the stored lines of its page that hold its raw text."""
+    """Where the value is printed: its own boxes, else the stored lines of its page that hold its raw text.
+
+    A value printed over several lines (an address) is where the lines are that its raw text
+    holds whole.
+    """
     if field.boxes:
         return list(field.boxes)
     raw = _folded(field.raw or "")
     if not raw:
         return []
-    return [
-        FieldBox(page=page.page_number, box=line.box, line=line.text)
+    lines = [
+        (page.page_number, line)
         for page in result.pages
         if field.page in (None, page.page_number)
         for line in page.lines
-        if raw in _folded(line.text)
+        if _folded(line.text)
     ]
+    holding = [(number, line) for number, line in lines if raw in _folded(line.text)]
+    if not holding:
+        holding = [
+            (n, line) for n, line in lines if len(_folded(line.text)) >= _PART and _folded(line.text) in raw
+        ]
+    return [FieldBox(page=number, box=line.box, line=line.text) for number, line in holding]
 
 
 def highlights(result: DocumentResult) -> dict[int, list[Highlight]]:
@@ -87,4 +101,5 @@ def readings(field: FieldResult | None, engine: str | None) -> dict[str, Any] | 
 
 
 def _folded(text: str) -> str:
-    return re.sub(r"\s+", "", text).casefold()
+    """Letters and digits only, case ignored: how a value and a printed line are compared."""
+    return re.sub(r"[\W_]+", "", text).casefold()
