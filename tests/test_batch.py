@@ -196,3 +196,19 @@ def test_batch_refuses_a_region_and_model_it_does_not_serve():
         BatchClient(OpenAICompatEngine(OpenAIOptions(region="singapore")))
     BatchClient(OpenAICompatEngine(OpenAIOptions(region="beijing")))
     assert batches.custom_id("ab" * 32, 3, 4) == "ab" * 32 + ":p3-4"
+
+
+@pytest.mark.parametrize("served", [True, False])
+def test_a_batch_answer_keeps_the_logprobs_it_carries(fake_dashscope, client, documents, tmp_path, served):
+    fake_dashscope.serves_logprobs = served
+    fake_dashscope.batch.polls_to_finish = 0
+    out = tmp_path / "out"
+    submit(out, client, documents[:1], OcrTask.TEXT_RECOGNITION)
+    concluded = []
+    collect(out, client, lambda record, readings: concluded.extend(readings))
+    (reading,) = concluded
+    assert lines_of(fake_dashscope, read_ledger(out).submissions[0].file_id)[0]["body"]["logprobs"] is True
+    if served:
+        assert "".join(piece.token for piece in reading.logprobs) == DEFAULT_TEXT
+    else:
+        assert reading.logprobs is None
