@@ -249,7 +249,16 @@ def test_a_focused_field_lights_up_its_boxes_on_its_page_and_the_independent_rea
     browser, tmp_path: Path
 ):
     from ocrflow.ingest import identify
-    from ocrflow.models import FieldBox, FieldEvidence, FieldResult, Grounding, OcrLine, PageResult
+    from ocrflow.models import (
+        FieldBox,
+        FieldEvidence,
+        FieldResult,
+        Grounding,
+        OcrLine,
+        PageResult,
+        Reason,
+        Stage,
+    )
 
     pdf = EXAMPLES / "receipt_pages.pdf"  # two pages of 1000 x 1700 px
     total_line = _rect(600, 1180, 900, 1220)
@@ -288,6 +297,15 @@ def test_a_focused_field_lights_up_its_boxes_on_its_page_and_the_independent_rea
         update={
             "doc_type": "receipt",
             "fields": fields,
+            "reasons": [
+                Reason(
+                    stage=Stage.VALIDATE,
+                    code="readings_disagree",
+                    message="total: the engine read 28.00, the independent reading 25.00 (page 2)",
+                    field="total",
+                    page=2,
+                )
+            ],
             "pages": [PageResult(page_number=n, width=1000, height=1700, lines=lines[n]) for n in (1, 2)],
         }
     )
@@ -329,6 +347,9 @@ def test_a_focused_field_lights_up_its_boxes_on_its_page_and_the_independent_rea
         shown, seen = date.bounding_box(), viewer.bounding_box()
         assert seen["y"] <= shown["y"] and shown["y"] + shown["height"] <= seen["y"] + seen["height"]
 
+        page.click(".reasons li[data-field=total]")  # the reason takes the reviewer to its field
+        assert page.evaluate("document.activeElement.id") == "f-total"
+        expect(found).to_be_visible()
         assert page.locator("#candidates-total").count() == 0  # offered once, as the independent reading
         page.click("#use-independent-total")
         assert page.locator("#f-total").input_value() == "25.00"
