@@ -674,7 +674,8 @@ def _from_key_values(kv_results: list[OcrResult], doctype: DocType) -> Extractio
             fields[name] = FieldResult()
             continue
         value = NORMALIZERS[spec.normalize](str(raw))
-        fields[name] = _result(value, Candidate(str(raw), 1.0, page), 1.0)
+        # A model's word is no evidence: ocrflow.confidence makes the confidence from what is.
+        fields[name] = _result(value, Candidate(str(raw), 0.0, page), 0.0)
     return Extraction(doc_type=doctype.name, fields=fields)
 
 

@@ -29,6 +29,7 @@ from typing import Protocol, TypeVar
 
 from ocrflow.admission import Admission, Verdict
 from ocrflow.cache import CachedEngine, cache_dir
+from ocrflow.confidence import weigh_fields
 from ocrflow.detect import detect_doctype
 from ocrflow.doctypes import DocType, get_doctype, load_doctypes
 from ocrflow.engines import ApiEngine, OcrEngine, create_engine
@@ -46,6 +47,7 @@ from ocrflow.models import (
     PageRef,
     Reason,
     Stage,
+    Usage,
 )
 from ocrflow.ocr import check_task, packs_pages, recognize, recognize_document
 from ocrflow.outputs import gives_outputs, task_outputs, write_output_files
@@ -75,6 +77,7 @@ class Context:
 
     settings: Settings
     given_engine: OcrEngine | None = None
+    given_verifier: OcrEngine | None = None
 
     @cached_property
     def engine(self) -> OcrEngine:
@@ -90,6 +93,11 @@ class Context:
     def bills_tokens(self) -> bool:
         """Whether the engine is a paid API, whose tokens the run's budget counts."""
         return self.api_engine is not None
+
+    @cached_property
+    def verifier(self) -> OcrEngine:
+        """The embedded engine, which reads an API engine's pages again (:mod:`ocrflow.verify`)."""
+        return self.given_verifier or create_engine(self.settings.model_copy(update={"engine": "local"}))
 
     @cached_property
     def doctypes(self) -> dict[str, DocType]:
@@ -282,8 +290,15 @@ def interpret(
     doctypes: dict[str, DocType],
     doc_type: str,
     min_confidence: float,
+    independent: Sequence[OcrResult] | None = None,
+    *,
+    from_api: bool = False,
 ) -> tuple[Extraction | None, Reason | None]:
-    """Pick the document type (or take the one given), extract its fields, validate them."""
+    """Pick the document type (or take the one given), extract its fields, weigh them, validate them.
+
+    Fields are located and their confidence made from evidence (:func:`~ocrflow.confidence.weigh_fields`):
+    an API engine's (``from_api``) against ``independent``, another engine's reading of the pages.
+    """
     type_reason = None
     if doc_type == AUTO:
         name, type_reason = detect_doctype(ocr_results, doctypes)
@@ -294,7 +309,9 @@ def interpret(
     else:
         name = doc_type
     doctype = get_doctype(doctypes, name)
-    return validate(extract(ocr_results, doctype), doctype, min_confidence=min_confidence), None
+    extraction = extract(ocr_results, doctype)
+    weighed = weigh_fields(extraction, doctype, ocr_results, independent, from_api=from_api)
+    return validate(weighed, doctype, min_confidence=min_confidence), None
 
 
 def assess(ctx: Context, readings: Readings, job: Job) -> DocumentResult:
@@ -310,8 +327,18 @@ def assess(ctx: Context, readings: Readings, job: Job) -> DocumentResult:
     if task is not None and gives_outputs(task, has_doctype=job.doc_type != AUTO):
         outputs, output_reasons = task_outputs(task, readings.ocr)
     wants_type = outputs is None or job.doc_type != AUTO
+    independent, verify_usage = None, Usage()
+    if readings.ocr and wants_type and ctx.api_engine is not None and ctx.settings.verify.independent_reading:
+        independent, verify_usage = read_independently(ctx, readings.pages)
     extraction, type_reason = (
-        interpret(readings.ocr, ctx.doctypes, job.doc_type, ctx.settings.routing.min_field_confidence)
+        interpret(
+            readings.ocr,
+            ctx.doctypes,
+            job.doc_type,
+            ctx.settings.routing.min_field_confidence,
+            independent,
+            from_api=ctx.api_engine is not None,
+        )
         if readings.ocr and wants_type
         else (None, None)
     )
@@ -322,7 +349,24 @@ def assess(ctx: Context, readings: Readings, job: Job) -> DocumentResult:
         readings.ingested, readings.ocr, failures, extraction, doctype, type_reason, rule
     )
     result = build_result(readings.ingested, readings.pages, readings.ocr, extraction, status, reasons)
-    return result.model_copy(update={"task": task, "outputs": outputs})
+    return result.model_copy(update={"task": task, "outputs": outputs, "usage": result.usage + verify_usage})
+
+
+def read_independently(ctx: Context, pages: Sequence[PageRef]) -> tuple[list[OcrResult], Usage]:
+    """The embedded engine's reading of the preprocessed pages an API engine read, and its CPU time.
+
+    Whole pages: a key-information answer says nowhere where a value is, so there is no
+    smaller region to read. A page it cannot read leaves its fields ungrounded, which a
+    person then looks at; it never fails the document.
+    """
+    started = time.thread_time()
+    reading = []
+    for page in pages:
+        try:
+            reading.append(recognize(page, ctx.verifier, None, OcrTask.ADVANCED_RECOGNITION))
+        except OcrflowError as exc:
+            log.warning("independent reading of page %d failed: %s", page.page_number, exc.code)
+    return reading, Usage(verify_cpu_seconds=round(time.thread_time() - started, 3))
 
 
 def conclude(ctx: Context, readings: Readings, job: Job) -> DocumentResult:

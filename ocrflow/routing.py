@@ -20,6 +20,7 @@ from ocrflow.layout import rows
 from ocrflow.models import (
     DocumentResult,
     Extraction,
+    Grounding,
     IngestResult,
     OcrResult,
     PageRef,
@@ -96,6 +97,11 @@ def apply_review_rule(
             if (name, "low_confidence") not in explained:
                 message = f"{name} was read with confidence {field.confidence:.2f}, below {threshold:.2f}"
                 reasons.append(_reason(Stage.ROUTE, "low_confidence", message, field=name, page=field.page))
+    if rule.require_verification:
+        for name, field in fields.items():
+            if field.evidence is not None and field.evidence.outcome is Grounding.UNVERIFIED:
+                message = f"{name} was not checked against an independent reading of the page"
+                reasons.append(_reason(Stage.ROUTE, "unverified", message, field=name, page=field.page))
     for name in rule.required:
         field = fields.get(name)
         if (field is None or field.value in (None, "")) and (name, "missing") not in explained:

@@ -142,6 +142,15 @@ class RoutingOptions(BaseModel):
     """A required field below this confidence sends the document to review."""
 
 
+class VerifyOptions(BaseModel):
+    """How an API engine's values are vouched for (:mod:`ocrflow.verify`, :mod:`ocrflow.confidence`)."""
+
+    independent_reading: bool = True
+    """The embedded engine reads every preprocessed page of a document an API engine read, and each
+    field is looked for in its lines (CPU: ``usage.verify_cpu_seconds``). Off: API fields are
+    ``unverified``; a review rule's ``require_verification`` then sends them to a person."""
+
+
 class ReviewRule(BaseModel):
     """When a document type goes to a person, beyond its validation errors (A2I's activation conditions).
 
@@ -155,6 +164,9 @@ class ReviewRule(BaseModel):
     required: list[str] = Field(default_factory=list)
     validation_failures: bool = True
     """Send documents with validation errors to review (off: only the conditions above do)."""
+    require_verification: bool = False
+    """Send a document to review when a field's value was not checked against an independent
+    reading (``verify.independent_reading`` off): the reason ``unverified`` names the field."""
     audit_percent: float = Field(0.0, ge=0.0, le=100.0)
     time_limit_minutes: float | None = Field(None, gt=0)
     """How long an item may wait for a decision; past it, ``ocrflow.review.overdue`` is sent once."""
@@ -294,6 +306,7 @@ class Settings(BaseSettings):
     preprocess: PreprocessOptions = Field(default_factory=PreprocessOptions)
     local_engine: LocalEngineOptions = Field(default_factory=LocalEngineOptions)
     routing: RoutingOptions = Field(default_factory=RoutingOptions)
+    verify: VerifyOptions = Field(default_factory=VerifyOptions)
     review: ReviewOptions = Field(default_factory=ReviewOptions)
     cost: CostOptions = Field(default_factory=CostOptions)
     dashscope: DashScopeOptions = Field(default_factory=DashScopeOptions)

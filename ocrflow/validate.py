@@ -44,6 +44,7 @@ from ocrflow.doctypes import DocType, FieldSpec
 from ocrflow.errors import ConfigurationError
 from ocrflow.masking import mask_value
 from ocrflow.models import Extraction, FieldError, FieldResult, Reason, Stage
+from ocrflow.verify import READINGS_DISAGREE, UNGROUNDED
 
 __all__ = ["FORMATS", "RULES", "blocking_errors", "format_checker", "mask_value", "validate"]
 
@@ -452,6 +453,9 @@ def _schema_errors(instance: dict[str, Any], doctype: DocType) -> Iterator[tuple
             yield field, _schema_error(field or "document", spec, error)
 
 
+GROUNDING_ERRORS = frozenset({UNGROUNDED, READINGS_DISAGREE})
+"""Field error codes of :mod:`ocrflow.verify`: the page does not print the value as the engine read it."""
+
 NOTES = frozenset({"repaired"})
 """Field error codes that record what was done to a value rather than a problem with it:
 reported on the field and as a reason, but they do not stop acceptance."""
@@ -512,7 +516,9 @@ def validate(extraction: Extraction, doctype: DocType, *, min_confidence: float 
         spec = doctype.fields.get(name)
         # A schema may ask more of a field whose misreads the OCR score hides (long names), never less.
         threshold = max(spec.hints.get("min_confidence", 0.0), min_confidence) if spec else min_confidence
-        if values[name] is not None and field.confidence < threshold:
+        # A value the independent reading does not support says so already; its confidence is low for that.
+        explained = any(error.code in GROUNDING_ERRORS for error in field.errors)
+        if values[name] is not None and field.confidence < threshold and not explained:
             title = _title(name, spec)
             message = f"{title} was read with low confidence ({field.confidence:.2f})"
             new.append((name, FieldError(code="low_confidence", message=message)))

@@ -27,6 +27,9 @@ from ocrflow.layout import Line, rows
 from ocrflow.models import FieldBox, Grounding, OcrResult
 from ocrflow.normalize import NORMALIZERS, to_date, to_datetime
 
+UNGROUNDED = "ungrounded"
+READINGS_DISAGREE = "readings_disagree"
+
 TEXT, AMOUNT, DATE, CODE = "text", "amount", "date", "code"
 _CODE_NORMALIZERS = {"digits", "id_number", "card_number", "expiry", "sex"}
 _MAX_WORDS = 6
@@ -35,7 +38,8 @@ _NEAR_SHARE = 0.34
 """A text value is ``near`` while at most this share of its characters differ; beyond, not found."""
 _CONFUSED = str.maketrans({"O": "0", "o": "0", "I": "1", "l": "1", "|": "1", "S": "5", "s": "5", "B": "8"})
 """OCR's usual digit-letter confusions, read back as digits."""
-_MONEY = re.compile(r"\d[.,]\d{2}(?!\d)")
+_MONEY = re.compile(r"\d[.,]\d{1,2}(?!\d)|[¥$€£]\s*\d|\d\s*元|RM\s*\d", re.I)
+"""A printed amount: with its cents (``117.5``, ``9.00``) or its currency (``¥117``, ``RM 9``)."""
 
 
 @dataclass(frozen=True)
@@ -103,21 +107,26 @@ def _normaliser(kind: str, spec: FieldSpec | None) -> Callable[[str], str | None
 # --- values: amounts, dates, codes ----------------------------------------------------------
 
 
+_TOKEN = re.compile(r"[0-9A-Za-z/*.,:-]+|[^\x00-\x7f\s]")
+"""A run of Latin letters, digits and their separators, or one other character (``性别男``: ``男``)."""
+
+
 def _windows(line: Line) -> list[str]:
-    """Every run of up to :data:`_MAX_WORDS` consecutive words of a line, and the whole line."""
+    """Every run of up to :data:`_MAX_WORDS` consecutive words of a line, its tokens, the whole line."""
     words = line.text.split()
     runs = {
         " ".join(words[i:j])
         for i in range(len(words))
         for j in range(i + 1, min(len(words), i + _MAX_WORDS) + 1)
     }
+    runs.update(_TOKEN.findall(line.text))
     runs.add(line.text)
     return sorted(runs, key=len)
 
 
 def _reads_as(window: str, normalize: Callable[[str], str | None], kind: str) -> str | None:
     if kind == AMOUNT and not _MONEY.search(window):
-        return None  # "9" (a quantity) is not the amount 9.00; a printed amount has its cents
+        return None  # "9" (a quantity) is not the amount 9.00
     return normalize(window)
 
 
@@ -165,13 +174,21 @@ def _differs(value: str, read: str) -> tuple[int, ...]:
 # --- text: names, addresses, MRZ lines --------------------------------------------------------
 
 
-def _fold_chars(text: str) -> list[tuple[int, str]]:
-    """``(position, character)`` of the letters, digits and MRZ fillers, upper-cased, confusions merged."""
+MARK = "\x00"
+"""Stands for a reading's punctuation or symbol: where an independent reader garbles a character
+into one (``NO.5:`` for ``NO.53``) it has not read it otherwise, so a value may hold a character there."""
+
+
+def _fold_chars(text: str, *, marks: bool = False) -> list[tuple[int, str]]:
+    """``(position, character)`` of the letters, digits and MRZ fillers, upper-cased, confusions merged.
+
+    With ``marks``, punctuation and symbols are kept as :data:`MARK`.
+    """
     folded = text.replace("«", "<")
     return [
-        (i, ch.translate(_CONFUSED).upper().translate(_CONFUSED))
+        (i, ch.translate(_CONFUSED).upper().translate(_CONFUSED) if ch.isalnum() or ch == "<" else MARK)
         for i, ch in enumerate(folded)
-        if ch.isalnum() or ch == "<"
+        if ch.isalnum() or ch == "<" or (marks and not ch.isspace())
     ]
 
 
@@ -179,7 +196,7 @@ def _ground_text(text: str, lines: Sequence[Line]) -> Match:
     value = _fold_chars(text)
     if not value:
         return NOT_FOUND
-    haystack = [(line, at, ch) for line in lines for at, ch in _fold_chars(line.text)]
+    haystack = [(line, at, ch) for line in lines for at, ch in _fold_chars(line.text, marks=True)]
     if not haystack:
         return NOT_FOUND
     distance, differs, start, end = _align(
@@ -209,48 +226,61 @@ def _distinct(lines) -> tuple[Line, ...]:
     return tuple(seen.values())
 
 
+_HARD, _SOFT = 2, 1
+"""Costs: a character replaced, left out or extra; a value character where the reading has a mark."""
+
+
 def _align(
     value: list[tuple[int, str]], text: list[tuple[int, str]], *, anywhere: bool
 ) -> tuple[int, tuple[int, ...], int, int]:
     """Edit-distance alignment of ``value`` against ``text`` (``anywhere``: any stretch of it).
 
-    Returns the distance, the original positions of ``value``'s characters that were replaced
-    or left out (an inserted character is charged to the value character after it), and the
-    stretch of ``text`` aligned, as indices into ``text``.
+    A :data:`MARK` in ``text`` may stand for one value character at a small cost, or for none
+    at no cost. Returns the number of hard differences (characters replaced, left out or
+    extra), the original positions of ``value``'s characters they touch (an extra character
+    is charged to the value character after it), and the stretch of ``text`` aligned, as
+    indices into ``text``.
     """
     n, m = len(value), len(text)
     # cost[i][j]: value[:i] aligned with text ending at j; a free start anywhere when ``anywhere``.
     cost = [[0] * (m + 1) for _ in range(n + 1)]
     move = [[0] * (m + 1) for _ in range(n + 1)]  # 0 match/replace, 1 value char left out, 2 text char extra
     for j in range(1, m + 1):
-        cost[0][j] = 0 if anywhere else j
+        cost[0][j] = 0 if anywhere else cost[0][j - 1] + (0 if text[j - 1][1] == MARK else _HARD)
         move[0][j] = 2
     for i in range(1, n + 1):
-        cost[i][0] = i
+        cost[i][0] = i * _HARD
         move[i][0] = 1
         v = value[i - 1][1]
         row, above = cost[i], cost[i - 1]
         for j in range(1, m + 1):
-            diagonal = above[j - 1] + (v != text[j - 1][1])
-            left_out = above[j] + 1
-            extra = row[j - 1] + 1
+            t = text[j - 1][1]
+            mark = t == MARK
+            diagonal = above[j - 1] + (0 if v == t else _SOFT if mark else _HARD)
+            left_out = above[j] + _HARD
+            extra = row[j - 1] + (0 if mark else _HARD)
             best = min(diagonal, left_out, extra)
             row[j] = best
             move[i][j] = 0 if best == diagonal else (1 if best == left_out else 2)
     # On a tie the later end: a last character replaced rather than left out (``BHP`` for ``BHD``).
     end = max(range(m + 1), key=lambda j: (-cost[n][j], j)) if anywhere else m
     differs: set[int] = set()
+    hard = 0
     i, j = n, end
     while i > 0:
         step = move[i][j] if j > 0 else 1
         if step == 0:
-            if value[i - 1][1] != text[j - 1][1]:
+            if value[i - 1][1] != text[j - 1][1] and text[j - 1][1] != MARK:
                 differs.add(value[i - 1][0])
+                hard += 1
             i, j = i - 1, j - 1
         elif step == 1:
             differs.add(value[i - 1][0])
+            hard += 1
             i -= 1
         else:
-            differs.add(value[min(i, n - 1)][0])
+            if text[j - 1][1] != MARK:
+                differs.add(value[min(i, n - 1)][0])
+                hard += 1
             j -= 1
-    return cost[n][end], tuple(sorted(differs)), j, end
+    return hard, tuple(sorted(differs)), j, end

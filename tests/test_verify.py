@@ -85,6 +85,14 @@ def test_text_knows_ocr_confusions_and_ignores_spacing_and_punctuation():
     assert ground("BOOK TA .K (TAMAN DAYA) SDN BHD", RECEIPT["company"], page).outcome is Grounding.GROUNDED
 
 
+def test_a_character_the_reader_garbled_into_a_mark_does_not_count_against_the_value():
+    page = reading("NO.5: 55,57 & 59, JALAN SAGU 18,")
+    assert ground("NO.53 55,57 & 59, JALAN SAGU 18,", RECEIPT["address"], page).outcome is Grounding.GROUNDED
+    # A letter the reader read as another letter does.
+    page = reading("NO.53 55,57 & 59, JALAN SAGV 18,")
+    assert ground("NO.53 55,57 & 59, JALAN SAGU 18,", RECEIPT["address"], page).outcome is Grounding.NEAR
+
+
 def test_a_letter_slip_in_text_is_near_and_names_the_letter():
     match = ground("BOOK TA .K (TAMAN DAYA) SDN BHP", RECEIPT["company"], RECEIPT_PAGE)
     assert match.outcome is Grounding.NEAR

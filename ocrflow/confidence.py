@@ -1,0 +1,293 @@
+"""Field confidence from evidence: the one place it is gathered and combined, for every engine.
+
+:func:`weigh_fields` gathers the evidence for each field of a document; the rest combines it.
+A field's confidence is the chance its value is right given what vouches for it. For an API
+engine's field it starts from the odds that a model's value is wrong: :data:`PRIOR_WRONG`, or,
+when the endpoint returned token log probabilities, the model's own probability of the value as
+it wrote it (:mod:`ocrflow.logprobs`). It then multiplies in a likelihood ratio,
+P(evidence | wrong value) / P(evidence | right value), for each piece of evidence:
+
+- **grounding** (:mod:`ocrflow.verify`): the value is printed on the page as an independent
+  reading saw it (``grounded``), nearly (``near``), or not at all (``not_found``), by whether
+  that reader's own score there was high (:data:`SURE_READER`);
+- **agreement**: the embedded extractor, run on the independent reading, found the same value
+  for the field, another one, or none;
+- **checks**: a passed checksum (ID card, bank card, IBAN, MRZ check digits) is strong; a
+  passed pattern or format is weak.
+
+``confidence = 1 / (1 + odds)``. The ratios were measured, not guessed: on the tune half of
+eval-dev (``bench/quality_eval.py split_of``) with the error-injection harness
+(``bench/grounding_harness.py --calibrate``), as the share of injected errors and of clean
+values that showed each piece of evidence; ``bench/RESULTS-grounding.md`` has the counts. A
+checksum's ratio is the share of random one-digit errors a check digit lets through.
+
+The embedded engine's fields keep the confidence its extraction gave them (the OCR scores of
+the lines they came from, lowered where the extraction guessed): its reading is the only one.
+Its values are grounded in that same reading too, which locates them and catches a value the
+extraction built from several lines that the page does not print that way (:data:`OWN_NOT_GROUNDED`).
+
+Each field's :class:`~ocrflow.models.FieldEvidence` records the evidence as ``factors`` (values
+in [0, 1]: ``prior``, ``logprob``, ``grounding``, ``reader_score``, ``agreement``, ``checksum``,
+``pattern``, ``ocr_score``), so a reviewer and a calibration can see why.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from ocrflow.checks import FORMAT_CHECKS
+from ocrflow.doctypes import DocType, FieldSpec
+from ocrflow.extract import extract
+from ocrflow.logprobs import value_probability
+from ocrflow.masking import mask_value
+from ocrflow.models import Extraction, FieldError, FieldEvidence, FieldResult, Grounding, OcrResult
+from ocrflow.normalize import NORMALIZERS
+from ocrflow.verify import NOT_FOUND, READINGS_DISAGREE, TEXT, UNGROUNDED, Match, ground, kind_of
+
+PRIOR_WRONG = 0.10
+"""The share of a vision-language model's field values taken to be wrong before any evidence.
+Not measurable here (no model): the issue's simulated model was wrong on a third of receipts,
+about one field in ten."""
+SURE_READER = 0.9
+"""An independent reader's score at or above which its reading there counts as sure."""
+GROUNDING_RATIO: dict[tuple[Grounding, bool], float] = {
+    (Grounding.GROUNDED, True): 0.05,
+    (Grounding.GROUNDED, False): 0.15,
+    (Grounding.NEAR, True): 30.0,
+    (Grounding.NEAR, False): 8.0,
+    (Grounding.NOT_FOUND, True): 15.0,
+    (Grounding.NOT_FOUND, False): 15.0,
+}
+"""P(outcome | wrong) / P(outcome | right) by (outcome, sure reader); see the module docstring."""
+AGREEMENT_RATIO: dict[bool | None, float] = {True: 0.3, False: 4.0, None: 1.0}
+"""The independent extraction found the same value (True), another (False), none (None)."""
+CHECKSUM_RATIO = 0.1
+"""A check digit lets about one random one-digit error in ten through."""
+PATTERN_RATIO = 0.9
+"""Most wrong values still fit the field's pattern or format."""
+OWN_NOT_GROUNDED = 0.9
+"""The embedded engine's confidence is multiplied by this when its value is not printed as such
+in its own reading (a value joined from lines that the page does not print together)."""
+_ODDS_RANGE = (1e-4, 1e4)
+
+
+def odds_of(confidence: float) -> float:
+    confidence = min(max(confidence, 1e-6), 1 - 1e-6)
+    return (1 - confidence) / confidence
+
+
+def from_odds(odds: float) -> float:
+    return round(1 / (1 + min(max(odds, _ODDS_RANGE[0]), _ODDS_RANGE[1])), 4)
+
+
+def checks_passed(value: object, spec: FieldSpec | None) -> dict[str, float]:
+    """``checksum`` and/or ``pattern`` evidence for a value that passes its schema's checks."""
+    if spec is None or not isinstance(value, str):
+        return {}
+    passed = {}
+    check = FORMAT_CHECKS.get(spec.format or "")
+    if check is not None and check.is_valid(value):
+        passed["checksum"] = 1.0
+    pattern = spec.schema.get("pattern")
+    if (pattern and re.search(pattern, value)) or (spec.format and check is None):
+        passed["pattern"] = 1.0
+    return passed
+
+
+def weigh_api_field(
+    evidence: FieldEvidence,
+    checks: dict[str, float],
+    agreement: bool | None,
+    logprob: float | None = None,
+) -> tuple[float, FieldEvidence]:
+    """An API engine's field: its confidence and its evidence with the factors that made it.
+
+    ``logprob`` is the model's own probability of the value's tokens, when it gave them; it
+    replaces the prior. An ``unverified`` field has no grounding or agreement to weigh.
+    """
+    factors: dict[str, float] = {"prior": 1 - PRIOR_WRONG}
+    odds = PRIOR_WRONG / (1 - PRIOR_WRONG)
+    if logprob is not None:
+        factors["logprob"] = round(logprob, 4)
+        odds = odds_of(logprob)
+    if evidence.outcome is not Grounding.UNVERIFIED:
+        score = evidence.reader_score if evidence.reader_score is not None else 0.0
+        factors["grounding"] = {Grounding.GROUNDED: 1.0, Grounding.NEAR: 0.5}.get(evidence.outcome, 0.0)
+        if evidence.reader_score is not None:
+            factors["reader_score"] = round(evidence.reader_score, 4)
+        odds *= GROUNDING_RATIO[(evidence.outcome, score >= SURE_READER)]
+        if agreement is not None:
+            factors["agreement"] = 1.0 if agreement else 0.0
+        odds *= AGREEMENT_RATIO[agreement]
+    if "checksum" in checks:
+        odds *= CHECKSUM_RATIO
+    if "pattern" in checks:
+        odds *= PATTERN_RATIO
+    factors.update(checks)
+    return from_odds(odds), evidence.model_copy(update={"factors": factors})
+
+
+def weigh_own_field(confidence: float, evidence: FieldEvidence) -> tuple[float, FieldEvidence]:
+    """The embedded engine's field: its OCR-based confidence, lowered if its own reading does not print it."""
+    factors = {"ocr_score": confidence, "grounding": 1.0 if evidence.outcome is Grounding.GROUNDED else 0.0}
+    if evidence.outcome is not Grounding.GROUNDED:
+        confidence *= OWN_NOT_GROUNDED
+    return round(confidence, 4), evidence.model_copy(update={"factors": factors})
+
+
+# --- a document's fields ------------------------------------------------------------------------
+
+
+def weigh_fields(
+    extraction: Extraction,
+    doctype: DocType,
+    own: Sequence[OcrResult],
+    independent: Sequence[OcrResult] | None,
+    *,
+    from_api: bool,
+) -> Extraction:
+    """Every field located, and its confidence made from evidence (:mod:`ocrflow.confidence`).
+
+    ``own`` is the reading the fields were extracted from. An API engine's fields (``from_api``)
+    are looked for in ``independent``, another engine's reading of the same pages; without one
+    they are ``unverified``. A value that reading does not print (``ungrounded``) or prints
+    otherwise (``readings_disagree``) gets that error, naming both readings and the page, and
+    the independent value as a candidate. The embedded engine's fields are located in ``own``.
+    """
+    result = extraction.model_copy(deep=True)
+    agreeing = _independent_values(independent, doctype) if independent else {}
+    mrz = _mrz_lines_evidence(result, doctype, independent) if independent else None
+    for name, field in result.fields.items():
+        spec = doctype.fields.get(name)
+        if field.value in (None, "") or not isinstance(field.value, str):
+            if from_api and name in agreeing:
+                _unanswered(name, field, spec, agreeing[name], _reader(independent))
+            continue
+        checks = checks_passed(field.value, spec)
+        located = ground(field.value, spec, own) if any(r.lines for r in own) else NOT_FOUND
+        if located.lines:
+            field.boxes = located.boxes
+        if not from_api:
+            evidence = FieldEvidence(outcome=located.outcome, reader=_reader(own), page=located.page)
+            field.confidence, field.evidence = weigh_own_field(field.confidence, evidence)
+            continue
+        if independent is None:
+            evidence = FieldEvidence(outcome=Grounding.UNVERIFIED)
+            logprob = _model_probability(own, name, field)
+            field.confidence, field.evidence = weigh_api_field(evidence, checks, None, logprob)
+            continue
+        covered = spec is not None and spec.locate == "mrz" and spec.format != "mrz-line"
+        match = mrz if covered and mrz is not None else ground(field.value, spec, independent)
+        evidence = FieldEvidence(
+            outcome=match.outcome,
+            reader=_reader(independent),
+            reading=match.reading,
+            differs_at=list(match.differs_at) if not covered else [],
+            page=match.page,
+            boxes=match.boxes,
+            reader_score=match.score,
+        )
+        other = agreeing.get(name)
+        agreement = None if other is None or covered else other == field.value
+        logprob = _model_probability(own, name, field)
+        field.confidence, field.evidence = weigh_api_field(evidence, checks, agreement, logprob)
+        if match.page is not None:
+            field.page = match.page  # a packed request's answer names no page; the reading does
+            field.boxes = field.boxes or match.boxes
+        _disagreement(name, field, spec, match, other, covered)
+    return result
+
+
+def _model_probability(own: Sequence[OcrResult], name: str, field: FieldResult) -> float | None:
+    """The model's own probability of the value as it wrote it, where its answer carried log probabilities."""
+    for result in own:
+        if result.key_values and name in result.key_values and field.raw:
+            return value_probability(result, field.raw, key=name)
+    return None
+
+
+def _reader(readings: Sequence[OcrResult]) -> str | None:
+    return f"{readings[0].engine}:{readings[0].model}" if readings else None
+
+
+def _independent_values(independent: Sequence[OcrResult], doctype: DocType) -> dict[str, str]:
+    """What the embedded extractor makes of the independent reading: its values without doubts."""
+    fields = extract(independent, doctype).fields
+    return {
+        name: field.value
+        for name, field in fields.items()
+        if isinstance(field.value, str) and field.value and not field.errors
+    }
+
+
+def _mrz_lines_evidence(
+    extraction: Extraction, doctype: DocType, independent: Sequence[OcrResult]
+) -> Match | None:
+    """The weakest grounding of the MRZ lines: with their check digits they vouch for what they encode."""
+    lines = [
+        name
+        for name, spec in doctype.fields.items()
+        if spec.format == "mrz-line" and isinstance(extraction.fields.get(name, FieldResult()).value, str)
+    ]
+    if not lines:
+        return None
+    order = [Grounding.NOT_FOUND, Grounding.NEAR, Grounding.GROUNDED]
+    matches = [ground(extraction.fields[name].value, doctype.fields[name], independent) for name in lines]
+    return min(matches, key=lambda match: order.index(match.outcome))
+
+
+def _disagreement(
+    name: str, field: FieldResult, spec: FieldSpec | None, match: Match, other: str | None, covered: bool
+) -> None:
+    """The error and candidate for a value the independent reading does not support."""
+    if match.outcome is Grounding.GROUNDED:
+        return
+    title = spec.title if spec is not None else name
+    shown = _shown(field.value, spec)
+    where = f"page {match.page}" if match.page is not None else "the page"
+    if covered:
+        message = f"{title}: the machine-readable zone it comes from is not printed as read ({where})"
+        field.errors.append(FieldError(code=UNGROUNDED, message=message))
+        return
+    reader = field.evidence.reader if field.evidence else "an independent reading"
+    if match.outcome is Grounding.NEAR and match.reading is not None:
+        reading = _as_value(match.reading, spec)
+        message = (
+            f"{title}: the model read {shown}; the independent reading ({reader}) has "
+            f"{_shown(reading, spec)} on {where}"
+        )
+        field.errors.append(FieldError(code=READINGS_DISAGREE, message=message))
+        _offer(field, reading)
+        return
+    message = f"{title}: {shown} is not printed on the page as the independent reading ({reader}) saw it"
+    field.errors.append(FieldError(code=UNGROUNDED, message=message))
+    if other is not None:
+        _offer(field, other)
+
+
+def _unanswered(
+    name: str, field: FieldResult, spec: FieldSpec | None, other: str, reader: str | None
+) -> None:
+    """A field the model left empty that the independent reading finds: a person decides."""
+    title = spec.title if spec is not None else name
+    message = (
+        f"{title}: the model gave no value; the independent reading ({reader}) has {_shown(other, spec)}"
+    )
+    field.errors.append(FieldError(code=READINGS_DISAGREE, message=message))
+    _offer(field, other)
+
+
+def _as_value(reading: str, spec: FieldSpec | None) -> str:
+    if spec is None or kind_of(spec) != TEXT:
+        return reading
+    return NORMALIZERS[spec.normalize](reading) or reading
+
+
+def _shown(value: object, spec: FieldSpec | None) -> str:
+    return mask_value(str(value)) if spec is not None and spec.masked_in_views else repr(value)
+
+
+def _offer(field: FieldResult, value: str) -> None:
+    if value != field.value and value not in field.candidates:
+        field.candidates.append(value)

@@ -1,0 +1,144 @@
+"""An API engine's values are checked against the embedded engine's reading of the same page.
+
+Through the real ``openai`` and ``dashscope`` SDKs against the loopback fake, on a real SROIE
+receipt read by real RapidOCR: the fake answers with the receipt's labelled values, or with one
+of them wrong, as a model would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from ocrflow.models import Grounding, Status
+from ocrflow.pipeline import Context, process_document
+from ocrflow.settings import (
+    CostOptions,
+    DashScopeOptions,
+    OpenAIOptions,
+    ReviewOptions,
+    ReviewRule,
+    Settings,
+    VerifyOptions,
+)
+from tests.conftest import eval_dev
+
+RECEIPT = "receipts/sroie_000"
+LABELLED = {
+    "company": "BOOK TA .K (TAMAN DAYA) SDN BHD",
+    "date": "2018-12-25",
+    "address": "NO.53 55,57 & 59, JALAN SAGU 18, TAMAN DAYA, 81100 JOHOR BAHRU, JOHOR.",
+    "total": "9.00",
+}
+
+
+@pytest.fixture(autouse=True)
+def api_key(monkeypatch):
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-test-grounding")
+
+
+@pytest.fixture(scope="module")
+def receipt():
+    path = eval_dev(f"{RECEIPT}.jpg")
+    truth = json.loads(eval_dev(f"{RECEIPT}.gt.json").read_text())["fields"]
+    assert truth["total"] == LABELLED["total"] and truth["company"] == LABELLED["company"]
+    return path
+
+
+def run(fake, engine, tmp_path, receipt, answer, api: str = "openai", **settings):
+    fake.kv = answer
+    openai = settings.pop("openai", OpenAIOptions())
+    options = Settings(
+        out_dir=tmp_path / "out",
+        engine=api,
+        openai=openai.model_copy(update={"base_url": fake.compat_url}),
+        dashscope=DashScopeOptions(base_url=fake.native_url),
+        cost=CostOptions(cache="off"),
+        **settings,
+    )
+    return process_document(Context(options, given_verifier=engine), receipt, doc_type="receipt")
+
+
+@pytest.mark.parametrize("api", ["openai", "dashscope"])
+def test_a_wrong_total_ends_in_review_with_both_readings_and_where_the_page_prints_it(
+    fake_dashscope, engine, tmp_path, receipt, api
+):
+    result = run(fake_dashscope, engine, tmp_path, receipt, {**LABELLED, "total": "9.80"}, api)
+
+    assert result.status is Status.NEEDS_REVIEW
+    (reason,) = [r for r in result.reasons if r.field == "total"]
+    assert reason.code == "readings_disagree" and reason.page == 1
+    assert "'9.80'" in reason.message and "'9.00'" in reason.message, "both readings are named"
+    total = result.fields["total"]
+    assert total.value == "9.80", "the model's value is kept, never overwritten"
+    assert total.candidates == ["9.00"], "the independent reading is offered as the correction"
+    evidence = total.evidence
+    assert evidence.outcome is Grounding.NEAR and evidence.reading == "9.00" and evidence.differs_at == [2]
+    assert evidence.reader == f"local:{engine.model}" and evidence.page == 1
+    (where,) = evidence.boxes
+    assert "9.00" in where.line and len(where.box) == 4 and where.box[2][0] > where.box[0][0]
+    assert total.confidence < 0.5
+    assert result.usage.verify_cpu_seconds > 0, "the independent reading's CPU is recorded"
+
+
+def test_the_labelled_values_are_grounded_with_a_computed_confidence_and_a_location(
+    fake_dashscope, engine, tmp_path, receipt
+):
+    result = run(fake_dashscope, engine, tmp_path, receipt, LABELLED)
+
+    for name in ("date", "total"):
+        field = result.fields[name]
+        assert field.evidence.outcome is Grounding.GROUNDED, name
+        assert 0.9 < field.confidence < 1.0, "computed from evidence, not taken as read"
+        assert field.boxes and field.boxes[0].page == 1
+        assert set(field.evidence.factors) >= {"prior", "grounding", "reader_score"}
+    assert not [r for r in result.reasons if r.code in ("ungrounded", "readings_disagree")]
+
+
+def test_a_value_the_page_does_not_print_is_ungrounded(fake_dashscope, engine, tmp_path, receipt):
+    result = run(
+        fake_dashscope, engine, tmp_path, receipt, {**LABELLED, "company": "VIVOPAC MARKETING SDN BHD"}
+    )
+
+    (reason,) = [r for r in result.reasons if r.field == "company"]
+    assert reason.code == "ungrounded" and result.status is Status.NEEDS_REVIEW
+    assert result.fields["company"].evidence.outcome is Grounding.NOT_FOUND
+
+
+def test_without_the_independent_reading_fields_say_unverified_and_a_rule_can_require_it(
+    fake_dashscope, engine, tmp_path, receipt
+):
+    off = VerifyOptions(independent_reading=False)
+    result = run(fake_dashscope, engine, tmp_path, receipt, {**LABELLED, "total": "9.80"}, verify=off)
+    total = result.fields["total"]
+    assert total.evidence.outcome is Grounding.UNVERIFIED and "grounding" not in total.evidence.factors
+    assert total.confidence < 1.0 and result.usage.verify_cpu_seconds == 0
+    assert not [r for r in result.reasons if r.code == "unverified"]
+
+    rule = ReviewOptions(rules={"receipt": ReviewRule(require_verification=True)})
+    required = run(fake_dashscope, engine, tmp_path / "rule", receipt, LABELLED, verify=off, review=rule)
+    assert required.status is Status.NEEDS_REVIEW
+    assert {r.field for r in required.reasons if r.code == "unverified"} == set(LABELLED)
+
+
+def test_the_models_token_probabilities_are_weighed_when_returned_and_ignored_when_not(
+    fake_dashscope, engine, tmp_path, receipt
+):
+    fake_dashscope.doubt = {"9.00": math.log(0.2)}
+    openai = {"logprobs": "always"}
+    without = run(
+        fake_dashscope, engine, tmp_path / "none", receipt, LABELLED, openai=OpenAIOptions(**openai)
+    )
+    assert "logprob" not in without.fields["total"].evidence.factors, "a server that sends none"
+
+    fake_dashscope.serves_logprobs = True
+    doubted = run(
+        fake_dashscope, engine, tmp_path / "sent", receipt, LABELLED, openai=OpenAIOptions(**openai)
+    )
+    total = doubted.fields["total"]
+    assert 0 < total.evidence.factors["logprob"] <= 0.2, "each doubted token at 0.2"
+    assert total.confidence < without.fields["total"].confidence
+    sure = doubted.fields["date"].evidence.factors["logprob"]
+    assert sure > 0.99 and doubted.fields["date"].confidence > without.fields["date"].confidence
