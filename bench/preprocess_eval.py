@@ -30,6 +30,7 @@ a markdown table per subset:
 Usage::
 
     .venv/bin/python bench/preprocess_eval.py [--limit N] [--category receipts text_lines photos ...]
+    .venv/bin/python bench/preprocess_eval.py --category receipts photos worksheets --fired rescale -v
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ DERIVED_FOLDERS = {
 UNDEREXPOSURE = 0.35
 """eval-dev's "dark" photos are lit receipts on dark tables; the ``underexposed`` subset
 scales their lightness (L of LAB) by this, as a camera given a third of the light would."""
-STEPS = ("denoise", "clahe", "orientation", "deskew")
+STEPS = ("rescale", "denoise", "clahe", "orientation", "deskew")
 
 
 class Score(NamedTuple):
@@ -248,6 +249,9 @@ def main() -> None:
         choices=["receipts", "text_lines", "photos", "worksheets", "underexposed", "tables"],
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per image")
+    parser.add_argument(
+        "--fired", choices=STEPS, help="score only the images this step changes (the others are not read)"
+    )
     args = parser.parse_args()
     if not EVAL_DEV.is_dir():
         sys.exit(f"eval-dev not found at {EVAL_DEV}")
@@ -276,6 +280,8 @@ def main() -> None:
                 done = preprocess(page, options, work_dir=Path(tmp))
                 tally.seconds.append(time.perf_counter() - started)
                 fired = [s.step for s in done.steps if s.applied]
+                if args.fired and args.fired not in fired:
+                    continue
                 tally.fired.update(fired)
                 worksheet = category == "worksheets"
                 raw = score(ocr_lines(engine, page), gt, spaceless, worksheet)

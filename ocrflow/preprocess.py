@@ -1,11 +1,18 @@
 """Page preprocessing: noise, lighting, orientation and skew, each decided from a measurement.
 
-:func:`preprocess` reads one page image, runs four steps and, if any of them changed
+:func:`preprocess` reads one page image, runs five steps and, if any of them changed
 the page, writes the result beside it (or into ``work_dir``) as ``<stem>.pre.png``.
 Every step measures the page first and changes it only when the measurement says it
 should, so clean scans pass through untouched; its :class:`StepRecord` says what was
 measured and what was decided. The steps run in this order:
 
+- ``rescale``: measures the height of the characters and scales a page whose characters
+  are far taller than the recognizer reads well (a receipt scanned at 600 dpi: 32-41 px)
+  down to about 12 px, averaging pixels (area interpolation). The engine's detector sees
+  such a page at a fifth of its size and the recognizer resamples each line from 100 px
+  to its 48 without averaging; the thin dotted strokes of thermal print then read as
+  other characters (``2C18``, ``$e.70``, ``Jchor``). It runs first, so every later step
+  works on the smaller page.
 - ``denoise``: estimates Gaussian noise (robust sigma of a Laplacian high-pass) and the
   share of isolated specks, both on blank parts of the page only, never on text; above a
   threshold, grain gets a median or non-local-means filter, specks alone a switching
@@ -78,6 +85,14 @@ _INK_CONTRAST_MIN = 30.0
 about 36; CLAHE on it made RapidOCR read worse on eval-dev, so only fainter text is equalised."""
 _CLAHE_CLIP = 2.0
 _CLAHE_TILES = (8, 8)
+
+# rescale
+_CHAR_HEIGHT_MAX = 30.0
+"""Median character height (page pixels) above which a page is scaled down. eval-dev's 600 dpi
+receipt scans measure 32-41 px; its 200-300 dpi receipts 13-29 px (bench/RESULTS-quality.md)."""
+_CHAR_HEIGHT_TARGET = 12.0
+"""Character height a scaled page gets: on the tune half's 600 dpi receipts, 8-12 px read
+right where 16-18 px still misread (``Joher``, ``S8.70``)."""
 
 # orientation
 _MIN_BLOBS = 10
@@ -409,6 +424,38 @@ def _clahe(image: np.ndarray, options: PreprocessOptions, analysis: _Analysis | 
     return _Outcome(result, StepRecord(step="clahe", applied=True, detail=detail, measurements=measurements))
 
 
+# --- rescale -------------------------------------------------------------------------
+
+
+def measure_char_height(image: np.ndarray, analysis: _Analysis) -> float:
+    """Median height of the character-sized blobs, in the page's pixels (0 without enough of them)."""
+    blobs = analysis.blobs
+    if len(blobs.centroids) < _MIN_BLOBS:
+        return 0.0
+    return blobs.height * max(image.shape[:2]) / max(analysis.gray.shape[:2])
+
+
+def _rescale(image: np.ndarray, options: PreprocessOptions, analysis: _Analysis | None) -> _Outcome:
+    analysis = analysis or _Analysis.of(image)
+    height = measure_char_height(image, analysis)
+    measurements = {"char_height": round(height, 1)}
+    if height <= _CHAR_HEIGHT_MAX:
+        detail = f"characters {height:.0f} px tall: read as they are"
+        record = StepRecord(step="rescale", applied=False, detail=detail, measurements=measurements)
+        return _Outcome(image, record, analysis=analysis)
+    scale = _CHAR_HEIGHT_TARGET / height
+    smaller = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    measurements["scale"] = round(scale, 4)
+    detail = (
+        f"characters {height:.0f} px tall: scaled to {smaller.shape[1]}x{smaller.shape[0]} "
+        f"(x{scale:.2f}) for characters of about {_CHAR_HEIGHT_TARGET:.0f} px"
+    )
+    record = StepRecord(step="rescale", applied=True, detail=detail, measurements=measurements)
+    # As ingest scales: a plain ratio per axis (the sides are rounded to whole pixels).
+    new_to_old = np.diag([image.shape[1] / smaller.shape[1], image.shape[0] / smaller.shape[0], 1.0])
+    return _Outcome(smaller, record, new_to_old)
+
+
 # --- orientation ---------------------------------------------------------------------
 
 
@@ -711,6 +758,7 @@ def _text_blobs(gray: np.ndarray) -> _Blobs:
 
 
 _STEPS: tuple[tuple[str, Callable[[np.ndarray, PreprocessOptions, _Analysis | None], _Outcome]], ...] = (
+    ("rescale", _rescale),
     ("denoise", _denoise),
     ("clahe", _clahe),
     ("orientation", _orientation),

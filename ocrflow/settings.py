@@ -27,6 +27,7 @@ class IngestOptions(BaseModel):
 
 
 class PreprocessOptions(BaseModel):
+    rescale: bool = True
     denoise: bool = True
     denoise_method: Literal["median", "nlmeans"] = "median"
     clahe: bool = True

@@ -120,7 +120,9 @@ def test_the_flow_sends_a_known_type_pdf_as_one_ocr_task_and_one_request(
     settings = Settings(
         engine="dashscope",
         dashscope=DashScopeOptions(base_url=fake_dashscope.native_url),
-        preprocess=PreprocessOptions(denoise=False, clahe=False, deskew=False, orientation=False),
+        preprocess=PreprocessOptions(
+            rescale=False, denoise=False, clahe=False, deskew=False, orientation=False
+        ),
     )
     state = process_documents(
         [str(PDF)], out=str(tmp_path / "out"), doc_type="receipt", settings=settings, return_state=True

@@ -8,13 +8,14 @@ import cv2
 import numpy as np
 import pytest
 
+from ocrflow.ingest import ingest
 from ocrflow.models import PageRef
 from ocrflow.ocr import recognize
 from ocrflow.preprocess import measure_skew, preprocess
-from ocrflow.settings import PreprocessOptions
+from ocrflow.settings import IngestOptions, PreprocessOptions
 from tests.conftest import EXAMPLES, eval_dev
 
-ALL_OFF = PreprocessOptions(denoise=False, clahe=False, orientation=False, deskew=False)
+ALL_OFF = PreprocessOptions(rescale=False, denoise=False, clahe=False, orientation=False, deskew=False)
 
 
 def _page(path: Path) -> PageRef:
@@ -114,13 +115,35 @@ def test_a_clean_scan_is_left_alone(tmp_path, source):
     assert done.path == path and done.to_original == page.to_original
     assert list(tmp_path.iterdir()) == []
     steps = _steps(done)
-    assert list(steps) == ["denoise", "clahe", "orientation", "deskew"]
+    assert list(steps) == ["rescale", "denoise", "clahe", "orientation", "deskew"]
     assert not any(record.applied for record in steps.values())
     # "Not needed" is a decision from a measurement, and the measurement is kept.
+    assert 0 < steps["rescale"].measurements["char_height"] <= 30
     assert steps["denoise"].measurements["noise_sigma"] < 4
     assert steps["clahe"].measurements["paper_lightness"] >= 150
     assert steps["orientation"].measurements["vertical_share"] < 0.5
     assert abs(steps["deskew"].measurements["angle"]) < 0.8
+
+
+def test_a_600_dpi_scan_is_read_at_a_smaller_scale(tmp_path, engine):
+    # A receipt scanned at 600 dpi (eval-dev tune half), as ingest gives it: characters about
+    # 32 px tall, thermal print in thin dotted strokes.
+    (page,) = ingest(eval_dev("receipts/sroie_459.jpg"), tmp_path, IngestOptions()).pages
+
+    before = " ".join(line.text for line in recognize(page, engine).lines)
+    done = preprocess(page, PreprocessOptions(), work_dir=tmp_path)
+    result = recognize(done, engine)
+    after = " ".join(line.text for line in result.lines)
+
+    rescale = _steps(done)["rescale"]
+    assert rescale.applied, rescale.detail
+    assert rescale.measurements["char_height"] > 30
+    assert done.width == pytest.approx(page.width * rescale.measurements["scale"], abs=1)
+    for value in ("13 May 2018", "Tampoi", "$8.70"):
+        assert value in after and value not in before
+    # Boxes come back in the scan's own pixels (4961 x 7016), where the name is at about y 1650.
+    company = next(line for line in result.lines if "UNIHAKKA" in line.text)
+    assert 1500 < min(y for _, y in company.box) < max(y for _, y in company.box) < 1850
 
 
 def _underexposed(image: np.ndarray) -> np.ndarray:
@@ -184,7 +207,7 @@ def test_every_step_can_be_switched_off(tmp_path):
     everything = _steps(preprocess(page, PreprocessOptions(), work_dir=tmp_path / "on"))
     assert all(everything[step].applied for step in ("clahe", "orientation", "deskew"))
 
-    for step in ("clahe", "orientation", "deskew"):
+    for step in ("rescale", "clahe", "orientation", "deskew"):
         without = _steps(preprocess(page, PreprocessOptions(**{step: False}), work_dir=tmp_path / step))
         assert not without[step].applied
         assert without[step].detail == "switched off in the options"
