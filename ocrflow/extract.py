@@ -21,7 +21,7 @@ from stdnum.exceptions import ValidationError as StdnumValidationError
 
 from ocrflow import checks, icao
 from ocrflow.doctypes import DocType, FieldSpec
-from ocrflow.layout import Row, rows
+from ocrflow.layout import Line, Row, rows
 from ocrflow.masking import mask_value
 from ocrflow.models import Extraction, FieldError, FieldResult, OcrResult
 from ocrflow.normalize import NORMALIZERS
@@ -221,6 +221,28 @@ def _separates(spec: FieldSpec, row: Row) -> bool:
     )
 
 
+def _address_before_stop(spec: FieldSpec, row: Row) -> Row | None:
+    """The address part of a row that goes on with a phone or tax number, or ``None``.
+
+    ``81750 Johor Bahru, Johor. Tel No.: 07-387 3322``: the text before the stop word, when it
+    has a postcode and a place name.
+    """
+    line = row.lines[0]
+    hit = _find_label(line.text, spec.hints.get("stop", []))
+    if not hit:
+        return None
+    start = hit[1] - len(hit[0])
+    before = line.text[:start].rstrip(" ,;:")
+    if start == 0 or line.text[start - 1].isalnum() or not _POSTCODE.search(before):
+        return None
+    if not _looks_like_name(_POSTCODE.sub("", before)):
+        return None
+    # The cut line's box ends about where its text does.
+    x1 = line.x0 + (line.x1 - line.x0) * len(before) / len(line.text)
+    cut = Line(before, line.score, line.page, line.x0, line.y0, x1, line.y1)
+    return Row((cut,))
+
+
 def _continues_address(row: Row) -> bool:
     """A row after the postcode that still belongs to the address: a state, a country, a district."""
     return _looks_like_name(row.text) and ":" not in row.text and not _MONEY.search(row.text)
@@ -235,6 +257,8 @@ def _address_blocks(spec: FieldSpec, rows_: list[Row], start: int) -> list[tuple
         if _find_label(row.text, spec.hints.get("end", [])):
             break
         if _separates(spec, row):
+            if before := _address_before_stop(spec, row):
+                current.append(before)
             if current:
                 blocks.append((current, True))
             current = []

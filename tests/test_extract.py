@@ -267,6 +267,25 @@ def test_address_ends_at_postcode_and_state_and_skips_dates_and_numbers(doctypes
     assert address.value == "12, JALAN TAMPOI 7/4, 81200 JOHOR BAHRU, JOHOR"
 
 
+def test_an_address_ending_on_the_phone_numbers_line_keeps_its_end(doctypes):
+    page = _page(
+        "MOONLIGHT CAKE HOUSE SDN BHD 862725-U",
+        "(GST Reg No: 001559298048)",
+        "No.1, Jalan Permas 10/5, Bandar Baru Permas Jaya",
+        "81750 Johor Bahru, Johor. Tel No.: 07-387 3322",
+        "www.moonlightcake.com",
+    )
+    address = extract([page], doctypes["receipt"]).fields["address"]
+    assert address.value == "NO.1, JALAN PERMAS 10/5, BANDAR BARU PERMAS JAYA 81750 JOHOR BAHRU, JOHOR."
+    assert address.confidence == pytest.approx(0.99)
+    # A phone line with no postcode before the stop word stays out.
+    page = _page("KEDAI ABC SDN BHD", "LOT 3, JALAN PELABUR 23/1,", "40300 SHAH ALAM", "HQ TEL: 03-5510 1234")
+    assert (
+        extract([page], doctypes["receipt"]).fields["address"].value
+        == "LOT 3, JALAN PELABUR 23/1, 40300 SHAH ALAM"
+    )
+
+
 def test_address_without_a_clean_end_is_uncertain(doctypes):
     page = _page(
         "THAI VILLAGE SDN BHD",
