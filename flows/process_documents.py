@@ -16,7 +16,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from ocrflow.batch_run import publish_submitted, submit_run
 from ocrflow.models import DocumentResult, OcrTask
-from ocrflow.pipeline import AUTO, Job, context_for, open_run, run_documents
+from ocrflow.pipeline import AUTO, Job, close_run, context_for, open_run, run_documents
 from ocrflow.report import RunMonitor, documents_flow_run_name
 from ocrflow.settings import Settings
 from tasks import PrefectRunner
@@ -49,7 +49,7 @@ def process_documents(
     admission, sources = open_run(ctx, job, paths, reprocess=reprocess, logger=get_run_logger())
     if batch:
         submitted = submit_run(ctx, admission, sources, job)
-        admission.close()
+        close_run(ctx, admission)
         publish_submitted(submitted)
         return list(submitted.concluded)
     runner = PrefectRunner(settings)

@@ -359,6 +359,20 @@ def setup(
         console.print(
             f"{step.action:9} {step.kind} {step.name}" + (f" ({step.detail})" if step.detail else "")
         )
+    _deliver_outbox()
+
+
+def _deliver_outbox() -> None:
+    """Send the events the configured store's outbox holds (decisions made while Prefect was down)."""
+    from ocrflow.outbox import deliver_configured
+    from ocrflow.settings import Settings
+
+    delivery = deliver_configured(Settings())
+    if delivery is not None and (delivery.sent or delivery.waiting):
+        console.print(
+            f"outbox: {delivery.sent} event(s) sent to Prefect, {delivery.waiting} waiting"
+            + (f" ({delivery.problem})" if delivery.problem else "")
+        )
 
 
 @app.command()
@@ -374,6 +388,7 @@ def serve(
     """Run the deployments of prefect.yaml (schedules, triggers) from this one process."""
     from ocrflow.deploy import PREFECT_YAML, serve_deployments
 
+    _deliver_outbox()
     try:
         serve_deployments(config or PREFECT_YAML, names=deployment, limit=limit)
     except OcrflowError as exc:

@@ -50,11 +50,13 @@ from ocrflow.models import (
     Usage,
 )
 from ocrflow.ocr import check_task, packs_pages, recognize, recognize_document
+from ocrflow.outbox import deliver
 from ocrflow.outputs import gives_outputs, task_outputs, write_output_files
 from ocrflow.preprocess import preprocess
+from ocrflow.review.operations import announcer
 from ocrflow.routing import build_result, decide, failure_result, schema_rule
 from ocrflow.settings import Settings
-from ocrflow.store import ResultStore
+from ocrflow.store import OnQueued, ResultStore
 from ocrflow.validate import validate
 
 AUTO = "auto"
@@ -110,6 +112,11 @@ class Context:
     @cached_property
     def store(self) -> ResultStore:
         return ResultStore(self.settings.out_dir, self.settings.resolved_database_url())
+
+    @cached_property
+    def announce(self) -> OnQueued:
+        """Schedules a newly queued item and puts ``ocrflow.review.requested`` in the outbox."""
+        return announcer(self.doctypes, self.settings.review, self.settings.review_url)
 
 
 @lru_cache(maxsize=4)
@@ -388,7 +395,7 @@ def store_result(ctx: Context, result: DocumentResult) -> DocumentResult:
     if result.outputs is not None:
         files = write_output_files(ctx.settings.out_dir, result.document_id, result.outputs)
         result = result.model_copy(update={"outputs": result.outputs.model_copy(update={"files": files})})
-    ctx.store.save(result)
+    ctx.store.save(result, on_queued=ctx.announce)
     return result
 
 
@@ -418,8 +425,14 @@ def run_documents(
             in_flight.append(submit(runner, ctx, ingested, job))
     while in_flight:
         results.append(_finish(runner, admission, in_flight.popleft(), job, on_result))
-    admission.close()
+    close_run(ctx, admission)
     return results
+
+
+def close_run(ctx: Context, admission: Admission) -> None:
+    """End a run: give up its claims, write what stays pending, send the events its outcomes queued."""
+    admission.close()
+    deliver(ctx.store.engine)
 
 
 def _ingested(source: Path, handle: Handle[IngestResult]) -> IngestResult:
@@ -467,7 +480,7 @@ def run_inline(
         from ocrflow.batch_run import submit_run
 
         submitted = submit_run(ctx, admission, sources, job)
-        admission.close()
+        close_run(ctx, admission)
         return list(submitted.concluded)
     return run_documents(ctx, InlineRunner(ctx), admission, sources, job)
 

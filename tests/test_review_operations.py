@@ -16,6 +16,7 @@ from ocrflow.review.operations import (
     REVIEW_OVERDUE,
     REVIEW_REQUESTED,
     FieldBands,
+    announcer,
     health_markdown,
     queue_health,
     sweep,
@@ -38,15 +39,16 @@ class Clock:
 
 
 class Sent(list):
-    """Stands in for Prefect: records every event sent (or refuses them while ``down``)."""
+    """Stands in for Prefect's events API: records every event posted (or refuses them while ``down``)."""
 
     down = False
 
-    def __call__(self, name, resource, payload, related) -> bool:
+    def __call__(self, events: list[dict]) -> None:
         if self.down:
-            return False
-        self.append((name, payload["item"], resource, payload, related))
-        return True
+            raise ConnectionError("Prefect is down")
+        self.extend(
+            (e["event"], e["payload"]["item"], e["resource"], e["payload"], e["related"]) for e in events
+        )
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -75,10 +77,12 @@ def test_requested_once_per_wait_and_overdue_once_after_the_types_time_limit(que
     queue.store.save(_receipt(2))
     sent = Sent()
     sent.down = True
-    assert sweep(queue, options, send=sent).requested == []  # Prefect unreachable: tried again later
+    report = sweep(queue, options, review_url="http://review.test", post=sent)
+    assert report.requested == [1, 2] and report.overdue == []  # announced: the events wait in the outbox
+    assert (report.delivery.sent, report.delivery.waiting, sent) == (0, 2, [])
     sent.down = False
-    report = sweep(queue, options, review_url="http://review.test", send=sent)
-    assert report.requested == [1, 2] and report.overdue == []
+    report = sweep(queue, options, post=sent)
+    assert report.requested == [] and (report.delivery.sent, report.delivery.waiting) == (2, 0)
     name, item, resource, payload, related = sent[0]
     assert (name, item, resource["prefect.resource.id"]) == (REVIEW_REQUESTED, 1, "ocrflow.review-item.1")
     assert payload["review_url"] == "http://review.test/items/1" and payload["assigned_to"] == "group:cards"
@@ -87,14 +91,29 @@ def test_requested_once_per_wait_and_overdue_once_after_the_types_time_limit(que
     assert card.priority == 2 and card.due_at == card.created_at + timedelta(minutes=30)
     assert queue.get(2).due_at is None  # a receipt has no time limit
 
-    assert sweep(queue, options, send=sent).requested == []  # once per wait
+    assert sweep(queue, options, post=sent).requested == []  # once per wait
     queue.clock.current = card.created_at + timedelta(minutes=31)
-    assert sweep(queue, options, send=sent).overdue == [1]
-    assert sweep(queue, options, send=sent).overdue == []
+    assert sweep(queue, options, post=sent).overdue == [1]
+    assert sweep(queue, options, post=sent).overdue == []
     assert [name for name, *_ in sent] == [REVIEW_REQUESTED, REVIEW_REQUESTED, REVIEW_OVERDUE]
 
     queue.store.save(needs_review(1))  # re-queued by a new run: a new wait, announced again
-    assert sweep(queue, options, send=sent).requested == [1]
+    assert sweep(queue, options, post=sent).requested == [1]
+
+
+def test_a_run_announces_what_it_queues_in_the_same_transaction(queue: ReviewQueue):
+    options = ReviewOptions(rules={"bank_card": ReviewRule(time_limit_minutes=30, priority=2)})
+    on_queued = announcer(queue.doctypes, options, review_url="http://review.test")
+    queue.store.save(needs_review(1), on_queued=on_queued)
+    card = queue.get(1)
+    assert card.priority == 2 and card.requested_at is not None
+    assert card.due_at == card.created_at + timedelta(minutes=30)
+    sent = Sent()
+    report = sweep(queue, options, post=sent)
+    assert report.requested == [] and report.delivery.sent == 1  # announced by the run, sent by the sweep
+    ((name, item, _, payload, _),) = sent
+    assert (name, item, payload["priority"]) == (REVIEW_REQUESTED, 1, 2)
+    assert payload["review_url"] == "http://review.test/items/1"
 
 
 def test_queue_order_is_own_first_then_priority_then_due_time_then_age(queue: ReviewQueue):

@@ -14,7 +14,7 @@ from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 from ocrflow.doctypes import load_doctypes
-from ocrflow.errors import ClaimConflict, ItemNotFound
+from ocrflow.errors import ClaimConflict, ItemNotFound, ReviewError
 from ocrflow.migrations import current_revision, head_revision
 from ocrflow.models import Status
 from ocrflow.review.queue import ReviewQueue
@@ -187,6 +187,23 @@ def test_reprocessing_a_reviewed_document_keeps_the_decision_and_stores_the_new_
     assert store.status_of(claim.document_id) is Status.ACCEPTED
     event = queue.events(claim.item_id)[-1]
     assert (event.action, event.actor, event.after["differs"]) == ("reread", "pipeline", ["card_number"])
+
+
+def test_only_a_deliberate_reopen_puts_the_newer_reading_in_place_of_the_decision(
+    queue: ReviewQueue, store: ResultStore
+):
+    store.save(needs_review(1))
+    claim = queue.claim("alice")
+    queue.decide(claim.item_id, "alice", values={"card_number": VALID_CARD})
+    with pytest.raises(ReviewError, match="no newer reading"):
+        queue.reopen(claim.item_id, "bob", "try the machine", take_new_reading=True)
+    store.save(needs_review(1))
+    queue.reopen(claim.item_id, "bob", "the rescan is right", take_new_reading=True)
+    reopened = store.load(claim.document_id)
+    assert (reopened.status, reopened.fields["card_number"].value) == (Status.NEEDS_REVIEW, CARD)
+    assert reopened.reread is None
+    event = queue.events(claim.item_id)[-1]
+    assert (event.action, event.after["took_new_reading"]) == ("reopened", True)
 
 
 def test_a_rerun_that_accepts_the_document_withdraws_its_open_item(queue: ReviewQueue, store: ResultStore):

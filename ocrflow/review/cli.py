@@ -138,6 +138,17 @@ def review_show(
     for reason in result.reasons:
         where = "".join(f" {k}={v}" for k, v in (("field", reason.field), ("page", reason.page)) if v)
         console.print(f"- [{reason.stage.value}] {reason.code}: {reason.message}{where}", highlight=False)
+    if result.reread is not None and result.reread.differs:
+        newer = {
+            name: result.reread.fields[name].value
+            for name in result.reread.differs
+            if name in result.reread.fields
+        }
+        newer_shown = newer if unmask else masked_values(newer, doctype)
+        console.print(
+            "a newer machine reading differs from the decision (kept; 'review reopen --take-new-reading' "
+            "replaces it): " + ", ".join(f"{name}={newer_shown.get(name)}" for name in result.reread.differs)
+        )
     _print_item_history(opened.queue, document_id)
 
 
@@ -239,8 +250,6 @@ def release(
 
 
 def _decide(item: str, out: Path, db: str | None, reviewer: str | None, **decision) -> None:
-    from ocrflow.review.events import flush_events
-
     name = _reviewer(reviewer)
     try:
         queue = _open(out, db).queue
@@ -250,12 +259,12 @@ def _decide(item: str, out: Path, db: str | None, reviewer: str | None, **decisi
         outcome = queue.decide(row.id, name, **decision)
     except OcrflowError as exc:
         fail(exc.message)
-    if outcome.event_sent:
-        flush_events()
     console.print(
         f"item {row.id} {outcome.decision.value} by {name}: {outcome.result.status.value}, "
         f"result in {outcome.result_path}"
     )
+    if not outcome.event_sent:
+        console.print("its ocrflow.review.completed event waits in the outbox until Prefect is reachable")
 
 
 OverrideOption = Annotated[
@@ -359,10 +368,27 @@ def reopen(
     out: OutOption = Path("ocrflow-out"),
     db: DbOption = None,
     reviewer: ReviewerOption = None,
+    take_new_reading: Annotated[
+        bool,
+        typer.Option(
+            "--take-new-reading",
+            help="Replace the decided values with the machine's newer reading (from --reprocess).",
+        ),
+    ] = False,
 ) -> None:
     """Reopen a decided item: it is back in review, held by you, to decide again."""
     name = _reviewer(reviewer)
-    _, held = _on_item(out, db, item, lambda queue, row: queue.reopen(row.id, name, reason))
+    _, held = _on_item(
+        out,
+        db,
+        item,
+        lambda queue, row: queue.reopen(row.id, name, reason, take_new_reading=take_new_reading),
+    )
+    if take_new_reading:
+        console.print(
+            "warning: the decided values were replaced by the machine's newer reading; "
+            "the decision stays in the item's history"
+        )
     console.print(f"item {held.item_id} reopened by {name}; it is yours until {held.expires_at:%H:%M:%S UTC}")
 
 
@@ -415,13 +441,16 @@ def sweep_command(
     db: DbOption = None,
 ) -> None:
     """Send ocrflow.review.requested for new items and ocrflow.review.overdue for late ones, once each."""
-    from ocrflow.review.events import flush_events
     from ocrflow.review.operations import sweep
 
     opened = _open(out, db)
     report = sweep(opened.queue, opened.settings.review, review_url=opened.settings.review_url)
-    flush_events()
     console.print(f"{len(report.requested)} item(s) announced, {len(report.overdue)} overdue")
+    delivery = report.delivery
+    console.print(
+        f"{delivery.sent} event(s) sent to Prefect, {delivery.waiting} waiting"
+        + (f" ({delivery.problem})" if delivery.problem else "")
+    )
 
 
 @app.command("health")

@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from ocrflow.doctypes import DocType
+from ocrflow.errors import ReviewError
 from ocrflow.extract import extract
 from ocrflow.models import (
     DocumentResult,
@@ -158,3 +159,13 @@ def reopened_result(result: DocumentResult, reviewer: str, reason: str) -> Docum
     why = Reason(stage=Stage.ROUTE, code="reopened_in_review", message=f"reopened by {reviewer}: {reason}")
     kept = [r for r in result.reasons if r.code != "rejected_in_review"]
     return result.model_copy(update={"status": Status.NEEDS_REVIEW, "reasons": [*kept, why]})
+
+
+def with_new_reading(result: DocumentResult) -> DocumentResult:
+    """A decided document with the machine's newer reading in place of the decided values."""
+    if result.reread is None:
+        raise ReviewError("the document has no newer reading; run it again with --reprocess first")
+    reread = result.reread
+    return result.model_copy(
+        update={"fields": reread.fields, "reasons": reread.reasons, "engine": reread.engine, "reread": None}
+    )

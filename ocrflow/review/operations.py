@@ -8,8 +8,10 @@ Two Prefect events tell people (through automations, see ``ocrflow setup``) what
     related  ocrflow.document.<document_id>
     payload  item, document_id, doc_type, reasons, priority, due_at, assigned_to, review_url (if set)
 
-:func:`sweep` sends them and sets each new item's priority, due time and assignee from its
-type's review rule (``time_limit_minutes``, ``priority``, ``assign_to``); the scheduled
+Both go through the outbox (:mod:`ocrflow.outbox`). A run announces an item when it queues
+it (:func:`announcer`), setting its priority, due time and assignee from its type's review
+rule (``time_limit_minutes``, ``priority``, ``assign_to``); :func:`sweep` announces the
+overdue ones and any item not announced yet, then delivers. The scheduled
 ``review-operations`` deployment runs it, with :func:`queue_health` for its artifact.
 """
 
@@ -18,27 +20,34 @@ from __future__ import annotations
 import logging
 import statistics
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from ocrflow.doctypes import DocType
+from ocrflow.models import DocumentResult
+from ocrflow.outbox import Delivery, Post, deliver
 from ocrflow.review.queue import ReviewQueue
 from ocrflow.routing import AUDIT_SAMPLE, schema_rule
 from ocrflow.settings import ReviewOptions
-from ocrflow.store import DocumentRow, ReviewEventRow, ReviewItemRow, ReviewState
+from ocrflow.store import (
+    DocumentRow,
+    OnQueued,
+    ReviewEventRow,
+    ReviewItemRow,
+    ReviewState,
+    add_event,
+    now,
+)
 
 logger = logging.getLogger(__name__)
 
 REVIEW_REQUESTED = "ocrflow.review.requested"
 REVIEW_OVERDUE = "ocrflow.review.overdue"
-
-Send = Callable[[str, dict[str, str], dict[str, Any], list[dict[str, str]]], bool]
-"""Sends one event (name, resource, payload, related); True once Prefect has it."""
 
 AGE_BUCKETS = ((timedelta(hours=1), "< 1 h"), (timedelta(hours=4), "1-4 h"), (timedelta(days=1), "4-24 h"))
 OLDEST_BUCKET = "> 1 d"
@@ -52,22 +61,31 @@ MIN_SAMPLES = 20
 @dataclass
 class SweepReport:
     requested: list[int] = field(default_factory=list)
+    """Items announced by this sweep (their event is in the outbox)."""
     overdue: list[int] = field(default_factory=list)
+    delivery: Delivery | None = None
+    """What the outbox delivery after the sweep sent, and what still waits."""
 
 
-def send_prefect_event(name: str, resource: dict[str, str], payload: dict[str, Any], related) -> bool:
-    """Hand one event to Prefect; False (and a warning) without a server or on any failure."""
-    from prefect.events import emit_event
-    from prefect.settings import PREFECT_API_URL
+def announcer(
+    doctypes: dict[str, DocType], options: ReviewOptions, review_url: str | None = None
+) -> OnQueued:
+    """What a run does when it queues a document for a new wait (:meth:`ResultStore.save`'s ``on_queued``).
 
-    if not PREFECT_API_URL.value():
-        logger.warning("no Prefect API configured (PREFECT_API_URL); %s not sent", name)
-        return False
-    try:
-        return emit_event(event=name, resource=resource, payload=payload, related=related) is not None
-    except Exception as exc:  # noqa: BLE001 - an unsent event is sent by the next sweep
-        logger.warning("%s not sent: %s", name, exc)
-        return False
+    The item gets its type rule's priority, due time and assignee, and
+    ``ocrflow.review.requested`` goes into the outbox in the same transaction.
+    """
+
+    def on_queued(session: Session, item: ReviewItemRow, result: DocumentResult) -> None:
+        values = _schedule(item, doctypes, options)
+        for name, value in values.items():
+            setattr(item, name, value)
+        item.requested_at = now()
+        session.flush()
+        name = Path(result.source).name
+        add_event(session, REVIEW_REQUESTED, *_event_parts(item, values, name, review_url))
+
+    return on_queued
 
 
 def sweep(
@@ -75,62 +93,75 @@ def sweep(
     options: ReviewOptions,
     *,
     review_url: str | None = None,
-    send: Send = send_prefect_event,
+    post: Post | None = None,
 ) -> SweepReport:
-    """Announce new items (setting their priority, due time, assignee) and overdue ones, once each.
+    """Announce overdue items, and items not announced yet, once per wait; then deliver the outbox.
 
-    An event that could not be sent is tried again by the next sweep.
+    An item announced here gets its priority, due time and assignee too; a run announces the
+    items it queues itself, so the sweep catches the rest (queued by an older version, or
+    without the run's settings). ``post``: see :func:`~ocrflow.outbox.deliver`.
     """
     report = SweepReport()
     current = queue.clock()
     with Session(queue.store.engine) as session:
         waiting = list(
             session.scalars(
-                select(ReviewItemRow)
+                select(ReviewItemRow.id)
                 .where(ReviewItemRow.state.in_(ReviewState.OPEN))
                 .where((ReviewItemRow.requested_at.is_(None)) | (ReviewItemRow.overdue_at.is_(None)))
                 .order_by(ReviewItemRow.id)
             )
         )
-        sources = dict(
-            session.execute(
-                select(DocumentRow.document_id, DocumentRow.source).where(
-                    DocumentRow.document_id.in_([item.document_id for item in waiting])
-                )
-            ).all()
-        )
-    for item in waiting:
-        name = Path(sources.get(item.document_id, "?")).name
-        if item.requested_at is None:
-            doctype = queue.doctypes.get(item.doc_type or "")
-            rule = options.rule_for(item.doc_type, schema_rule(doctype))
-            limit = rule.time_limit_minutes if rule else None
-            schedule = {
-                "priority": rule.priority if rule else 0,
-                "due_at": item.created_at + timedelta(minutes=limit) if limit else None,
-                "assigned_to": item.assigned_to or (rule.assign_to if rule else None),
-            }
-            item = queue.schedule(item.id, **schedule)
-            if send(REVIEW_REQUESTED, *_event_parts(item, name, review_url)):
-                queue.mark_sent(item.id, requested_at=current)
+    for item_id in waiting:
+        with Session(queue.store.engine) as session, session.begin():
+            item = session.get(ReviewItemRow, item_id, with_for_update=True)
+            if item is None or item.state not in ReviewState.OPEN:
+                continue
+            name = Path(session.get(DocumentRow, item.document_id).source).name
+            values = {"priority": item.priority, "due_at": item.due_at, "assigned_to": item.assigned_to}
+            sent: dict[str, datetime] = {}
+            if item.requested_at is None:
+                values = _schedule(item, queue.doctypes, options)
+                sent["requested_at"] = current
+                add_event(session, REVIEW_REQUESTED, *_event_parts(item, values, name, review_url))
                 report.requested.append(item.id)
-        if item.overdue_at is None and item.due_at is not None and item.due_at <= current:
-            if send(REVIEW_OVERDUE, *_event_parts(item, name, review_url)):
-                queue.mark_sent(item.id, overdue_at=current)
+            if item.overdue_at is None and values["due_at"] is not None and values["due_at"] <= current:
+                sent["overdue_at"] = current
+                add_event(session, REVIEW_OVERDUE, *_event_parts(item, values, name, review_url))
                 report.overdue.append(item.id)
+            if sent:
+                # A plain UPDATE outside the item's version: the sweep never races a reviewer's claim.
+                session.execute(
+                    update(ReviewItemRow)
+                    .where(ReviewItemRow.id == item.id)
+                    .values(**values, **sent)
+                    .execution_options(synchronize_session=False)
+                )
+    report.delivery = deliver(queue.store.engine, post)
     return report
 
 
-def _event_parts(item: ReviewItemRow, name: str, review_url: str | None):
+def _schedule(item: ReviewItemRow, doctypes: dict[str, DocType], options: ReviewOptions) -> dict[str, Any]:
+    """An item's priority, due time and assignee from its type's review rule."""
+    rule = options.rule_for(item.doc_type, schema_rule(doctypes.get(item.doc_type or "")))
+    limit = rule.time_limit_minutes if rule else None
+    return {
+        "priority": rule.priority if rule else 0,
+        "due_at": item.created_at + timedelta(minutes=limit) if limit else None,
+        "assigned_to": item.assigned_to or (rule.assign_to if rule else None),
+    }
+
+
+def _event_parts(item: ReviewItemRow, values: dict[str, Any], name: str, review_url: str | None):
     resource = {"prefect.resource.id": f"ocrflow.review-item.{item.id}", "prefect.resource.name": name}
     payload = {
         "item": item.id,
         "document_id": item.document_id,
         "doc_type": item.doc_type,
         "reasons": sorted({r.get("code", "") for r in item.reasons}),
-        "priority": item.priority,
-        "due_at": item.due_at.isoformat() if item.due_at else None,
-        "assigned_to": item.assigned_to,
+        "priority": values["priority"],
+        "due_at": values["due_at"].isoformat() if values["due_at"] else None,
+        "assigned_to": values["assigned_to"],
     }
     if review_url:
         payload["review_url"] = f"{review_url.rstrip('/')}/items/{item.id}"

@@ -27,6 +27,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from ocrflow.doctypes import DocType
 from ocrflow.errors import ClaimConflict, InvalidDecision, ItemNotFound, ReviewError
 from ocrflow.models import DocumentResult
+from ocrflow.outbox import deliver
 from ocrflow.review.decisions import (
     Decision,
     changed_fields,
@@ -36,9 +37,10 @@ from ocrflow.review.decisions import (
     normalize_values,
     read_again_as,
     reopened_result,
+    with_new_reading,
     with_overrides,
 )
-from ocrflow.review.events import emit_review_completed
+from ocrflow.review.events import REVIEW_COMPLETED, review_completed
 from ocrflow.store import ResultStore, ReviewerRow, ReviewEventRow, ReviewItemRow, ReviewState, now, snapshot
 
 logger = logging.getLogger(__name__)
@@ -59,7 +61,7 @@ class Claim:
 
 @dataclass(frozen=True)
 class Outcome:
-    """A stored decision: the final result, where it was written, whether Prefect was told."""
+    """A stored decision: the final result, where it was written, whether Prefect has its event yet."""
 
     item_id: int
     decision: Decision
@@ -405,24 +407,36 @@ class ReviewQueue:
                     )
                 )
                 path = self.store.stage(session, final)
+                review_completed(
+                    session,
+                    document_id=final.document_id,
+                    source=final.source,
+                    status=final.status.value,
+                    decision=decision.value,
+                    result_path=path,
+                    reviewer=reviewer,
+                )
         except StaleDataError:
             raise ClaimConflict(f"item {item_id} was changed by someone else; reload it") from None
-        sent = emit_review_completed(
-            document_id=final.document_id,
-            source=final.source,
-            status=final.status.value,
-            decision=decision.value,
-            result_path=path,
-            reviewer=reviewer,
-        )
+        delivery = deliver(self.store.engine)
+        sent = delivery.problem is None
+        if not sent:
+            logger.warning(
+                "%s for %s not sent yet (%s); it waits in the outbox",
+                REVIEW_COMPLETED,
+                final.document_id[:12],
+                delivery.problem,
+            )
         return Outcome(item_id, decision, final, path, sent)
 
-    def reopen(self, item_id: int, reviewer: str, reason: str) -> Claim:
+    def reopen(self, item_id: int, reviewer: str, reason: str, *, take_new_reading: bool = False) -> Claim:
         """Take a decided item back into review, held by ``reviewer``, to decide it again.
 
         The reason is required and goes into the audit trail and the document's reasons; the
         document is ``needs_review`` again and its decided values are the form's start. Its
-        values are no ground truth until the item is decided again.
+        values are no ground truth until the item is decided again. ``take_new_reading``
+        starts the form from the machine's newer reading (:attr:`DocumentResult.reread`,
+        stored by re-processing) instead: the one way a machine's reading replaces a decision.
         """
         reason = reason.strip()
         if not reason:
@@ -433,6 +447,8 @@ class ReviewQueue:
                 if item.state not in ReviewState.DECIDED:
                     raise ClaimConflict(f"item {item_id} is {item.state}, not decided: nothing to reopen")
                 result = self._result_in(session, item)
+                if take_new_reading:
+                    result = with_new_reading(result)
                 before = snapshot(item)
                 item.state = ReviewState.CLAIMED
                 item.claimed_by = reviewer
@@ -440,7 +456,11 @@ class ReviewQueue:
                 item.decided_by = item.decided_at = None
                 item.final_values = None
                 session.flush()
-                session.add(self._event(item, "reopened", reviewer, before, note=reason))
+                session.add(
+                    self._event(
+                        item, "reopened", reviewer, before, note=reason, took_new_reading=take_new_reading
+                    )
+                )
                 self.store.stage(session, reopened_result(result, reviewer, reason))
                 return Claim(item.id, item.document_id, reviewer, item.lease_expires_at)
         except StaleDataError:
