@@ -128,17 +128,17 @@ def breakdown(image: Path, work: Path) -> dict:
 STAGES = """
 import json, sys, time
 t0 = time.perf_counter()
-from ocrflow.pipeline import Context, InlineRunner, Job, collect, conclude, submit
+from ocrflow.pipeline import Context, Job, collect, conclude, ingest, page_groups, read_pages
 from ocrflow.settings import Settings
 from pathlib import Path
 t1 = time.perf_counter()
 ctx = Context(Settings(out_dir=Path(sys.argv[2])))
 engine = ctx.engine
-runner = InlineRunner(ctx)
 t2 = time.perf_counter()
-ingested = next(runner.ingest([Path(sys.argv[1])])).result()
+ingested = ingest(Path(sys.argv[1]), ctx.settings.work_dir, ctx.settings.ingest)
 t3 = time.perf_counter()
-readings = collect(submit(runner, ctx, ingested, Job()))
+reads = [(group, read_pages(ctx, ingested, group, Job())) for group in page_groups(ctx, ingested, Job())]
+readings = collect(ingested, reads)
 t4 = time.perf_counter()
 result = conclude(ctx, readings, Job())
 t5 = time.perf_counter()

@@ -85,6 +85,11 @@ class Admission:
         self._deciding: tuple[str, int] | None = None
         self._reserved: dict[str, tuple[int, int]] = {}
 
+    @property
+    def needs_pages(self) -> bool:
+        """Whether documents are ingested whole before admission: a token budget estimates from the pages."""
+        return self.budget.limit is not None
+
     def sources(self, paths: Iterable[Path]) -> list[Path]:
         """The run's files: what earlier runs left pending first (it has waited longest), then ``paths``."""
         given = discover([Path(p) for p in paths])

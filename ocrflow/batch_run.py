@@ -69,7 +69,7 @@ def submit_run(ctx: Context, admission: Admission, sources: Sequence[Path], job:
             try:
                 pages.append(preprocess(page, settings.preprocess))
             except Exception as exc:  # noqa: BLE001 - a page that cannot be prepared is a reason
-                failures.append(failure_reason(Stage.PREPROCESS, page, exc))
+                failures.append(failure_reason(Stage.PREPROCESS, page.page_number, exc))
         if not pages:
             concluded.append(conclude(ctx, Readings(ingested=ingested, failures=tuple(failures)), job))
             continue

@@ -1,10 +1,14 @@
 """One document's path, start to stored outcome, the same for every runner.
 
-A run goes admit -> submit -> collect -> conclude (:func:`run_documents`):
+A run goes open -> admit -> submit -> collect -> conclude (:func:`run_documents`):
 
+- *open* (:func:`open_source`): name the document and count its pages, decoding none (or
+  ingest it whole when a token budget must see its pages);
 - *admit* (:class:`~ocrflow.admission.Admission`): skip what is done, keep the token budget;
 - *submit* (:func:`submit`): hand the document's pages to the runner, one page at a time or
-  all in one packed request; each group is prepared and read by :func:`read_pages`;
+  all in one packed request; each group is ingested, prepared and read by :func:`read_pages`,
+  so a page's OCR starts as soon as that page exists. A document of one group is read and
+  concluded in one step (:func:`process`);
 - *collect* (:func:`collect`): wait for the groups; a failed one becomes reasons;
 - *conclude* (:func:`conclude`): interpret, route and store; :class:`Readings` may come from
   any runner, or from answers that arrived another way.
@@ -23,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property, lru_cache, partial
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -36,7 +40,7 @@ from ocrflow.engines import ApiEngine, OcrEngine, create_engine
 from ocrflow.errors import OcrflowError, is_retryable
 from ocrflow.extract import extract
 from ocrflow.generic import extract_generic
-from ocrflow.ingest import ingest, unreadable
+from ocrflow.ingest import ingest, ingest_page, open_document, unreadable
 from ocrflow.models import (
     DocumentResult,
     Extraction,
@@ -155,8 +159,9 @@ class Job(Frozen):
 
 
 class PagesRead(Frozen):
-    """What one read step produced for its pages: the pages as sent to OCR, the readings, page failures."""
+    """What one read step produced for its pages: as ingested, as sent to OCR, the readings, page failures."""
 
+    ingested: tuple[PageRef, ...] = ()
     pages: tuple[PageRef, ...] = ()
     ocr: tuple[OcrResult, ...] = ()
     failures: tuple[Reason, ...] = ()
@@ -172,28 +177,44 @@ class Readings(Frozen):
     failures: tuple[Reason, ...] = ()
 
 
+class Concluded(Frozen):
+    """A document read and concluded in one step: its readings (for the budget) and stored outcome."""
+
+    readings: Readings
+    result: DocumentResult
+
+
 class Handle(Protocol[T]):
     """A step's result as a runner hands it back: ``result()`` waits and raises the step's error."""
 
     def result(self) -> T: ...
 
 
+PageGroup = tuple[int, ...]
+"""Page numbers read together: one page, or a document's pages packed in one request."""
+
+
 @dataclass(frozen=True)
 class Submitted:
-    """A document whose page groups are with the runner; each handle covers the pages beside it."""
+    """A document with the runner: read and concluded in one step, or one read step per page group."""
 
-    ingested: IngestResult
-    groups: tuple[tuple[tuple[PageRef, ...], Handle[PagesRead]], ...]
+    opened: IngestResult
+    whole: Handle[Concluded] | None = None
+    groups: tuple[tuple[PageGroup, Handle[PagesRead]], ...] = ()
 
 
 class Runner(Protocol):
     """Where and when each step runs. A runner adds no logic of its own: it calls the steps below."""
 
-    def ingest(self, sources: Sequence[Path]) -> Iterator[Handle[IngestResult]]:
-        """One handle per source, in order."""
+    def open(self, sources: Sequence[Path], *, whole: bool) -> Iterator[Handle[IngestResult]]:
+        """One handle per source, in order: :func:`open_source`, all pages ingested when ``whole``."""
         ...
 
-    def read(self, pages: Sequence[PageRef], job: Job, label: str) -> Handle[PagesRead]:
+    def process(self, opened: IngestResult, groups: Sequence[PageGroup], job: Job) -> Handle[Concluded]:
+        """:func:`process`: a document read and concluded in one step."""
+        ...
+
+    def read(self, opened: IngestResult, group: PageGroup, job: Job, label: str) -> Handle[PagesRead]:
         """:func:`read_pages` on a group of pages; transient OCR failures are retried."""
         ...
 
@@ -205,18 +226,13 @@ class Runner(Protocol):
 # --- failures as reasons, for every runner ---------------------------------------------------
 
 
-def failure_reason(stage: Stage, page: PageRef, exc: BaseException) -> Reason:
+def failure_reason(stage: Stage, page_number: int, exc: BaseException) -> Reason:
     """A page a step could not finish, as a reason; an ocrflow error keeps its code and message."""
     if isinstance(exc, OcrflowError):
         code, message = exc.code, exc.message
     else:
         code, message = f"{stage.value}_failed", str(exc) or type(exc).__name__
-    number = page.page_number
-    return Reason(stage=stage, code=code, message=f"page {number}: {message}", page=number)
-
-
-def ocr_failure(page: PageRef, exc: OcrflowError) -> Reason:
-    return failure_reason(Stage.OCR, page, exc)
+    return Reason(stage=stage, code=code, message=f"page {page_number}: {message}", page=page_number)
 
 
 def ingest_failure(source: Path, exc: BaseException) -> IngestResult:
@@ -230,66 +246,141 @@ def ingest_failure(source: Path, exc: BaseException) -> IngestResult:
 # --- the steps --------------------------------------------------------------------------------
 
 
+def open_source(ctx: Context, source: Path, *, whole: bool) -> IngestResult:
+    """A document named and its pages counted (:func:`~ocrflow.ingest.open_document`), or ingested whole.
+
+    Opened, a document's pages are decoded by the step that reads them, so a page's
+    preprocessing and OCR start as soon as that page exists. ``whole`` is for admission that
+    must see every page first (a token budget estimates from the pages' sizes).
+    """
+    options = ctx.settings.ingest
+    if whole:
+        return ingest(Path(source), ctx.settings.work_dir, options)
+    return open_document(Path(source), options)
+
+
+def page_groups(ctx: Context, opened: IngestResult, job: Job) -> tuple[PageGroup, ...]:
+    """How a document's pages are read: all in one group when the engine packs them, else one each."""
+    if opened.pages or opened.reasons:  # ingested whole, or not usable at all: what it holds
+        numbers = tuple(page.page_number for page in opened.pages)
+    else:  # opened: every page, each ingested by the step that reads it
+        numbers = tuple(range(1, opened.page_count + 1))
+    if len(numbers) > 1 and packs_pages(ctx.engine, ctx.known_doctype(job.doc_type), job.task):
+        return (numbers,)
+    return tuple((number,) for number in numbers)
+
+
+def group_label(opened: IngestResult, group: PageGroup) -> str:
+    name = opened.source.path.name
+    return f"{name} p{group[0]}" if len(group) == 1 else f"{name} p{group[0]}-{group[-1]}"
+
+
 def read_pages(
     ctx: Context,
-    pages: Sequence[PageRef],
+    opened: IngestResult,
+    group: PageGroup,
     job: Job,
     ocr_slot: Callable[[], AbstractContextManager[object]] = nullcontext,
 ) -> PagesRead:
-    """Prepare pages and read them: one page, or a document's pages packed in as few requests as allowed.
+    """Ingest (unless already done), prepare and read a group of pages: one, or a document's pages packed.
 
-    A page whose preprocessing fails is left out with a reason. OCR errors propagate for the
-    runner to retry (transient) or record (:func:`collect`); ``ocr_slot`` is held while reading.
+    A page that cannot be ingested or prepared is left out with a reason. OCR errors propagate
+    for the runner to retry (transient) or record (:func:`collect`); ``ocr_slot`` is held while
+    reading.
     """
-    prepared, failures = [], []
-    for page in pages:
+    ingested = {page.page_number: page for page in opened.pages}
+    pages, prepared, failures = [], [], []
+    for number in group:
+        page = ingested.get(number) or _ingest_page(ctx, opened, number)
+        if isinstance(page, Reason):
+            failures.append(page)
+            continue
+        pages.append(page)
         try:
             prepared.append(preprocess(page, ctx.settings.preprocess))
         except Exception as exc:  # noqa: BLE001 - a page that cannot be prepared is a reason, not a crash
-            failures.append(failure_reason(Stage.PREPROCESS, page, exc))
+            failures.append(failure_reason(Stage.PREPROCESS, number, exc))
     doctype = ctx.known_doctype(job.doc_type)
     with ocr_slot():
-        if len(pages) > 1:
+        if len(group) > 1:
             ocr = recognize_document(prepared, ctx.engine, doctype, job.task) if prepared else []
         else:
             ocr = [recognize(page, ctx.engine, doctype, job.task) for page in prepared]
-    return PagesRead(pages=tuple(prepared), ocr=tuple(ocr), failures=tuple(failures))
+    return PagesRead(ingested=tuple(pages), pages=tuple(prepared), ocr=tuple(ocr), failures=tuple(failures))
 
 
-def submit(runner: Runner, ctx: Context, ingested: IngestResult, job: Job) -> Submitted:
-    """Hand a document's pages to the runner: all in one group when the engine packs them, else one each."""
-    name = ingested.source.path.name
-    pages = ingested.pages
-    if len(pages) > 1 and packs_pages(ctx.engine, ctx.known_doctype(job.doc_type), job.task):
-        groups = [tuple(pages)]
-        labels = [f"{name} p{pages[0].page_number}-{pages[-1].page_number}"]
-    else:
-        groups = [(page,) for page in pages]
-        labels = [f"{name} p{page.page_number}" for page in pages]
-    handles = (runner.read(group, job, label) for group, label in zip(groups, labels, strict=True))
-    return Submitted(ingested, tuple(zip(groups, handles, strict=True)))
+def _ingest_page(ctx: Context, opened: IngestResult, number: int) -> PageRef | Reason:
+    try:
+        return ingest_page(opened.source, number, ctx.settings.work_dir, ctx.settings.ingest)
+    except Exception as exc:  # noqa: BLE001 - bad input is a reason already; this is a bug, kept to its page
+        log.error("ingest of %s page %d failed: %s", opened.source.path.name, number, type(exc).__name__)
+        return failure_reason(Stage.INGEST, number, exc)
 
 
-def collect(submitted: Submitted) -> Readings:
-    """Wait for a document's page groups; a group that failed becomes one OCR reason per page."""
+def submit(runner: Runner, ctx: Context, opened: IngestResult, job: Job) -> Submitted:
+    """Hand a document to the runner: read and concluded in one step when it is one group, else per group.
+
+    One step a document keeps orchestration small (a Prefect task run costs about as much CPU
+    as a page's extraction); pages read apart still run at once, each a step of its own.
+    """
+    groups = page_groups(ctx, opened, job)
+    if len(groups) <= 1:
+        return Submitted(opened, whole=runner.process(opened, groups, job))
+    handles = tuple(runner.read(opened, group, job, group_label(opened, group)) for group in groups)
+    return Submitted(opened, groups=tuple(zip(groups, handles, strict=True)))
+
+
+def collect(opened: IngestResult, groups: Iterable[tuple[PageGroup, Handle[PagesRead]]]) -> Readings:
+    """Wait for a document's page groups; a group that failed becomes one OCR reason per page.
+
+    The pages ingested by the groups and their ingest reasons complete the document's ingest record.
+    """
+    ingested: list[PageRef] = list(opened.pages)
+    ingest_reasons: list[Reason] = list(opened.reasons)
     pages: list[PageRef] = []
     ocr: list[OcrResult] = []
     failures: list[Reason] = []
-    for covered, handle in submitted.groups:
+    for group, handle in groups:
         try:
             read = handle.result()
         except Exception as exc:  # noqa: BLE001 - any failure of a page becomes its recorded reason
-            failures.extend(failure_reason(Stage.OCR, page, exc) for page in covered)
+            failures.extend(failure_reason(Stage.OCR, number, exc) for number in group)
             continue
+        ingested.extend(page for page in read.ingested if page not in opened.pages)
+        for reason in read.failures:
+            (ingest_reasons if reason.stage is Stage.INGEST else failures).append(reason)
         pages.extend(read.pages)
         ocr.extend(read.ocr)
-        failures.extend(read.failures)
+    record = opened.model_copy(
+        update={
+            "pages": tuple(sorted(ingested, key=lambda page: page.page_number)),
+            "reasons": tuple(sorted(ingest_reasons, key=lambda reason: reason.page or 0)),
+        }
+    )
     return Readings(
-        ingested=submitted.ingested,
+        ingested=record,
         pages=tuple(sorted(pages, key=lambda page: page.page_number)),
         ocr=tuple(sorted(ocr, key=lambda result: result.page_number)),
         failures=tuple(sorted(failures, key=lambda reason: reason.page or 0)),
     )
+
+
+def process(
+    ctx: Context,
+    opened: IngestResult,
+    groups: Sequence[PageGroup],
+    job: Job,
+    ocr_slot: Callable[[], AbstractContextManager[object]] = nullcontext,
+    retry_delays: Sequence[float] = OCR_RETRY_DELAYS,
+) -> Concluded:
+    """A document's groups read in turn in this thread, transient failures retried; then concluded."""
+
+    def read(group: PageGroup) -> PagesRead:
+        return retrying(lambda: read_pages(ctx, opened, group, job, ocr_slot), retry_delays)
+
+    reads = [(group, Done.of(partial(read, group))) for group in groups]
+    readings = collect(opened, reads)
+    return Concluded(readings=readings, result=conclude(ctx, readings, job))
 
 
 def interpret(
@@ -417,12 +508,12 @@ def run_documents(
     """
     in_flight: deque[Submitted] = deque()
     results: list[DocumentResult] = []
-    for source, handle in zip(sources, runner.ingest(sources), strict=True):
-        ingested = _ingested(source, handle)
-        while (verdict := admission.admit(ingested, busy=bool(in_flight))) is Verdict.WAIT:
+    for source, handle in zip(sources, runner.open(sources, whole=admission.needs_pages), strict=True):
+        opened = _opened(source, handle)
+        while (verdict := admission.admit(opened, busy=bool(in_flight))) is Verdict.WAIT:
             results.append(_finish(runner, admission, in_flight.popleft(), job, on_result))
         if verdict is Verdict.SUBMIT:
-            in_flight.append(submit(runner, ctx, ingested, job))
+            in_flight.append(submit(runner, ctx, opened, job))
     while in_flight:
         results.append(_finish(runner, admission, in_flight.popleft(), job, on_result))
     close_run(ctx, admission)
@@ -435,7 +526,7 @@ def close_run(ctx: Context, admission: Admission) -> None:
     deliver(ctx.store.engine)
 
 
-def _ingested(source: Path, handle: Handle[IngestResult]) -> IngestResult:
+def _opened(source: Path, handle: Handle[IngestResult]) -> IngestResult:
     try:
         return handle.result()
     except Exception as exc:  # noqa: BLE001 - see ingest_failure
@@ -449,8 +540,12 @@ def _finish(
     job: Job,
     on_result: Callable[[DocumentResult], None],
 ) -> DocumentResult:
-    readings = collect(submitted)
-    result = runner.conclude(readings, job)
+    if submitted.whole is not None:
+        concluded = submitted.whole.result()
+        readings, result = concluded.readings, concluded.result
+    else:
+        readings = collect(submitted.opened, submitted.groups)
+        result = runner.conclude(readings, job)
     admission.settle(readings, result)
     on_result(result)
     return result
@@ -491,8 +586,11 @@ def process_document(
     """One document through every step in this thread, whatever was stored for it before."""
     runner = InlineRunner(ctx)
     job = Job(doc_type=doc_type, task=task)
-    ingested = _ingested(Path(path), next(runner.ingest([Path(path)])))
-    return runner.conclude(collect(submit(runner, ctx, ingested, job)), job)
+    opened = _opened(Path(path), next(runner.open([Path(path)], whole=False)))
+    submitted = submit(runner, ctx, opened, job)
+    if submitted.whole is not None:
+        return submitted.whole.result().result
+    return runner.conclude(collect(opened, submitted.groups), job)
 
 
 # --- the inline runner ------------------------------------------------------------------------
@@ -537,13 +635,15 @@ class InlineRunner:
         self.ctx = ctx
         self.retry_delays = tuple(retry_delays)
 
-    def ingest(self, sources: Iterable[Path]) -> Iterator[Done]:
-        settings = self.ctx.settings
+    def open(self, sources: Iterable[Path], *, whole: bool) -> Iterator[Done]:
         for source in sources:
-            yield Done.of(lambda source=source: ingest(Path(source), settings.work_dir, settings.ingest))
+            yield Done.of(lambda source=source: open_source(self.ctx, Path(source), whole=whole))
 
-    def read(self, pages: Sequence[PageRef], job: Job, label: str = "") -> Done:
-        return Done.of(lambda: retrying(lambda: read_pages(self.ctx, pages, job), self.retry_delays))
+    def process(self, opened: IngestResult, groups: Sequence[PageGroup], job: Job) -> Done:
+        return Done.of(lambda: process(self.ctx, opened, groups, job, retry_delays=self.retry_delays))
+
+    def read(self, opened: IngestResult, group: PageGroup, job: Job, label: str = "") -> Done:
+        return Done.of(lambda: retrying(lambda: read_pages(self.ctx, opened, group, job), self.retry_delays))
 
     def conclude(self, readings: Readings, job: Job) -> DocumentResult:
         return conclude(self.ctx, readings, job)

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tasks.stages import PrefectRunner, conclude_task, ingest_task, read_task
+from tasks.stages import PrefectRunner, conclude_task, document_task, ingest_task, read_task
 
-__all__ = ["PrefectRunner", "conclude_task", "ingest_task", "read_task"]
+__all__ = ["PrefectRunner", "conclude_task", "document_task", "ingest_task", "read_task"]

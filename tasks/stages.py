@@ -2,12 +2,15 @@
 
 The bodies only call the steps of :mod:`ocrflow.pipeline`. Tasks take :class:`Settings`
 (a small serialisable model) and build the engine, schemas and store once per process;
-they pass :class:`PageRef` references between them, never pixels. Only
-:class:`~ocrflow.errors.TransientError` is retried, with the pipeline's own delays.
+they pass :class:`PageRef` references between them, never pixels.
 
-A one-page document is three task runs: ``ingest <file>``, ``ocr <file> p1`` (preprocess and
-read the page) and ``store <file>`` (extract, validate, route, store). A packed document's
-pages are one ``ocr <file> p1-N`` task.
+A document read in one group (one page, or pages packed in one request) is one task run,
+``document <file>``: its pages ingested, prepared and read, then extract, validate, route,
+store; transient OCR failures are retried inside it with the pipeline's delays. A document
+read page by page is one ``ocr <file> p<n>`` task a page (the page ingested, prepared and
+read, pages at once, each starting as soon as a thread is free) and ``store <file>``; only
+:class:`~ocrflow.errors.TransientError` is retried. With a token budget, ``ingest <file>``
+first ingests a document whole, since its estimate needs every page.
 """
 
 from __future__ import annotations
@@ -25,16 +28,21 @@ from prefect.runtime import task_run
 
 from ocrflow.errors import is_retryable
 from ocrflow.ingest import ingest
-from ocrflow.models import DocumentResult, IngestResult, PageRef
+from ocrflow.models import DocumentResult, IngestResult
 from ocrflow.pipeline import (
     OCR_RETRY_DELAYS,
     OCR_RETRY_JITTER,
+    Concluded,
     Context,
+    Done,
     Job,
+    PageGroup,
     PagesRead,
     Readings,
     conclude,
     context_for,
+    open_source,
+    process,
     read_pages,
 )
 from ocrflow.prefect_setup import require_global_limit
@@ -51,6 +59,11 @@ def _retry_transient(task, task_run_, state) -> bool:
 
 def _source_name() -> str:
     return Path(str(task_run.parameters["path"])).name
+
+
+def _opened_name() -> str:
+    opened: IngestResult = task_run.parameters["opened"]
+    return f"document {opened.source.path.name}"
 
 
 def _document_name() -> str:
@@ -74,6 +87,15 @@ def _local_ocr_slot(ctx: Context) -> AbstractContextManager[None]:
     return concurrency(name, occupy=1, strict=True)
 
 
+@task(name="document", task_run_name=_opened_name, **_DEFAULTS)
+def document_task(
+    opened: IngestResult, groups: Sequence[PageGroup], settings: Settings, job: Job
+) -> Concluded:
+    """Ingest, prepare and read a document's one group of pages, then extract, validate, route and store."""
+    ctx = context_for(settings)
+    return process(ctx, opened, groups, job, ocr_slot=partial(_local_ocr_slot, ctx))
+
+
 @task(
     name="ocr",
     task_run_name="ocr {label}",
@@ -83,10 +105,12 @@ def _local_ocr_slot(ctx: Context) -> AbstractContextManager[None]:
     retry_condition_fn=_retry_transient,
     **_DEFAULTS,
 )
-def read_task(pages: Sequence[PageRef], settings: Settings, job: Job, label: str = "") -> PagesRead:
-    """Preprocess and read one page, or a document's pages packed in as few requests as allowed."""
+def read_task(
+    opened: IngestResult, group: PageGroup, settings: Settings, job: Job, label: str = ""
+) -> PagesRead:
+    """Ingest, prepare and read one page, or a document's pages packed in as few requests as allowed."""
     ctx = context_for(settings)
-    return read_pages(ctx, pages, job, ocr_slot=partial(_local_ocr_slot, ctx))
+    return read_pages(ctx, opened, group, job, ocr_slot=partial(_local_ocr_slot, ctx))
 
 
 @task(name="extract+route+store", task_run_name=_document_name, **_DEFAULTS)
@@ -99,15 +123,24 @@ class PrefectRunner:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.ctx = context_for(settings)
         shared_limit = settings.local_engine.shared_limit
-        if shared_limit and not context_for(settings).bills_tokens:
+        if shared_limit and not self.ctx.bills_tokens:
             require_global_limit(shared_limit, "OCRFLOW_LOCAL_ENGINE__SHARED_LIMIT")
 
-    def ingest(self, sources: Sequence[Path]) -> Iterator[PrefectFuture[IngestResult]]:
-        return iter(ingest_task.map(list(sources), settings=unmapped(self.settings)))
+    def open(self, sources: Sequence[Path], *, whole: bool) -> Iterator[PrefectFuture[IngestResult] | Done]:
+        if whole:
+            return iter(ingest_task.map(list(sources), settings=unmapped(self.settings)))
+        # Naming a file and counting its pages decodes nothing: no task run is worth it.
+        return (Done.of(partial(open_source, self.ctx, source, whole=False)) for source in sources)
 
-    def read(self, pages: Sequence[PageRef], job: Job, label: str) -> PrefectFuture[PagesRead]:
-        return read_task.submit(list(pages), self.settings, job, label=label)
+    def process(
+        self, opened: IngestResult, groups: Sequence[PageGroup], job: Job
+    ) -> PrefectFuture[Concluded]:
+        return document_task.submit(opened, list(groups), self.settings, job)
+
+    def read(self, opened: IngestResult, group: PageGroup, job: Job, label: str) -> PrefectFuture[PagesRead]:
+        return read_task.submit(opened, group, self.settings, job, label=label)
 
     def conclude(self, readings: Readings, job: Job) -> DocumentResult:
         return conclude_task(readings, self.settings, job)

@@ -458,10 +458,10 @@ def test_dask_task_runner_runs_the_flow_in_worker_processes(server, client, tmp_
     from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
 
     with client() as c:
-        ocr_runs = c.read_task_runs(
-            task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=[f"ocr {n} p1" for n in names]))
+        document_runs = c.read_task_runs(
+            task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=[f"document {n}" for n in names]))
         )
-    assert len(ocr_runs) >= 2 and all(r.state.is_completed() for r in ocr_runs)
+    assert len(document_runs) >= 2 and all(r.state.is_completed() for r in document_runs)
 
 
 def test_served_inbox_run_skips_what_was_already_processed(client, home, served, upload_run):

@@ -102,3 +102,61 @@ def test_an_unreachable_prefect_api_is_a_transient_error_so_the_page_is_retried(
     ):
         limit._take_slot()  # what acquire() does once it knows the limit exists
     assert caught.value.code == "rate_limit_unavailable" and is_retryable(caught.value)
+
+
+class DecayClockServer:
+    """Prefect's rate-limit slot call as the server does it: one slot, granted (and stamped) while the
+    request is in flight, denied when a whole decay period has not passed since the last stamp; a
+    denial stamps the clock too."""
+
+    def __init__(self, period: float, way: float) -> None:
+        self.period, self.way = period, way
+        self.stamp = -1e9
+        self.asked: list[float] = []
+        self.answered: list[float] = []
+        self.denials = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def increment_concurrency_slots(self, names, slots, mode):
+        import time
+
+        import httpx
+
+        self.asked.append(time.monotonic())
+        time.sleep(self.way)
+        now, last = time.monotonic(), self.stamp
+        self.stamp = now
+        time.sleep(self.way)
+        if now - last < self.period:
+            self.denials += 1
+            request = httpx.Request("POST", "http://prefect/api/v2/concurrency_limits/increment")
+            response = httpx.Response(423, request=request)
+            raise httpx.HTTPStatusError("locked", request=request, response=response)
+        self.answered.append(time.monotonic())
+
+
+def test_the_next_slot_is_asked_for_before_a_decay_period_after_the_answer(monkeypatch):
+    import prefect.client.orchestration
+
+    from ocrflow.engines._ratelimit import SharedRateLimit
+
+    server = DecayClockServer(period=0.2, way=0.03)
+    monkeypatch.setattr(prefect.client.orchestration, "get_client", lambda sync_client: server)
+    limit = SharedRateLimit(ApiLimits(requests_per_minute=300))  # one slot decaying at 5/s
+    for _ in range(6):
+        limit._take_slot()
+    # The server stamped each grant half-way through its call, so asking a decay period after the
+    # answer would leave the slot idle for the way back; the limiter asks that much sooner, and
+    # is never early enough to be denied.
+    gaps = [asked - answered for answered, asked in zip(server.answered, server.asked[1:], strict=False)]
+    assert server.denials == 0 and all(gap < 0.2 - 0.01 for gap in gaps), gaps
+
+    server.stamp += 0.1  # another worker took a slot: the next ask is denied, and the lead halves
+    share = limit._lead_share
+    limit._take_slot()
+    assert server.denials == 1 and limit._lead_share == share / 2

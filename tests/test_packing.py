@@ -114,7 +114,7 @@ def test_a_packed_request_is_cached_as_one_entry(fake_dashscope, tmp_path):
     assert again.usage.input_tokens == 0 and cached.saved.input_tokens == first.usage.input_tokens
 
 
-def test_the_flow_sends_a_known_type_pdf_as_one_ocr_task_and_one_request(
+def test_the_flow_reads_a_known_type_pdf_in_one_task_run_and_one_request(
     prefect_server, fake_dashscope, tmp_path
 ):
     settings = Settings(
@@ -131,7 +131,7 @@ def test_the_flow_sends_a_known_type_pdf_as_one_ocr_task_and_one_request(
     assert _images_sent(fake_dashscope) == [2]
     assert result.usage.pages == 2 and result.usage.input_tokens > 0
     names = asyncio.run(_task_run_names(state.state_details.flow_run_id))
-    assert [n for n in names if n.startswith("ocr ")] == ["ocr receipt_pages.pdf p1-2"]
+    assert names == ["document receipt_pages.pdf"]  # read, packed, and concluded in one task run
 
 
 async def _task_run_names(flow_run_id) -> list[str]:
