@@ -20,9 +20,12 @@ Measured, each as documents per second and as a share of the limit (``rpm / 60``
 "requests/s while sending" counts the requests between the first and the last the fake saw:
 the API's share of the limit, without the flow's start and finish.
 
-Preprocessing is off for the flow runs by default (``--preprocess`` turns it on), so the figure
-is about the API, not about deskewing on a shared CPU. Wall time is the whole flow call: ingest,
-extraction, storing and Prefect's own bookkeeping included.
+Preprocessing and the independent reading (the embedded engine reading each page again to vouch
+for the API's values) are off for the flow runs by default (``--preprocess``, ``--verify`` turn
+them on), so the figure is about the API, not about local OCR on a shared CPU. Wall time is the
+whole flow call: ingest, extraction, storing and Prefect's own bookkeeping included; "CPU/doc"
+is this process's CPU (the flow and its threads; not the Prefect server's) per document.
+``--runs`` picks some of ``loop default wide prefect-helper``.
 
 The Prefect server runs on PostgreSQL (127.0.0.1:5432, a database made for the run and dropped
 after; ``OCRFLOW_TEST_POSTGRES_URL`` names the server) as a production server would. On
@@ -33,6 +36,7 @@ set the pace.
 Usage::
 
     .venv/bin/python bench/api_throughput.py [--documents 40] [--latency 1] [--rpm 120] [--workers 8]
+        [--runs loop default wide prefect-helper] [--preprocess] [--verify]
 """
 
 from __future__ import annotations
@@ -53,7 +57,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ocrflow.engines import encode_image  # noqa: E402
-from ocrflow.settings import ApiLimits, DashScopeOptions, PreprocessOptions, Settings  # noqa: E402
+from ocrflow.settings import (  # noqa: E402
+    ApiLimits,
+    DashScopeOptions,
+    PreprocessOptions,
+    Settings,
+    VerifyOptions,
+)
 from tests.fake_dashscope import FakeDashScope  # noqa: E402
 from tests.prefect_servers import fresh_postgres_database, prefect_server  # noqa: E402
 
@@ -130,8 +140,10 @@ async def create_limit(limits: ApiLimits) -> None:
         )
 
 
-def flow_run(paths: list[Path], out: Path, settings: Settings, workers: int | None) -> tuple[float, int]:
-    """Seconds the flow took over ``paths``, and how many documents came back with an OCR failure."""
+def flow_run(
+    paths: list[Path], out: Path, settings: Settings, workers: int | None
+) -> tuple[float, float, int]:
+    """Seconds and process CPU seconds the flow took over ``paths``, and documents with an OCR failure."""
     from prefect.task_runners import ThreadPoolTaskRunner
 
     from flows.process_documents import process_documents
@@ -139,11 +151,11 @@ def flow_run(paths: list[Path], out: Path, settings: Settings, workers: int | No
     flow = process_documents
     if workers:
         flow = process_documents.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     results = flow(paths=[str(p) for p in paths], out=str(out), settings=settings)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     failed = sum(1 for r in results if any(reason.stage.value == "ocr" for reason in r.reasons))
-    return seconds, failed
+    return seconds, cpu, failed
 
 
 def main() -> None:
@@ -153,7 +165,9 @@ def main() -> None:
     parser.add_argument("--rpm", type=int, default=120)
     parser.add_argument("--workers", type=int, default=8, help="threads for the wider flow runs")
     parser.add_argument("--preprocess", action="store_true", help="keep the preprocessing stage on")
+    parser.add_argument("--verify", action="store_true", help="keep the independent reading on")
     parser.add_argument("--prefect-db", choices=["postgres", "sqlite"], default="postgres")
+    parser.add_argument("--runs", nargs="+", default=["loop", "default", "wide", "prefect-helper"])
     args = parser.parse_args()
 
     os.environ["DASHSCOPE_API_KEY"] = KEY
@@ -166,45 +180,57 @@ def main() -> None:
         if args.preprocess
         else PreprocessOptions(denoise=False, clahe=False, deskew=False, orientation=False)
     )
-    rows: list[tuple[str, float, int, float]] = []
+    rows: list[tuple[str, float, float | None, int, float]] = []
     with tempfile.TemporaryDirectory(prefix="ocrflow-bench-") as folder:
         work = Path(folder)
         # Each run gets its own fake, so no run inherits another's requests in the 60 s window.
-        with FakeDashScope(latency=args.latency, rpm=args.rpm) as fake:
-            seconds = docs_loop(make_documents(work / "loop", args.documents), fake.native_url)
-            rows.append(("loop, one request at a time (DashScope docs)", seconds, 0, request_rate(fake)))
+        if "loop" in args.runs:
+            with FakeDashScope(latency=args.latency, rpm=args.rpm) as fake:
+                seconds = docs_loop(make_documents(work / "loop", args.documents), fake.native_url)
+                label = "loop, one request at a time (DashScope docs)"
+                rows.append((label, seconds, None, 0, request_rate(fake)))
         with flow_server(args.prefect_db, work):
             asyncio.run(create_limit(limits))
             default_workers = max(os.cpu_count() or 1, 2)
-            runs = (
-                (f"flow, default runner ({default_workers} threads)", None, False),
-                (f"flow, {args.workers} threads", args.workers, False),
-                (f"flow, {args.workers} threads, Prefect's rate_limit() instead", args.workers, True),
-            )
-            for number, (label, workers, prefect_helper) in enumerate(runs):
+            runs = {
+                "default": (f"flow, default runner ({default_workers} threads)", None, False),
+                "wide": (f"flow, {args.workers} threads", args.workers, False),
+                "prefect-helper": (
+                    f"flow, {args.workers} threads, Prefect's rate_limit() instead",
+                    args.workers,
+                    True,
+                ),
+            }
+            chosen = [runs[name] for name in args.runs if name in runs]
+            for number, (label, workers, prefect_helper) in enumerate(chosen):
                 with FakeDashScope(latency=args.latency, rpm=args.rpm) as fake, pacing(prefect_helper):
                     settings = Settings(
                         engine="dashscope",
                         dashscope=DashScopeOptions(base_url=fake.native_url),
                         preprocess=preprocess,
+                        verify=VerifyOptions(independent_reading=args.verify),
                         api_limits=limits,
                     )
                     docs = make_documents(work / f"flow-{number}", args.documents)
-                    seconds, failed = flow_run(docs, work / f"out-{number}", settings, workers)
-                    rows.append((label, seconds, failed, request_rate(fake)))
+                    seconds, cpu, failed = flow_run(docs, work / f"out-{number}", settings, workers)
+                    rows.append((label, seconds, cpu, failed, request_rate(fake)))
 
     print(
         f"{args.documents} one-page documents; fake latency {args.latency:g} s; limit {args.rpm} requests/min"
-        f" = {limit_rate:g}/s; preprocessing {'on' if args.preprocess else 'off'}; "
-        f"Prefect on {args.prefect_db}; load average at the start: {load:.1f}\n"
+        f" = {limit_rate:g}/s; preprocessing {'on' if args.preprocess else 'off'}; independent reading "
+        f"{'on' if args.verify else 'off'}; Prefect on {args.prefect_db}; load average at the start: "
+        f"{load:.1f}, at the end: {os.getloadavg()[0]:.1f}\n"
     )
-    print("| run | seconds | documents/s | of the limit | requests/s while sending | OCR failures |")
-    print("|---|---|---|---|---|---|")
-    for label, seconds, failed, requests in rows:
+    print(
+        "| run | seconds | documents/s | of the limit | requests/s while sending | CPU/doc | OCR failures |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for label, seconds, cpu, failed, requests in rows:
         rate = args.documents / seconds
+        per_doc = "–" if cpu is None else f"{cpu / args.documents:.2f} s"
         print(
             f"| {label} | {seconds:.1f} | {rate:.2f} | {rate / limit_rate:.0%} | {requests:.2f} "
-            f"({requests / limit_rate:.0%}) | {failed} |"
+            f"({requests / limit_rate:.0%}) | {per_doc} | {failed} |"
         )
 
 
