@@ -79,7 +79,7 @@ def test_a_wrong_total_ends_in_review_with_both_readings_and_where_the_page_prin
     assert evidence.reader == f"local:{engine.model}" and evidence.page == 1
     (where,) = evidence.boxes
     assert "9.00" in where.line and len(where.box) == 4 and where.box[2][0] > where.box[0][0]
-    assert total.confidence < 0.5
+    assert total.confidence < 0.9, "below the routing threshold"
     assert result.usage.verify_cpu_seconds > 0, "the independent reading's CPU is recorded"
 
 
