@@ -294,6 +294,23 @@ def test_eval_dev_table_crops_are_not_denoised(tmp_path):
         assert not denoise.applied, (name, denoise.detail)
 
 
+@pytest.mark.parametrize(
+    ("name", "was"),
+    [
+        # yes/no stacked in tight columns: nearest neighbours below, not beside (vertical share 0.76)
+        ("pubtabnet_PMC2759935_007_01.png", "turned 270 degrees"),
+        # a 264x58 crop: 5 word crops, upside-down probability 0.77
+        ("pubtabnet_minival_PMC4969833_016_01.png", "turned 180 degrees"),
+    ],
+)
+def test_upright_table_crops_are_not_turned(tmp_path, name, was):
+    orientation = _steps(
+        preprocess(_page(eval_dev(f"tables/{name}")), PreprocessOptions(), work_dir=tmp_path)
+    )["orientation"]
+    assert not orientation.applied, (was, orientation.detail)
+    assert orientation.measurements["angle"] == 0
+
+
 def test_specks_on_rendered_text_are_removed_without_touching_the_strokes(tmp_path):
     clean = _rendered_table(9, margin=40, rows=30)
     noisy = clean.copy()
