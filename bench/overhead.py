@@ -128,7 +128,7 @@ def stage_split(documents: list[Path], out: Path) -> dict:
 
         return wrapper
 
-    for name in ("ingest", "preprocess", "recognize", "interpret", "finish"):
+    for name in ("open_document", "ingest_page", "preprocess", "recognize", "interpret", "store_result"):
         setattr(pipeline, name, timed(name, getattr(pipeline, name)))
     start_up = time.process_time()
     ctx = pipeline.Context(Settings(out_dir=out))

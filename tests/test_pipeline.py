@@ -107,3 +107,24 @@ def test_same_bytes_twice_make_one_record(ctx, tmp_path):
     assert first.document_id == second.document_id
     assert sum(ctx.store.counts().values()) == 1
     assert len(list(ctx.settings.out_dir.glob("*.json"))) == 1
+
+
+def test_a_pages_ocr_starts_before_the_next_page_is_ingested(ctx, monkeypatch):
+    from ocrflow import pipeline
+
+    events: list[str] = []
+    ingest_page, recognize = pipeline.ingest_page, pipeline.recognize
+
+    def ingesting(source, number, *args):
+        events.append(f"ingest p{number}")
+        return ingest_page(source, number, *args)
+
+    def reading(page, *args):
+        events.append(f"ocr p{page.page_number}")
+        return recognize(page, *args)
+
+    monkeypatch.setattr(pipeline, "ingest_page", ingesting)
+    monkeypatch.setattr(pipeline, "recognize", reading)
+    result = process_document(ctx, EXAMPLES / "receipt_pages.pdf")
+    assert [page.page_number for page in result.pages] == [1, 2]
+    assert events == ["ingest p1", "ocr p1", "ingest p2", "ocr p2"]  # streamed, not all pages first
