@@ -25,7 +25,6 @@ from ocrflow.layout import Line, Row, rows
 from ocrflow.masking import mask_value
 from ocrflow.models import Extraction, FieldError, FieldResult, OcrResult
 from ocrflow.normalize import NORMALIZERS
-from ocrflow.verify import ground
 
 _SEPARATORS = " \t:：;,.-_|"
 _MONEY = re.compile(r"(?<![\d.,])-?\d{1,6}(?:,\d{3})*[.,]\d{2}(?!\d)")
@@ -683,8 +682,9 @@ def _from_key_values(kv_results: list[OcrResult], doctype: DocType) -> Extractio
     """Map an API engine's key-information output onto the schema's properties.
 
     A value's page is its request's page when the request held one page. A packed request
-    answers for all its pages at once, so its values get ``page=None`` here:
-    :func:`attribute_pages` finds their page in an independent reading.
+    answers for all its pages at once, so its values get ``page=None`` here: the independent
+    reading places them (:func:`ocrflow.confidence.weigh_fields`); without one, key-information
+    requests are not packed (:func:`ocrflow.ocr.packs_pages`).
     """
     merged: dict[str, tuple[object, int | None]] = {}
     for result in kv_results:
@@ -701,18 +701,6 @@ def _from_key_values(kv_results: list[OcrResult], doctype: DocType) -> Extractio
         # A model's word is no evidence: ocrflow.confidence makes the confidence from what is.
         fields[name] = _result(value, Candidate(str(raw), 0.0, page), 0.0)
     return Extraction(doc_type=doctype.name, fields=fields)
-
-
-def attribute_pages(extraction: Extraction, doctype: DocType, reading: Sequence[OcrResult]) -> None:
-    """Give each field a packed request left without a page the page ``reading`` finds it on.
-
-    ``reading`` is an independent reading of the document's pages (lines with boxes); the
-    value is looked for as :func:`ocrflow.verify.ground` looks. A value it cannot find keeps
-    ``page=None``: which page it came from is not known.
-    """
-    for name, field in extraction.fields.items():
-        if field.page is None and field.value is not None:
-            field.page = ground(field.value, doctype.fields.get(name), reading).page
 
 
 def keyword_share(text: str, doctype: DocType) -> float:

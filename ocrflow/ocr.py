@@ -59,14 +59,24 @@ def recognize(
     return _in_original(result, page)
 
 
-def packs_pages(engine: OcrEngine, doctype: DocType | None, task: OcrTask | None = None) -> bool:
+def packs_pages(
+    engine: OcrEngine,
+    doctype: DocType | None,
+    task: OcrTask | None = None,
+    *,
+    independent_reading: bool = True,
+) -> bool:
     """Whether the engine reads several pages in one request for this type's task.
 
     API engines pack pages up to their input-token limit, except for text with positions,
-    whose boxes must each belong to one page.
+    whose boxes must each belong to one page. A packed key-information answer does not say
+    which page a value is on; the independent reading finds it. Without that reading each
+    page is a request of its own, so every value's page is known.
     """
     packing = isinstance(engine, PageBatching) and engine.packs_pages
-    return packing and choose_task(engine, doctype, task) is not OcrTask.ADVANCED_RECOGNITION
+    chosen = choose_task(engine, doctype, task)
+    placeable = independent_reading or chosen is not OcrTask.KEY_INFORMATION_EXTRACTION
+    return packing and placeable and chosen is not OcrTask.ADVANCED_RECOGNITION
 
 
 def recognize_document(

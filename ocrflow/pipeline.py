@@ -265,7 +265,12 @@ def page_groups(ctx: Context, opened: IngestResult, job: Job) -> tuple[PageGroup
         numbers = tuple(page.page_number for page in opened.pages)
     else:  # opened: every page, each ingested by the step that reads it
         numbers = tuple(range(1, opened.page_count + 1))
-    if len(numbers) > 1 and packs_pages(ctx.engine, ctx.known_doctype(job.doc_type), job.task):
+    if len(numbers) > 1 and packs_pages(
+        ctx.engine,
+        ctx.known_doctype(job.doc_type),
+        job.task,
+        independent_reading=ctx.settings.verify.independent_reading,
+    ):
         return (numbers,)
     return tuple((number,) for number in numbers)
 

@@ -14,10 +14,10 @@ from ocrflow.cache import CachedEngine, cache_dir
 from ocrflow.doctypes import load_doctypes
 from ocrflow.engines.dashscope import DashScopeEngine
 from ocrflow.engines.rapid import RapidOcrEngine
-from ocrflow.extract import attribute_pages, extract
 from ocrflow.ingest import ingest
-from ocrflow.ocr import packs_pages, recognize, recognize_document
-from ocrflow.settings import DashScopeOptions, IngestOptions, PreprocessOptions, Settings
+from ocrflow.ocr import packs_pages, recognize_document
+from ocrflow.pipeline import Context, process_document
+from ocrflow.settings import DashScopeOptions, IngestOptions, PreprocessOptions, Settings, VerifyOptions
 from tests.conftest import EXAMPLES
 
 PDF = EXAMPLES / "receipt_pages.pdf"
@@ -61,36 +61,40 @@ def test_a_missing_middle_page_splits_the_request_so_page_numbers_stay_right(fak
     assert [r.page_number for r in results] == [1, 3]
 
 
-def test_a_packed_answer_gives_each_value_the_page_it_is_printed_on(fake_dashscope, tmp_path, engine):
-    # The fake "reads" page 2's receipt; page 1 holds another with its own date and total.
+PAGE_TWO = {"company": "ABC MINI MARKET SDN BHD", "date": "26/12/2018", "total": "25.00"}
+"""What the fake "reads": page 2's receipt (page 1 holds another, with its own date and total)."""
+
+
+def _receipt_pages_read(fake, tmp_path: Path, engine, *, independent_reading: bool):
+    fake.kv = dict(PAGE_TWO)
+    settings = Settings(
+        out_dir=tmp_path / "out",
+        engine="dashscope",
+        dashscope=DashScopeOptions(base_url=fake.native_url),
+        verify=VerifyOptions(independent_reading=independent_reading),
+    )
+    return process_document(Context(settings, given_verifier=engine), PDF, "receipt")
+
+
+def test_a_packed_answer_gives_each_value_the_page_the_independent_reading_finds_it_on(
+    fake_dashscope, tmp_path, engine
+):
+    result = _receipt_pages_read(fake_dashscope, tmp_path, engine, independent_reading=True)
+    assert _images_sent(fake_dashscope) == [2]  # one request for both pages
+    assert {name: result.fields[name].page for name in PAGE_TWO} == dict.fromkeys(PAGE_TWO, 2)
+    assert result.fields["total"].boxes and result.fields["total"].boxes[0].page == 2
+
+
+def test_without_the_independent_reading_each_page_is_its_own_request_and_gives_its_page(
+    fake_dashscope, tmp_path, engine
+):
     receipt = load_doctypes()["receipt"]
-    fake_dashscope.kv = {"company": "ABC MINI MARKET SDN BHD", "date": "26/12/2018", "total": "25.00"}
     api = DashScopeEngine(DashScopeOptions(base_url=fake_dashscope.native_url), None)
-    pages = _pages(tmp_path)
-    (packed,) = recognize_document(pages, api, receipt)
-    assert _images_sent(fake_dashscope) == [2] and packed.page_number == 1
-
-    extraction = extract([packed], receipt)
-    assert {name: field.page for name, field in extraction.fields.items() if field.value} == dict.fromkeys(
-        ("company", "date", "total")
-    )  # one answer for two pages: not known yet which
-    attribute_pages(extraction, receipt, [recognize(page, engine) for page in pages])
-    assert {name: field.page for name, field in extraction.fields.items()} == {
-        "company": 2,
-        "date": 2,
-        "total": 2,
-        "address": None,  # the fake answered none
-    }
-
-
-def test_a_value_from_a_one_page_request_has_that_page(fake_dashscope, tmp_path):
-    receipt = load_doctypes()["receipt"]
-    fake_dashscope.kv = {"total": "25.00"}
-    api = DashScopeEngine(DashScopeOptions(base_url=fake_dashscope.native_url), None)
-    first, second = _pages(tmp_path)
-    third = second.model_copy(update={"page_number": 3})
-    results = recognize_document([first, third], api, receipt)
-    assert extract(results, receipt).fields["total"].page == 3  # the later page's answer
+    assert packs_pages(api, receipt) and not packs_pages(api, receipt, independent_reading=False)
+    result = _receipt_pages_read(fake_dashscope, tmp_path, engine, independent_reading=False)
+    assert _images_sent(fake_dashscope) == [1, 1]
+    # Both pages answered the fake's values; as ever the later page's stands, and says so.
+    assert {name: result.fields[name].page for name in PAGE_TWO} == dict.fromkeys(PAGE_TWO, 2)
 
 
 def test_text_with_positions_and_the_local_engine_are_not_packed(fake_dashscope, engine):
