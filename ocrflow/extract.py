@@ -407,8 +407,10 @@ def _by_total(spec: FieldSpec, rows_: list[Row]) -> list[Candidate]:
     # Several totals, or a payment the total does not account for: something was misread.
     others = [c for c in strongest if c is not chosen]
     if change_values and not paid_values:
-        # Change given but no tendered amount found: the "total" may be what was tendered.
+        # Change given but no tendered amount found: the "total" may be what was tendered,
+        # unless it is less than the change (no one tenders less than their change).
         nets = {_minus(to_amount(chosen.raw), change) for change in change_values}
+        nets = {net for net in nets if Decimal(net) > 0}
     payments = [Candidate(net, chosen.confidence, chosen.page) for net in sorted(nets)]
     return [chosen, *others, *payments]
 

@@ -349,6 +349,14 @@ def test_a_change_without_a_payment_questions_the_total(doctypes):
     assert _total(doctypes, "TOTAL 5.00", "CHANGE 0.00").errors == []
 
 
+def test_a_total_below_the_change_was_not_what_was_tendered(doctypes):
+    # sroie_521: the tendered amount's label is misread ("Total Pa1d"), the change is larger than
+    # the total, so the total cannot be what was tendered and nothing questions it.
+    total = _total(doctypes, "Grand Total RM21.85", "Tota1 Pa1d RM50.00", "Change RM28.15")
+    assert total.value == "21.85"
+    assert total.errors == []
+
+
 def test_payment_labels_are_whole_words_without_slips(doctypes):
     # "CHANGE" is one slip from "CHARGE", and "CASH" starts "CASHIER": neither is a payment.
     total = _total(doctypes, "ITEM 10.00", "SERVICE CHARGE 1.00", "TOTAL 11.00", "CASHIER: 7.00")
