@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from itertools import accumulate
 from typing import Any
 
@@ -75,24 +75,6 @@ def value_probability(result: OcrResult, value: str, *, key: str | None = None) 
     """:func:`value_logprob` as a probability in [0, 1]."""
     logprob = value_logprob(result, value, key=key)
     return None if logprob is None else math.exp(logprob)
-
-
-def answer_probability(results: Sequence[OcrResult], value: str, keys: Sequence[str] = ()) -> float | None:
-    """The probability the model gave ``value`` in the answers ``results`` hold, or ``None``.
-
-    For a field extracted from key-information answers: ``keys`` are the names its value may
-    stand under (property name, title, labels), and, as extraction lets a later answer's value
-    stand, the last answer that spells the value under one of them counts.
-    """
-    for result in reversed(results):
-        if not result.logprobs:
-            continue
-        text = "".join(piece.token for piece in result.logprobs)
-        key = next((k for k in keys if json.dumps(k, ensure_ascii=False) in text), None)
-        probability = value_probability(result, value, key=key)
-        if probability is not None:
-            return probability
-    return None
 
 
 def _spellings(text: str, value: str) -> list[tuple[int, int]]:

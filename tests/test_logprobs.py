@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from ocrflow.engines.openai_compat import OpenAICompatEngine
-from ocrflow.logprobs import answer_probability, join_tokens, value_logprob, value_probability
+from ocrflow.logprobs import join_tokens, value_logprob, value_probability
 from ocrflow.models import OcrResult, OcrTask, TokenLogprob
 from ocrflow.settings import OpenAIOptions
 from tests import reference
@@ -126,17 +126,3 @@ def test_bytes_of_one_character_split_over_tokens_are_joined():
         TokenLogprob(token="A", logprob=CERTAIN),
         TokenLogprob(token="华", logprob=-1.5),
     )
-
-
-def test_a_field_takes_its_probability_from_the_last_answer_that_spells_it(fake_dashscope, page, doctypes):
-    fake_dashscope.serves_logprobs = True
-    fake_dashscope.doubt = {"99.00": DOUBT}
-    doubted = read_receipt(fake_dashscope, page, doctypes)
-    fake_dashscope.doubt = {}
-    sure = read_receipt(fake_dashscope, page, doctypes)
-    unsure = read_receipt(fake_dashscope, page, doctypes, logprobs="never")
-
-    assert answer_probability([sure, doubted], "99.00", keys=("total",)) == pytest.approx(math.exp(3 * DOUBT))
-    assert answer_probability([doubted, sure], "99.00", keys=("total",)) > 0.99
-    assert answer_probability([doubted, unsure], "99.00", keys=("total",)) < 0.05  # one without: skipped
-    assert answer_probability([unsure], "99.00", keys=("total",)) is None
