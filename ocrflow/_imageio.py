@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pillow_heif
@@ -33,8 +34,9 @@ PIL_FORMATS = {
     "image/heic": "HEIF",
 }
 """The image types ingest reads, and the PIL plugin each must be opened with."""
-DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
-"""What PIL, pillow_heif and the TIFF reader raise for a malformed file rather than a bug."""
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)
+"""What PIL, pillow_heif and the TIFF reader raise for a malformed file rather than a bug
+(TypeError: PIL's "Missing dimensions" for a TIFF frame whose tags are gone, as when cut short)."""
 
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
 _BMP_INFO_HEADER_SIZES = {12, 40, 52, 56, 64, 108, 124}
@@ -120,17 +122,69 @@ def _pil_pixel_limit(limit: int | None) -> Iterator[None]:
 
 
 def looks_truncated(path: Path, media_type: str) -> bool:
-    """Whether a file that failed to decode is cut short, judged by its last bytes.
+    """Whether a file that failed to decode is cut short.
 
     Judged from the file, not the decoder's message: a whole JPEG ends with its EOI marker
-    and a whole PNG with its IEND chunk. Other formats have no such marker to check.
+    and a whole PNG with its IEND chunk; a TIFF's offsets all point inside it. Other formats
+    have nothing to check.
     """
-    marker = _END_MARKERS.get(media_type)
-    if marker is None:
-        return False
     with path.open("rb") as file:
-        file.seek(max(0, os.fstat(file.fileno()).st_size - 64))
+        size = os.fstat(file.fileno()).st_size
+        if media_type == "image/tiff":
+            return _tiff_points_past_end(file, size)
+        marker = _END_MARKERS.get(media_type)
+        if marker is None:
+            return False
+        file.seek(max(0, size - 64))
         return marker not in file.read()
+
+
+_TIFF_EXTENTS = ((273, 279), (324, 325))
+"""(offsets, byte counts) tags of a frame's strips and of its tiles."""
+_TIFF_VALUE_SIZES = {3: 2, 4: 4}
+_MAX_TIFF_FRAMES = 10_000
+
+
+def _tiff_points_past_end(file: BinaryIO, size: int) -> bool:
+    """Whether a classic TIFF's frames or pixel data lie beyond the file's end: it was cut short.
+
+    A TIFF has no end marker, but every frame (IFD) and strip is found by its offset, so a
+    copy cut short leaves offsets pointing past the end. BigTIFF is not judged.
+    """
+    head = file.read(8)
+    order = "<" if head[:2] == b"II" else ">"
+    if len(head) < 8 or struct.unpack(f"{order}H", head[2:4])[0] != 42:
+        return False
+    offset, seen = struct.unpack(f"{order}I", head[4:8])[0], set()
+    while offset and offset not in seen and len(seen) < _MAX_TIFF_FRAMES:
+        seen.add(offset)
+        file.seek(offset)
+        counted = file.read(2)
+        if len(counted) < 2:
+            return True
+        (count,) = struct.unpack(f"{order}H", counted)
+        table = file.read(12 * count + 4)
+        if len(table) < 12 * count + 4:
+            return True
+        values = {}
+        for index in range(count):
+            tag, kind, n, inline = struct.unpack(f"{order}HHI4s", table[12 * index : 12 * index + 12])
+            width = _TIFF_VALUE_SIZES.get(kind, 0)
+            if tag in (273, 279, 324, 325) and 0 < n * width <= size:  # more values than bytes: damaged
+                raw = inline[: n * width]
+                if n * width > 4:
+                    (at,) = struct.unpack(f"{order}I", inline)
+                    file.seek(at)
+                    raw = file.read(n * width)
+                    if len(raw) < n * width:
+                        return True
+                values[tag] = struct.unpack(f"{order}{n}{'H' if width == 2 else 'I'}", raw)
+        for starts, lengths in _TIFF_EXTENTS:
+            extents = zip(values.get(starts, ()), values.get(lengths, ()), strict=False)
+            if any(start + length > size for start, length in extents):
+                return True
+        (offset,) = struct.unpack(f"{order}I", table[-4:])
+    return False
 
 
 def to_rgb_or_l(image: Image.Image) -> tuple[Image.Image, str | None]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import threading
 from collections.abc import Iterable, Sequence
 from enum import Enum
@@ -92,10 +93,14 @@ class Admission:
 
     def sources(self, paths: Iterable[Path]) -> list[Path]:
         """The run's files: what earlier runs left pending first (it has waited longest), then ``paths``."""
-        given = discover([Path(p) for p in paths])
-        resolved = {source.resolve() for source in given}
+        given = discover(
+            [Path(p) for p in paths], follow_links_outside=self.ctx.settings.ingest.follow_links_outside
+        )
+        resolved = {os.path.realpath(source) for source in given}  # resolve() raises on a link loop
         earlier = [
-            doc.path for doc in self.waiting if doc.path.is_file() and doc.path.resolve() not in resolved
+            doc.path
+            for doc in self.waiting
+            if doc.path.is_file() and os.path.realpath(doc.path) not in resolved
         ]
         sources = list(dict.fromkeys(earlier)) + given
         self.log.info("found %d documents", len(sources))

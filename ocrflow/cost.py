@@ -310,7 +310,7 @@ def estimate(paths: Iterable[Path], settings: Settings, model: str) -> list[Docu
     """
     estimates = []
     with tempfile.TemporaryDirectory(prefix="ocrflow-estimate-") as work:
-        for path in discover(paths):
+        for path in discover(paths, follow_links_outside=settings.ingest.follow_links_outside):
             ingested = ingest(path, Path(work), settings.ingest)
             pages = tuple(
                 estimate_page(page.path, model, settings.cost, page_number=page.page_number)

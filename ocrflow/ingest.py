@@ -15,9 +15,12 @@ is possible (downscaled, saved as JPEG), refused with a reason where it is not.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import logging
 import math
 import os
+import stat
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import closing
@@ -59,6 +62,8 @@ SUPPORTED_SUFFIXES = frozenset(
 )
 """What ``discover`` picks up inside folders; files named directly are taken whatever their name."""
 
+log = logging.getLogger(__name__)
+
 _MP_LIMIT = f"{MAX_PIXELS / 1e6:.2f} MP limit"
 
 PDFIUM_LOCK = threading.Lock()
@@ -81,54 +86,165 @@ class DecodedPage:
     file: Path | None = None
 
 
-def discover(paths: Iterable[Path]) -> list[Path]:
+def discover(paths: Iterable[Path], *, follow_links_outside: bool = False) -> list[Path]:
     """Files as given, folders expanded recursively to supported files; sorted, without repeats.
 
     Hidden files and folders (names starting with ``.``) inside a folder are skipped. A file
     named directly is kept whatever its extension, so a mis-named file still gets a record.
+
+    Links: a path named directly is followed (someone chose it). Inside a folder, a link to a
+    file in that folder is replaced by the file; a link that leaves the folder is followed only
+    with ``follow_links_outside``, and links to folders never are (they can loop). Every link
+    not followed (leaving the folder, broken, a loop) is kept as it is, so :func:`identify`
+    refuses it with a reason; anything else that is not a regular file is kept for the same.
     """
-    found: dict[Path, Path] = {}
+    found: dict[str, Path] = {}
     for path in paths:
-        if path.is_dir():
-            files = _walk(path)
-        elif path.is_file():
-            files = [path]
-        elif path.exists():
-            raise ConfigurationError(f"{path} is neither a file nor a folder")
-        else:
-            raise ConfigurationError(f"{path} does not exist")
+        path = _follow_named(Path(path))
+        files = _walk(path, follow_links_outside) if path.is_dir() else [path]
         for file in files:
-            found.setdefault(file.resolve(), file)
+            found.setdefault(os.path.realpath(file), file)  # realpath, unlike resolve(), survives a loop
     return sorted(found.values())
 
 
-def _walk(folder: Path) -> list[Path]:
+def _follow_named(path: Path) -> Path:
+    if not path.is_symlink():
+        if not path.exists():
+            raise ConfigurationError(f"{path} does not exist")
+        return path
+    target = _link_target(path)
+    if target is None:
+        raise ConfigurationError(f"{path} {_describe_dead_link(path)}")
+    return target
+
+
+def _walk(folder: Path, follow_links_outside: bool) -> list[Path]:
+    real_folder = Path(os.path.realpath(folder))
     files = []
-    for root, dirs, names in os.walk(folder):
+    for root, dirs, names in os.walk(folder, onerror=_unlisted):
+        for name in dirs:
+            if not name.startswith(".") and Path(root, name).is_symlink():
+                log.warning("not following %s: links to folders are not followed", Path(root, name))
         dirs[:] = [name for name in dirs if not name.startswith(".")]  # pruned, so .git is never read
-        files += [
-            Path(root, name)
-            for name in names
-            if not name.startswith(".") and Path(name).suffix.lower() in SUPPORTED_SUFFIXES
-        ]
+        for name in names:
+            if name.startswith(".") or Path(name).suffix.lower() not in SUPPORTED_SUFFIXES:
+                continue
+            path = Path(root, name)
+            target = _link_target(path) if path.is_symlink() else None
+            if target is not None and (follow_links_outside or target.is_relative_to(real_folder)):
+                path = target
+            files.append(path)
     return files
 
 
-def identify(path: Path) -> SourceRef:
-    """Name a file by the SHA-256 of its bytes and sniff its type from its first bytes.
+def _unlisted(error: OSError) -> None:
+    # A folder that cannot be listed holds documents nobody would hear of otherwise.
+    log.warning("cannot list %s (%s); its documents are not processed", error.filename, error.strerror)
 
-    Raises :class:`InputError` only if the file cannot be read at all.
+
+def _link_target(link: Path) -> Path | None:
+    """Where a link finally leads, or None for a broken link or a loop."""
+    try:
+        return Path(os.path.realpath(link, strict=True))
+    except OSError:  # ELOOP for a loop, ENOENT for a broken link
+        return None
+
+
+def _describe_dead_link(link: Path) -> str:
+    try:
+        os.stat(link)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link caught in a loop of links (following it never reaches a file)"
+    return f"is a symbolic link to {os.readlink(link)}, which does not exist"
+
+
+def identify(path: Path, max_bytes: int | None = None) -> SourceRef:
+    """Name a regular file by the SHA-256 of its bytes and sniff its type from its first bytes.
+
+    Only a regular file is read, and never through a link (:func:`discover` resolves the links
+    it follows): a FIFO would block the read forever and ``/dev/zero`` never ends. A file over
+    ``max_bytes`` is refused by its size, unread. Raises :class:`InputError` with a code and a
+    message a person can act on when the file cannot be read.
     """
     try:
-        with path.open("rb") as file:
-            head = file.read(_imageio.HEAD_BYTES)
-            file.seek(0)
-            digest = hashlib.file_digest(file, "sha256").hexdigest()  # reads in chunks
-            size = os.fstat(file.fileno()).st_size
+        info = os.lstat(path)
     except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        raise _unreadable_error(exc) from exc
+    _require_regular(path, info, max_bytes)
+    try:
+        # Non-blocking, so a FIFO swapped in since lstat() cannot block the open.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise _unreadable_error(exc) from exc
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(fd)
+        _require_regular(path, info, max_bytes)
+        digest, head, size = hashlib.sha256(), b"", 0
+        # One byte past the stated size tells a file that is not what its size says.
+        while size <= info.st_size and (chunk := file.read(min(_READ_CHUNK, info.st_size + 1 - size))):
+            head = head or chunk[: _imageio.HEAD_BYTES]
+            digest.update(chunk)
+            size += len(chunk)
+    if size != info.st_size:
+        raise InputError(_changed_while_read(info.st_size, size), code="unstable_file")
     media_type = _imageio.sniff_media_type(head)
-    return SourceRef(path=path, document_id=digest, size=size, media_type=media_type)
+    return SourceRef(path=path, document_id=digest.hexdigest(), size=size, media_type=media_type)
+
+
+_READ_CHUNK = 1 << 20
+
+_SPECIAL_FILES = (
+    (stat.S_ISFIFO, "a named pipe (FIFO), which would keep a reader waiting for data that may never come"),
+    (stat.S_ISCHR, "a device (like /dev/zero or /dev/urandom), whose data may never end"),
+    (stat.S_ISBLK, "a disk device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a folder"),
+)
+
+
+def _require_regular(path: Path, info: os.stat_result, max_bytes: int | None) -> None:
+    if stat.S_ISLNK(info.st_mode):
+        raise _link_error(path)
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((text for is_kind, text in _SPECIAL_FILES if is_kind(info.st_mode)), "a special file")
+        message = f"this is {kind}, not a document; only regular files are read. Remove it from the input"
+        raise InputError(message, code="not_a_regular_file")
+    if max_bytes is not None and info.st_size > max_bytes:
+        message = (
+            f"the file is {_megabytes(info.st_size)}, over the {_megabytes(max_bytes)} limit "
+            "(OCRFLOW_INGEST__MAX_FILE_BYTES); split or compress the document and upload it again"
+        )
+        raise InputError(message, code="file_too_large")
+
+
+def _link_error(link: Path) -> InputError:
+    if _link_target(link) is None:
+        message = f"the file {_describe_dead_link(link)}; remove the link or point it at the document"
+        return InputError(message, code="dead_link")
+    message = (
+        f"the file is a symbolic link to {os.readlink(link)}, which is not followed: in an input folder "
+        "only links to files in that folder are (OCRFLOW_INGEST__FOLLOW_LINKS_OUTSIDE=true follows any). "
+        "Copy the document into the folder instead"
+    )
+    return InputError(message, code="link_not_followed")
+
+
+def _unreadable_error(exc: OSError) -> InputError:
+    message = f"the file could not be read ({exc.strerror or exc}); check that it exists and is readable"
+    return InputError(message, code="unreadable_file")
+
+
+def _changed_while_read(stated: int, read: int) -> str:
+    if stated == 0:
+        return (
+            f"the file says it is empty but holds data ({read:,} bytes and more): it is made up by the "
+            "system as it is read (like the files under /proc), not a stored document"
+        )
+    return (
+        f"the file changed while it was read (its size was {stated:,} bytes, {read:,} were read); "
+        "wait until it is completely copied and run again"
+    )
 
 
 def ingest(path: Path, work_dir: Path, options: IngestOptions) -> IngestResult:
@@ -163,19 +279,12 @@ def open_document(path: Path, options: IngestOptions) -> IngestResult:
     200-page PDF is read while page 2 is being rendered.
     """
     try:
-        source = identify(path)
+        source = identify(path, options.max_file_bytes)
     except InputError as exc:
-        message = f"the file could not be read ({exc.message}); check that it exists and is readable"
-        return unreadable(path, "unreadable_file", message)
+        return unreadable(path, exc.code, exc.message)
     if source.size == 0:
         message = "the file is empty (0 bytes); upload the document again"
         return IngestResult(source=source, reasons=(_reason("empty_file", message),))
-    if source.size > options.max_file_bytes:
-        message = (
-            f"the file is {_megabytes(source.size)}, over the {_megabytes(options.max_file_bytes)} "
-            "limit; split or compress the document and upload it again"
-        )
-        return IngestResult(source=source, reasons=(_reason("file_too_large", message),))
     counted = _count_pages(source, options)
     if isinstance(counted, Reason):
         return IngestResult(source=source, reasons=(counted,))
@@ -229,11 +338,11 @@ def _count_pages(source: SourceRef, options: IngestOptions) -> int | Reason:
         return count
     if source.media_type in _imageio.PIL_FORMATS:
         try:
-            with _imageio.open_image(source.path, source.media_type) as image:
-                count = _frame_count(image, source.media_type)
+            image = _imageio.open_image(source.path, source.media_type)
         except _imageio.DECODE_ERRORS:
             return _damaged(source.path, source.media_type, None)
-        return _too_many_pages(count, options.max_pages) if count > options.max_pages else count
+        with image:
+            return _frame_count(image, source.path, source.media_type, options.max_pages)
     with source.path.open("rb") as file:
         return _not_supported(file.read(_imageio.HEAD_BYTES))
 
@@ -338,9 +447,9 @@ def _image_pages(path: Path, media_type: str, options: IngestOptions) -> Iterato
         yield _damaged(path, media_type, None)
         return
     with image:
-        count = _frame_count(image, media_type)
-        if count > options.max_pages:
-            yield _too_many_pages(count, options.max_pages)
+        count = _frame_count(image, path, media_type, options.max_pages)
+        if isinstance(count, Reason):
+            yield count
             return
         for number in range(1, count + 1):
             yield _image_page(image, number, count, path, media_type, options)
@@ -354,12 +463,30 @@ def _decode_image_page(
     except _imageio.DECODE_ERRORS:
         return _damaged(path, media_type, number)
     with image:
-        return _image_page(image, number, _frame_count(image, media_type), path, media_type, options)
+        count = _frame_count(image, path, media_type, options.max_pages)
+        if isinstance(count, Reason):  # it was counted when the document was opened: it changed since
+            return _damaged(path, media_type, number)
+        return _image_page(image, number, count, path, media_type, options)
 
 
-def _frame_count(image: ImageFile.ImageFile, media_type: str) -> int:
-    # Only a TIFF's frames are pages; other formats' extra frames are animation or thumbnails.
-    return getattr(image, "n_frames", 1) if media_type == "image/tiff" else 1
+def _frame_count(image: ImageFile.ImageFile, path: Path, media_type: str, max_pages: int) -> int | Reason:
+    """How many pages an image has, at most ``max_pages``, or why it cannot be used.
+
+    Only a TIFF's frames are pages; other formats' extra frames are animation or thumbnails.
+    Frames are stepped through one by one, never past one over the limit, so a TIFF of a million
+    frames costs as much as one of ``max_pages + 1`` (PIL's ``n_frames`` would read them all,
+    and after a frame fails to read it can report a count that is not there).
+    """
+    if media_type != "image/tiff":
+        return 1
+    for frame in range(1, max_pages + 1):
+        try:
+            image.seek(frame)
+        except EOFError:
+            return frame
+        except _imageio.DECODE_ERRORS:  # a frame cannot be read: cut short or damaged
+            return _damaged(path, media_type, None)
+    return _too_many_pages(max_pages + 1, max_pages, exact=False)
 
 
 def _image_page(
@@ -505,8 +632,11 @@ def _bomb(number: int, width: int, height: int, limit: int) -> Reason:
     return _reason("decompression_bomb", message, number)
 
 
-def _too_many_pages(count: int, limit: int) -> Reason:
-    message = f"the document has {count} pages, more than the limit of {limit}; split it and upload the parts"
+def _too_many_pages(count: int, limit: int, *, exact: bool = True) -> Reason:
+    pages = (
+        f"{count} pages, more than the limit of {limit}" if exact else f"more than {limit} pages, the limit"
+    )
+    message = f"the document has {pages}; split it and upload the parts"
     return _reason("too_many_pages", message)
 
 

@@ -6,6 +6,7 @@ names a PNG on disk, so Prefect can hash task inputs and persist results cheaply
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,15 @@ Affine = list[list[float]]
 """A 2x3 affine matrix ``[[a, b, c], [d, e, f]]`` mapping ``(x, y)`` to ``(ax+by+c, dx+ey+f)``."""
 
 IDENTITY: Affine = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+
+
+def shown_path(path: Path | str) -> str:
+    r"""A path as text every UTF-8 writer takes (result JSON, the database, Prefect's API).
+
+    A file name need not be UTF-8 (bytes from another system's encoding): those bytes show as
+    backslash escapes (``\xe9``). Any other path is unchanged.
+    """
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 class Frozen(BaseModel):

@@ -29,6 +29,7 @@ from ocrflow.models import (
     Stage,
     Status,
     Usage,
+    shown_path,
 )
 from ocrflow.settings import ReviewRule
 from ocrflow.validate import NOTES, blocking_errors
@@ -203,7 +204,7 @@ def build_result(
         usage = usage + result.usage
     return DocumentResult(
         document_id=ingest.source.document_id,
-        source=str(ingest.source.path),
+        source=shown_path(ingest.source.path),
         doc_type=extraction.doc_type if extraction else None,
         status=status,
         reasons=reasons,
@@ -249,7 +250,7 @@ def failure_result(ingest: IngestResult, stage: Stage, message: str) -> Document
     )
     return DocumentResult(
         document_id=ingest.source.document_id,
-        source=str(ingest.source.path),
+        source=shown_path(ingest.source.path),
         doc_type=None,
         status=Status.REJECTED,
         reasons=[*ingest.reasons, reason],

@@ -22,6 +22,10 @@ class IngestOptions(BaseModel):
     max_pages: int = Field(500, ge=1)
     """A document with more pages is rejected rather than processed in part."""
     max_file_bytes: int = Field(200 * 1024 * 1024, ge=1)
+    """A larger file is refused by its size, before any of it is read."""
+    follow_links_outside: bool = False
+    """Follow symbolic links in an input folder to files outside it. Off: a folder shared for
+    uploads cannot be made to read other files on the machine (``/proc/self/environ``...)."""
     max_decoded_pixels: int = Field(200_000_000, ge=1)
     """Pixels a single decoded image may have before it counts as a decompression bomb."""
 

@@ -9,6 +9,8 @@ How a file becomes an event:
    ``settle_seconds`` (polled every ``poll_seconds``), so a file still being copied in is
    left alone. Hidden files and unsupported extensions (``.part``, ``.tmp``, ...) are
    ignored, so an uploader that writes a temporary name and renames it is seen once, whole.
+   So is anything but a regular file (links, FIFOs, sockets): the ``process-inbox`` run
+   gives those their reasons.
 2. **Once per content.** A complete file is hashed (SHA-256, the document id); a hash that
    was already emitted, under any name, is not emitted again.
 3. **Debounced into bursts.** Complete files gather into a batch until no file has appeared
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -172,10 +175,13 @@ class InboxWatcher:
                     continue
                 path = Path(root, name)
                 try:
-                    stat = path.stat()
-                except FileNotFoundError:  # removed between listing and stat
+                    info = path.lstat()
+                except OSError:  # removed between listing and lstat
                     continue
-                yield path, (stat.st_size, stat.st_mtime_ns)
+                # Only regular files: a FIFO or a link to /dev/zero would hang the hashing, and a
+                # link is the scheduled inbox run's to judge (links leaving the inbox are not followed).
+                if stat.S_ISREG(info.st_mode):
+                    yield path, (info.st_size, info.st_mtime_ns)
 
     def poll(self) -> list[Upload]:
         """One look at the inbox; returns the batch it emitted, if it emitted one."""

@@ -28,7 +28,7 @@ from prefect.runtime import task_run
 
 from ocrflow.errors import is_retryable
 from ocrflow.ingest import ingest
-from ocrflow.models import DocumentResult, IngestResult
+from ocrflow.models import DocumentResult, IngestResult, shown_path
 from ocrflow.pipeline import (
     OCR_RETRY_DELAYS,
     OCR_RETRY_JITTER,
@@ -58,17 +58,17 @@ def _retry_transient(task, task_run_, state) -> bool:
 
 
 def _source_name() -> str:
-    return Path(str(task_run.parameters["path"])).name
+    return shown_path(Path(task_run.parameters["path"]).name)
 
 
 def _opened_name() -> str:
     opened: IngestResult = task_run.parameters["opened"]
-    return f"document {opened.source.path.name}"
+    return f"document {shown_path(opened.source.path.name)}"
 
 
 def _document_name() -> str:
     readings: Readings = task_run.parameters["readings"]
-    return f"store {readings.ingested.source.path.name}"
+    return f"store {shown_path(readings.ingested.source.path.name)}"
 
 
 _DEFAULTS = dict(cache_policy=NONE, persist_result=False)

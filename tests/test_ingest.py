@@ -461,11 +461,13 @@ def test_zero_byte_file(tmp_path: Path) -> None:
 
 
 def test_unreadable_path_is_a_reason_not_an_exception(tmp_path: Path) -> None:
-    result = run(tmp_path, tmp_path)  # a folder
+    folder = run(tmp_path, tmp_path)
+    missing = run(tmp_path / "gone.png", tmp_path)
 
-    reason = only_reason(result)
-    assert reason.code == "unreadable_file"
-    assert len(result.source.document_id) == 64
+    assert (only_reason(folder).code, only_reason(missing).code) == ("not_a_regular_file", "unreadable_file")
+    assert "a folder" in only_reason(folder).message
+    assert "No such file" in only_reason(missing).message
+    assert len(folder.source.document_id) == len(missing.source.document_id) == 64
 
 
 def test_file_over_the_size_limit(tmp_path: Path) -> None:
@@ -624,11 +626,12 @@ def test_too_many_pages_is_refused_before_rendering(tmp_path: Path) -> None:
     tiff = tmp_path / "long.tif"
     document().save(tiff, save_all=True, append_images=[document(), document()])
 
-    for path in (pdf, tiff):
+    # A PDF says how many pages it has; a TIFF's frames are counted only to one past the limit.
+    for path, pages in ((pdf, "3 pages"), (tiff, "more than 2 pages")):
         result = run(path, tmp_path, max_pages=2)
         reason = only_reason(result)
         assert (reason.code, reason.page) == ("too_many_pages", None)
-        assert "3 pages" in reason.message
+        assert f"the document has {pages}" in reason.message
         assert not (tmp_path / "work" / result.source.document_id).exists()
 
 

@@ -227,3 +227,17 @@ def test_server_commands_need_a_prefect_server(inbox, command):
     assert done.returncode == 2
     assert "PREFECT_API_URL is not set" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_only_regular_files_are_sent_and_a_link_loop_or_fifo_stops_nothing(inbox, tmp_path):
+    _drop(inbox, "receipt_valid.png")
+    (inbox / "loop.png").symlink_to("loop.png")
+    os.mkfifo(inbox / "pipe.png")
+    (inbox / "zero.png").symlink_to("/dev/zero")
+    outside = _drop(tmp_path, "bank_card_valid.png")
+    (inbox / "outside.png").symlink_to(outside)  # the inbox run refuses it; the watcher must not send it
+
+    harness = Harness(inbox, backfill=True)
+    harness.advance(20)
+
+    assert harness.emitted_names() == ["receipt_valid.png"]
