@@ -23,9 +23,11 @@ from ocrflow.errors import InputError
 from ocrflow.ingest import discover, identify, ingest, open_document
 from ocrflow.models import IngestResult, Stage, shown_path
 from ocrflow.pipeline import run_inline
+from ocrflow.review.pages import page_png
 from ocrflow.settings import IngestOptions, Settings
 from tests import fuzz_corpus
 from tests.conftest import EXAMPLES
+from tests.review_support import needs_review
 
 T = TypeVar("T")
 DEADLINE = 20.0
@@ -270,3 +272,21 @@ def test_a_run_over_the_fuzzed_sample_finishes_with_an_outcome_for_every_file(co
     assert codes["fifo.png"] == codes["socket.png"] == ["not_a_regular_file"]
     assert codes["link_dev_zero.png"] == codes["link_proc_environ.png"] == ["link_not_followed"]
     assert codes["link_self_loop.png"] == codes["link_pair_loop.png"] == ["dead_link"]
+
+
+# --- the review app's page images -------------------------------------------------------------
+
+
+def test_a_review_page_image_follows_a_stored_link_and_refuses_a_fifo_in_its_place(tmp_path: Path):
+    scan = _scan(tmp_path / "inbox")
+    link = tmp_path / "inbox" / "link.png"
+    link.symlink_to(scan.name)
+    linked = needs_review(1, source=link, doc_id=identify(scan).document_id)
+    replaced = tmp_path / "replaced.png"
+    os.mkfifo(replaced)
+    swapped = needs_review(2, source=replaced, doc_id=identify(scan).document_id)
+
+    png = within(DEADLINE, lambda: page_png(linked, 1, tmp_path / "cache", IngestOptions()))
+    nothing = within(DEADLINE, lambda: page_png(swapped, 1, tmp_path / "other-cache", IngestOptions()))
+
+    assert png.startswith(b"\x89PNG") and nothing is None

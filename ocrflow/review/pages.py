@@ -18,12 +18,14 @@ import ctypes
 import ctypes.util
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
 from ocrflow import _imageio
+from ocrflow.errors import InputError
 from ocrflow.ingest import DecodedPage, identify, iter_pages
 from ocrflow.models import DocumentResult
 from ocrflow.settings import IngestOptions
@@ -102,10 +104,12 @@ def _cached(result: DocumentResult, page_number: int, cache: PageCache, options:
         return False
     if cache.meta(page_number).exists():
         return True
-    source = Path(result.source)
-    if not source.is_file():
+    # The run that stored the result read this path, following any link in it then.
+    source = Path(os.path.realpath(result.source))
+    try:
+        ref = identify(source, options.max_file_bytes)
+    except InputError:  # gone, or no longer a file a run would read (a FIFO in its place...)
         return False
-    ref = identify(source)
     if ref.document_id != result.document_id:
         return False  # the file at that path is another document now
     cache.folder.mkdir(parents=True, exist_ok=True)
