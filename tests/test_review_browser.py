@@ -251,6 +251,7 @@ def test_a_focused_field_lights_up_its_boxes_on_its_page_and_the_independent_rea
     from ocrflow.ingest import identify
     from ocrflow.models import (
         FieldBox,
+        FieldError,
         FieldEvidence,
         FieldResult,
         Grounding,
@@ -271,6 +272,11 @@ def test_a_focused_field_lights_up_its_boxes_on_its_page_and_the_independent_rea
             raw="28.00",
             page=2,
             candidates=["25.00"],
+            errors=[
+                FieldError(
+                    code="readings_disagree", message="total: the model read 28.00; the reading has 25.00"
+                )
+            ],
             evidence=FieldEvidence(
                 outcome=Grounding.NEAR,
                 reader="local:PP-OCRv5",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ocrflow.models import (
     DocumentResult,
     FieldBox,
+    FieldError,
     FieldEvidence,
     FieldResult,
     Grounding,
@@ -62,11 +63,19 @@ def test_own_boxes_and_the_independent_readings_boxes_are_highlighted_on_their_p
 
 
 def test_both_readings_with_the_differing_characters_and_the_offer():
-    evidence = FieldEvidence(outcome=Grounding.NEAR, reader="local:PP-OCRv5", reading="25.00", differs_at=[1])
-    both = readings(FieldResult(value="28.00", evidence=evidence), "openai:qwen-vl-ocr")
+    evidence = FieldEvidence(
+        outcome=Grounding.NEAR, reader="local:PP-OCRv5", reading="RM 25.00", differs_at=[1]
+    )
+    disagree = [FieldError(code="readings_disagree", message="total: the model read 28.00; ...")]
+    near = FieldResult(value="28.00", evidence=evidence, errors=disagree, candidates=["25.00"])
+    both = readings(near, "openai:qwen-vl-ocr")
     assert both["marked"][:2] == [("2", False), ("8", True)] and both["offer"] == "25.00"
     assert both["engine"] == "openai:qwen-vl-ocr" and not both["grounded"]
-    agreeing = FieldEvidence(outcome=Grounding.GROUNDED, reading="25.00")
-    assert readings(FieldResult(value="25.00", evidence=agreeing), None)["offer"] is None
+    # A subtotal given as the total: printed (grounded), but not where the total is.
+    printed = FieldEvidence(outcome=Grounding.GROUNDED, reading="8.98")
+    swapped = FieldResult(value="8.98", evidence=printed, errors=disagree, candidates=["9.00"])
+    assert readings(swapped, None)["offer"] == "9.00" and not readings(swapped, None)["grounded"]
+    agreeing = FieldResult(value="25.00", evidence=FieldEvidence(outcome=Grounding.GROUNDED, reading="25.00"))
+    assert readings(agreeing, None)["offer"] is None and readings(agreeing, None)["grounded"]
     assert readings(FieldResult(value="25.00", evidence=FieldEvidence()), None) is None  # unverified
     assert readings(FieldResult(value="25.00"), None) is None

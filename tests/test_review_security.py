@@ -416,7 +416,7 @@ def test_a_bystander_sees_id_and_card_numbers_masked_unless_the_setting_says_ful
 
 
 def test_a_bystander_does_not_see_the_independent_reading_of_a_card_number(tmp_path: Path):
-    from ocrflow.models import FieldEvidence, FieldResult, Grounding
+    from ocrflow.models import FieldError, FieldEvidence, FieldResult, Grounding
     from tests.review_support import VALID_CARD
 
     settings = Settings(out_dir=tmp_path / "out")
@@ -424,9 +424,11 @@ def test_a_bystander_does_not_see_the_independent_reading_of_a_card_number(tmp_p
     evidence = FieldEvidence(
         outcome=Grounding.NEAR, reader="local:PP-OCRv5", reading=VALID_CARD, differs_at=[18]
     )
-    store.save(
-        needs_review(1, card_number=FieldResult(value=CARD, confidence=0.4, raw=CARD, evidence=evidence))
+    disagree = FieldError(code="readings_disagree", message="card number: the readings differ")
+    card = FieldResult(
+        value=CARD, confidence=0.4, raw=CARD, evidence=evidence, errors=[disagree], candidates=[VALID_CARD]
     )
+    store.save(needs_review(1, card_number=card))
     Accounts(store.engine).add_user("alice", "correct horse")
     Accounts(store.engine).add_user("bob", "battery staple")
     with (

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ocrflow.models import DocumentResult, FieldBox, FieldResult, Grounding
+from ocrflow.verify import READINGS_DISAGREE, UNGROUNDED
 
 OUTCOMES = {
     Grounding.GROUNDED: "found as read",
@@ -82,12 +83,17 @@ def highlights(result: DocumentResult) -> dict[int, list[Highlight]]:
 
 
 def readings(field: FieldResult | None, engine: str | None) -> dict[str, Any] | None:
-    """Both readings of a field with evidence: the engine's and the independent one, for the form."""
+    """Both readings of a field with evidence: the engine's and the independent one, for the form.
+
+    ``offer`` is the independent reading's value for the field, when grounding found the two
+    disagree: the candidate it added (:mod:`ocrflow.confidence`), normalised like the field.
+    """
     evidence = field.evidence if field else None
     if field is None or evidence is None or evidence.outcome is Grounding.UNVERIFIED:
         return None
     value = "" if field.value is None else str(field.value)
     differs = set(evidence.differs_at)
+    disagree = any(error.code in (UNGROUNDED, READINGS_DISAGREE) for error in field.errors)
     return {
         "engine": engine or "the engine",
         "value": value,
@@ -95,8 +101,8 @@ def readings(field: FieldResult | None, engine: str | None) -> dict[str, Any] | 
         "reader": evidence.reader or "the independent reading",
         "reading": evidence.reading,
         "outcome": OUTCOMES[evidence.outcome],
-        "grounded": evidence.outcome is Grounding.GROUNDED,
-        "offer": evidence.reading if evidence.reading and evidence.reading != value else None,
+        "grounded": evidence.outcome is Grounding.GROUNDED and not disagree,
+        "offer": str(field.candidates[-1]) if disagree and field.candidates else None,
     }
 
 
