@@ -515,7 +515,10 @@ def validate(extraction: Extraction, doctype: DocType, *, min_confidence: float 
     for name, field in result.fields.items():
         spec = doctype.fields.get(name)
         # A schema may ask more of a field whose misreads the OCR score hides (long names), never less.
-        threshold = max(spec.hints.get("min_confidence", 0.0), min_confidence) if spec else min_confidence
+        # That is about OCR scores: a confidence made from independent evidence is a probability already.
+        ocr_scored = field.evidence is None or "ocr_score" in field.evidence.factors
+        hint = spec.hints.get("min_confidence", 0.0) if spec and ocr_scored else 0.0
+        threshold = max(hint, min_confidence)
         # A value the independent reading does not support says so already; its confidence is low for that.
         explained = any(error.code in GROUNDING_ERRORS for error in field.errors)
         if values[name] is not None and field.confidence < threshold and not explained:
