@@ -362,3 +362,36 @@ def test_a_focused_field_lights_up_its_boxes_on_its_page_and_the_independent_rea
         page.screenshot(path=str(tmp_path / "evidence.png"), full_page=True)
         page.close()
     store.engine.dispose()
+
+
+def test_a_wrong_total_from_the_api_engine_is_shown_beside_the_independent_reading(
+    browser, engine, fake_dashscope, tmp_path: Path, monkeypatch
+):
+    from ocrflow.settings import DashScopeOptions
+
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-test-review-evidence")
+    fake_dashscope.kv = {"date": "25/12/2018", "total": "9.80"}  # the receipt prints TOTAL: 9.00
+    settings = Settings(
+        out_dir=tmp_path / "out",
+        engine="dashscope",
+        dashscope=DashScopeOptions(base_url=fake_dashscope.native_url),
+    )
+    ctx = Context(settings, given_verifier=engine)
+    result = process_document(ctx, EXAMPLES / "receipt_valid.png", "receipt")
+    assert result.status is Status.NEEDS_REVIEW and result.fields["total"].value == "9.80"
+    Accounts(ctx.store.engine).add_user("alice", "correct horse")
+    with live_server(create_app(settings, queue=ReviewQueue(ctx.store, ctx.doctypes))) as base:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        _sign_in(page, base, "alice", "correct horse")
+        page.goto(base + "/items/1")
+        page.click("#claim")
+        page.wait_for_selector("#approve")
+        assert "readings_disagree" in page.inner_text(".reasons")
+        readings = page.locator("#readings-total")
+        assert readings.locator(".engine-reading").inner_text() == "9.80"
+        assert "9.00" in readings.locator(".independent-reading").inner_text()
+        page.locator("#f-total").focus()
+        expect(page.locator("polygon.field-box.independent[data-field=total]")).to_be_visible()
+        page.click("#use-independent-total")
+        assert page.locator("#f-total").input_value() == "9.00"
+        page.close()
