@@ -58,6 +58,7 @@ from ocrflow.engines.openai_compat import OpenAICompatEngine, _usage, answer_fro
 from ocrflow.errors import ConfigurationError, OcrflowError
 from ocrflow.logprobs import carried_logprobs
 from ocrflow.models import IngestResult, OcrResult, OcrTask, PageRef
+from ocrflow.ocr import packs_pages
 from ocrflow.store import write_json_atomically
 
 LEDGER_FILE = "batches.json"
@@ -244,13 +245,21 @@ class Document(BaseModel):
 
 
 def request_lines(
-    engine: OpenAICompatEngine, document: Document, task: OcrTask
+    engine: OpenAICompatEngine, document: Document, task: OcrTask, *, independent_reading: bool = True
 ) -> list[tuple[RequestRecord, str]]:
-    """The JSONL lines of one document's requests, each with its record."""
+    """The JSONL lines of one document's requests, each with its record.
+
+    Pages are packed as a live run packs them (:func:`ocrflow.ocr.packs_pages`): without the
+    independent reading, key-information requests hold one page, so each value's page is known.
+    """
     document_id = document.ingested.source.document_id
     first = min((page.page_number for page in document.pages), default=1)
     planned = engine.plan(
-        [page.path for page in document.pages], task, doctype=document.doctype, first_page_number=first
+        [page.path for page in document.pages],
+        task,
+        doctype=document.doctype,
+        first_page_number=first,
+        packed=packs_pages(engine, document.doctype, task, independent_reading=independent_reading),
     )
     lines = []
     numbers = [page.page_number for page in document.pages]
@@ -305,6 +314,7 @@ def submit(
     *,
     max_requests: int = BATCH_MAX_REQUESTS,
     max_bytes: int = BATCH_MAX_FILE_BYTES,
+    independent_reading: bool = True,
 ) -> list[Submission]:
     """Write, upload and create batches for ``documents`` not already waiting on one; return the new ones.
 
@@ -321,7 +331,8 @@ def submit(
             if document_id in waiting:
                 continue
             waiting.add(document_id)
-            chosen.append((document, request_lines(client.engine, document, task)))
+            lines = request_lines(client.engine, document, task, independent_reading=independent_reading)
+            chosen.append((document, lines))
         by_id = {doc.ingested.source.document_id: (doc, lines) for doc, lines in chosen}
         groups = split(
             [(doc_id, [line for _, line in lines]) for doc_id, (_, lines) in by_id.items()],

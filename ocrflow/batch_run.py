@@ -76,7 +76,9 @@ def submit_run(ctx: Context, admission: Admission, sources: Sequence[Path], job:
         documents.append(
             batch.Document(ingested=ingested, pages=pages, doctype=doctype, doc_type=job.doc_type)
         )
-    submissions = batch.submit(settings.out_dir, client, documents, task)
+    submissions = batch.submit(
+        settings.out_dir, client, documents, task, independent_reading=settings.verify.independent_reading
+    )
     return SubmittedRun(submissions=tuple(submissions), concluded=tuple(concluded), waiting=tuple(skipped))
 
 

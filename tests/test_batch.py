@@ -14,6 +14,7 @@ import pytest
 from ocrflow import batch as batches
 from ocrflow.admission import read_pending
 from ocrflow.batch import BatchClient, Document, collect, read_ledger, submit
+from ocrflow.doctypes import load_doctypes
 from ocrflow.engines.openai_compat import OpenAICompatEngine
 from ocrflow.errors import ConfigurationError
 from ocrflow.ingest import ingest
@@ -212,3 +213,20 @@ def test_a_batch_answer_keeps_the_logprobs_it_carries(fake_dashscope, client, do
         assert "".join(piece.token for piece in reading.logprobs) == DEFAULT_TEXT
     else:
         assert reading.logprobs is None
+
+
+@pytest.mark.parametrize(("independent_reading", "images"), [(True, [2]), (False, [1, 1])])
+def test_key_information_is_packed_only_where_the_independent_reading_can_place_its_values(
+    fake_dashscope, client, documents, tmp_path, independent_reading, images
+):
+    pdf = next(doc for doc in documents if doc.ingested.source.path.suffix == ".pdf")
+    receipt = pdf.model_copy(update={"doctype": load_doctypes()["receipt"]})
+    out = tmp_path / "out"
+    submit(
+        out, client, [receipt], OcrTask.KEY_INFORMATION_EXTRACTION, independent_reading=independent_reading
+    )
+    lines = lines_of(fake_dashscope, read_ledger(out).submissions[0].file_id)
+    sent = [
+        sum(part["type"] == "image_url" for part in line["body"]["messages"][0]["content"]) for line in lines
+    ]
+    assert sent == images

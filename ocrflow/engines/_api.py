@@ -143,8 +143,12 @@ class ApiEngine:
         *,
         doctype: DocType | None = None,
         first_page_number: int = 1,
+        packed: bool = True,
     ) -> list[PlannedRequest]:
-        """The requests that read ``images``: packed up to the input limit, one page each for boxes."""
+        """The requests that read ``images``: packed up to the input limit, one page each for boxes.
+
+        ``packed=False`` sends each page alone (:func:`ocrflow.ocr.packs_pages` says when).
+        """
         if task not in self.supported_tasks:
             supported = ", ".join(sorted(t.value for t in self.supported_tasks))
             raise EngineError(
@@ -155,7 +159,7 @@ class ApiEngine:
             )
         schema = result_schema(doctype) if doctype and task is OcrTask.KEY_INFORMATION_EXTRACTION else None
         prepared = [self._prepare(Path(path)) for path in images]
-        if task is OcrTask.ADVANCED_RECOGNITION:
+        if task is OcrTask.ADVANCED_RECOGNITION or not packed:
             groups = [[i] for i in range(len(prepared))]
         else:
             reserve = len(self._prompt(task, schema)) + _PROMPT_MARGIN
