@@ -18,6 +18,7 @@ from ocrflow.batch_run import collect_run
 from ocrflow.models import DocumentResult
 from ocrflow.pipeline import context_for
 from ocrflow.report import batch_cost_line, publish_batches
+from ocrflow.results import write_index
 from ocrflow.settings import Settings
 
 
@@ -27,6 +28,7 @@ def collect_batches(out: str = "ocrflow-out", settings: Settings | None = None) 
     settings = (settings or Settings()).model_copy(update={"out_dir": Path(out)})
     ctx = context_for(settings)
     collected, results = collect_run(ctx)
+    write_index(ctx.store)
     logger = get_run_logger()
     logger.info(
         "%d batches looked at, %d still open; %d documents concluded, %d back to pending",

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from ocrflow import _imageio
 from ocrflow.cost import document_tokens, first_page_allowance
 from ocrflow.errors import ConfigurationError
-from ocrflow.ingest import discover
+from ocrflow.ingest import MissingInput, find_inputs
 from ocrflow.models import DocumentResult, Frozen, IngestResult, Status
 from ocrflow.ocr import choose_task
 from ocrflow.preprocess import prepared_path
@@ -79,6 +79,8 @@ class Admission:
         self.outstanding: list[PendingDocument] = []
         """Every document pending in the output folder once the run is closed, other runs' too."""
         self.skipped: set[str] = set()
+        self.missing: list[MissingInput] = []
+        """Paths the run was given that hold no document (a typo, a file gone since)."""
         self.seen: set[str] = set()
         self.claimed: set[str] = set()
         """Documents this run claimed (:meth:`ResultStore.claim`); released when it closes."""
@@ -93,9 +95,13 @@ class Admission:
 
     def sources(self, paths: Iterable[Path]) -> list[Path]:
         """The run's files: what earlier runs left pending first (it has waited longest), then ``paths``."""
-        given = discover(
+        inputs = find_inputs(
             [Path(p) for p in paths], follow_links_outside=self.ctx.settings.ingest.follow_links_outside
         )
+        for missing in inputs.missing:
+            self.log.warning("%s; the other documents go on", missing.message)
+        self.missing = inputs.missing
+        given = inputs.files
         resolved = {os.path.realpath(source) for source in given}  # resolve() raises on a link loop
         earlier = [
             doc.path

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from ocrflow.errors import OcrflowError
 from ocrflow.models import DocumentResult, OcrTask, Status
@@ -25,15 +27,51 @@ from ocrflow.review.cli import app as review_app
 from ocrflow.terminal import DbOption, OutOption, console, errors, fail, print_error
 from ocrflow.terminal import settings_for as _settings
 
+TASKS = ", ".join(task.value for task in OcrTask)
+
+
+def _document_types() -> str:
+    """The document types a run can be asked for, bundled and from OCRFLOW_SCHEMA_DIR, for --help."""
+    from pydantic import ValidationError
+
+    from ocrflow.doctypes import load_doctypes
+    from ocrflow.settings import Settings
+
+    try:
+        return ", ".join(sorted(load_doctypes(Settings().schema_dir)))
+    except (OcrflowError, ValidationError):
+        return ", ".join(sorted(load_doctypes()))  # the settings' own error is told when a command runs
+
+
+DOCUMENT_TYPES = _document_types()
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="Validated structured data out of scans, photos and PDFs.",
+    help="Validated structured data out of scans, photos and PDFs.\n\n"
+    f"Document types: {DOCUMENT_TYPES} (or auto: detected per document).",
 )
 app.add_typer(review_app, name="review")
 batches_app = typer.Typer(no_args_is_help=True, help="Documents submitted by the Batch API (run --batch).")
 app.add_typer(batches_app, name="batches")
-TASKS = ", ".join(task.value for task in OcrTask)
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from ocrflow import __version__
+
+        console.print(f"ocrflow {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Validated structured data out of scans, photos and PDFs."""
 
 
 def _quiet_prefect() -> None:
@@ -53,18 +91,68 @@ def _watch_progress(out: Path, total: int, started: float, stop: threading.Event
             progress.update(bar, completed=min(done, total))
 
 
-def _summary_table(results: list[DocumentResult], doctypes) -> Table:
-    from ocrflow.report import outcome_rows
+REASONS_MIN_WIDTH = 16
+"""Narrower than this, the reasons column is left out (the lines under the table say them in full)."""
+STATUS_COLOURS = {"accepted": "green", "needs_review": "yellow", "rejected": "red"}
 
-    table = Table(title="ocrflow results")
-    for column in ("document", "type", "status", "reasons"):
-        table.add_column(column, overflow="fold")
-    colours = {"accepted": "green", "needs_review": "yellow", "rejected": "red"}
-    for row in outcome_rows(results, doctypes):
-        table.add_row(
-            row["document"], row["type"], f"[{colours[row['status']]}]{row['status']}[/]", row["reasons"]
-        )
-    return table
+
+def _documents_table(
+    title: str, rows: list[dict[str, str]], columns: tuple[str, ...], width: int
+) -> list[Table | Text]:
+    """``columns`` of ``rows`` (most wanted first), then their reasons if the terminal leaves room.
+
+    Each column stays whole on one line, so file names are never broken: on a narrow terminal
+    the last columns are left out rather than cut (the index and the lines under the table say all).
+    """
+    widest = {column: max([len(column), *(len(row[column]) for row in rows)]) for column in columns}
+
+    def cost(shown: tuple[str, ...]) -> int:  # each column: its text, a space either side, a rule
+        return sum(widest[column] + 3 for column in shown) + 1
+
+    while len(columns) > 2 and cost(columns) > width:
+        columns = columns[:-1]
+    if cost(columns) > width:  # a name longer than a table row can hold: one line each, name last
+        first, status = columns[0], columns[1]
+        lines = [Text(title, style="bold")]
+        lines += [
+            Text.assemble(
+                (f"{row[status]:<{widest[status]}}", STATUS_COLOURS.get(row[status], "")),
+                f"  {row[first]}",
+                no_wrap=True,
+                overflow="ignore",  # the terminal wraps it; it is never cut here
+            )
+            for row in rows
+        ]
+        return lines
+    show_reasons = cost(columns) + REASONS_MIN_WIDTH + 3 <= width
+    table = Table(title=title)
+    first, *others = columns
+    table.add_column(first, no_wrap=True, min_width=min(widest[first], width // 2))
+    for column in others:
+        table.add_column(column, no_wrap=True)
+    if show_reasons:
+        table.add_column("reasons", min_width=REASONS_MIN_WIDTH)
+    for row in rows:
+        cells = [
+            f"[{STATUS_COLOURS[row[c]]}]{row[c]}[/]" if c == "status" else escape(row[c]) for c in columns
+        ]
+        table.add_row(*cells, *([escape(row["reasons"])] if show_reasons else []))
+    return [table]
+
+
+def _print_documents(*args) -> None:
+    for part in _documents_table(*args):
+        console.print(part, soft_wrap=True)
+
+
+def _print_wrapped(line: str, indent: str = "    ") -> None:
+    """One line of the summary, wrapped at spaces to the terminal (names are never cut)."""
+    import textwrap
+
+    wrapped = textwrap.fill(
+        line, width=console.width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
+    )
+    console.print(wrapped, highlight=False, markup=False, soft_wrap=True)
 
 
 Runner = Literal["auto", "inline", "prefect"]
@@ -74,7 +162,9 @@ Runner = Literal["auto", "inline", "prefect"]
 def run(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders of documents.")],
     out: OutOption = Path("ocrflow-out"),
-    doc_type: Annotated[str, typer.Option("--doc-type", "-t", help="A document type, or auto.")] = "auto",
+    doc_type: Annotated[
+        str, typer.Option("--doc-type", "-t", help=f"A document type ({DOCUMENT_TYPES}), or auto.")
+    ] = "auto",
     reprocess: Annotated[
         bool, typer.Option(help="Process documents that already have an outcome again.")
     ] = False,
@@ -96,24 +186,30 @@ def run(
         ),
     ] = "auto",
 ) -> None:
-    """Process documents (one composition, run inline or as the Prefect flow); print a summary table."""
+    """Process documents (one composition, run inline or as the Prefect flow); print a summary table.
+
+    A path that does not exist is reported and the others are processed; the exit code is then 1.
+    """
     _quiet_prefect()  # before anything imports Prefect: its logging is set up on import
     try:
         from ocrflow.doctypes import get_doctype, load_doctypes
-        from ocrflow.ingest import discover
+        from ocrflow.ingest import find_inputs
+        from ocrflow.results import require_writable
 
         settings = _settings(out, db)
         doctypes = load_doctypes(settings.schema_dir)
         if doc_type != "auto":
             get_doctype(doctypes, doc_type)
-        total = len(discover(paths))
+        _check_task(settings, doctypes, doc_type, task)
+        inputs = find_inputs(paths, follow_links_outside=settings.ingest.follow_links_outside)
+        if not inputs.files:
+            fail("; ".join(m.message for m in inputs.missing) or f"no documents found in {_listed(paths)}")
+        require_writable(out)  # before minutes of OCR whose results could not be stored
     except OcrflowError as exc:
         fail(exc.message)
-    if total == 0:
-        fail(f"no documents found in {', '.join(map(str, paths))}")
+    total = len(inputs.files)
     if runner == "auto":
         runner = "inline" if total == 1 and not prefect_server_configured() else "prefect"
-    out.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
     watcher = threading.Thread(target=_watch_progress, args=(out, total, time.time() - 1, stop), daemon=True)
     watcher.start()
@@ -132,18 +228,54 @@ def run(
     finally:
         stop.set()
         watcher.join()
-    console.print(_summary_table(results, doctypes))
-    counts = Counter(r.status.value for r in results)
-    from ocrflow.admission import read_pending
+    _print_summary(results, doctypes, out, total, inputs.missing)
+    if inputs.missing:
+        raise typer.Exit(1)
 
+
+def _listed(paths: list[Path]) -> str:
+    return ", ".join(map(str, paths))
+
+
+def _check_task(settings, doctypes, doc_type: str, task: OcrTask | None) -> None:
+    """The engine can do the run's task (one line naming the engines that can), before anything starts."""
+    if task is None and doc_type == "auto":
+        return  # each document's task follows from its type; every engine reads text
+    from ocrflow.engines import create_engine
+    from ocrflow.ocr import check_task
+
+    check_task(create_engine(settings), doctypes.get(doc_type), task)
+
+
+def _print_summary(results: list[DocumentResult], doctypes, out: Path, total: int, missing) -> None:
+    """The table, a line per reason with its message, what was not found, then the counts."""
+    from ocrflow.admission import read_pending
+    from ocrflow.report import outcome_rows, reason_summaries
+
+    if results:
+        rows = outcome_rows(results, doctypes)
+        columns = ("document", "status", "type")
+        _print_documents("ocrflow results", rows, columns, console.width)
+    summaries = reason_summaries(results)
+    if summaries:
+        console.print("Reasons:", highlight=False)
+        for summary in summaries:
+            _print_wrapped(f"- {summary.line()}")
+    if missing:
+        console.print(f"Not found ({len(missing)}), the others were processed:", highlight=False)
+        for path in missing:
+            _print_wrapped(f"- {path.message}")
+    counts = Counter(r.status.value for r in results)
     pending = len(read_pending(out))
     # Earlier runs' pending documents may have been taken too, so the count is never below zero.
     skipped = max(0, total - len(results) - pending)
-    console.print(
+    _print_wrapped(
         ", ".join(f"{counts.get(s.value, 0)} {s.value}" for s in Status)
         + (f", {skipped} skipped (already processed; --reprocess to redo)" if skipped else "")
         + (f", {pending} pending (token budget reached; the next run takes them first)" if pending else "")
-        + f". Results in {out}/"
+        + (f", {len(missing)} not found" if missing else "")
+        + f". Results in {out}/ (by source name: {out / 'index.csv'}; ocrflow results {out})",
+        indent="",
     )
 
 
@@ -228,6 +360,64 @@ def estimate(
     price = price_of(priced, settings.cost)
     if price is not None and (price.as_of or price.source):
         console.print(f"Price of {priced}: as of {price.as_of or 'unknown date'} ({price.source or 'set'}).")
+
+
+@app.command("results")
+def list_results(
+    out: Annotated[Path, typer.Argument(help="A results folder (run's --out).")] = Path("ocrflow-out"),
+    status: Annotated[
+        list[Status] | None, typer.Option("--status", "-s", help="Only documents with this status.")
+    ] = None,
+    csv_file: Annotated[
+        Path | None,
+        typer.Option("--csv", help="Write the listed accepted documents' fields to this CSV file."),
+    ] = None,
+    unmask: Annotated[bool, typer.Option(help="Show ID and card numbers in full in the CSV.")] = False,
+    db: DbOption = None,
+) -> None:
+    """List a folder's documents by source name (result file, status, reasons); export fields as CSV.
+
+    Rewrites OUT/index.csv from the database first, so it is current. The CSV holds accepted
+    documents only (the others' values are not vouched for), ID and card numbers masked unless --unmask.
+    """
+    from ocrflow.doctypes import load_doctypes
+    from ocrflow.results import fields_csv, index_entries, open_results, write_index
+
+    try:
+        settings = _settings(out, db)
+        store = open_results(out, settings.resolved_database_url())
+        doctypes = load_doctypes(settings.schema_dir)
+    except OcrflowError as exc:
+        fail(exc.message)
+    index = write_index(store)
+    entries = index_entries(store, status or ())
+    rows = [
+        {
+            "source": entry.name,
+            "status": entry.status.value,
+            "type": entry.doc_type or "-",
+            "id": entry.document_id[:12],
+            "reasons": "; ".join(r.code + (f" ({r.field})" if r.field else "") for r in entry.reasons) or "-",
+        }
+        for entry in entries
+    ]
+    columns = ("source", "status", "id", "type")
+    _print_documents(f"results in {out}", rows, columns, console.width)
+    counts = Counter(e.status.value for e in entries)
+    shown = ", ".join(f"{counts.get(s.value, 0)} {s.value}" for s in Status if not status or s in status)
+    _print_wrapped(
+        f"{len(entries)} document(s) ({shown}). Each result is {out}/<id>.json; "
+        f"the index with full names, statuses and reasons: {index}",
+        indent="",
+    )
+    if csv_file is not None:
+        text, written = fields_csv(store, entries, doctypes, unmask=unmask)
+        try:
+            csv_file.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            fail(f"cannot write {csv_file}: {exc.strerror or exc}")
+        masked = "numbers in full" if unmask else "ID and card numbers masked"
+        _print_wrapped(f"{written} accepted document(s)' fields written to {csv_file} ({masked}).", indent="")
 
 
 @app.command("eval")

@@ -1,8 +1,9 @@
 """Ingest: turn an input file into page images that every OCR engine accepts.
 
-``discover`` expands the command line into files, ``identify`` names a file by the SHA-256
-of its bytes, and ``ingest`` splits it into pages on disk (``work_dir/<document_id>/page-0001.png``,
-or ``.jpg`` when the source is a JPEG nothing had to change: its own bytes, not re-encoded).
+``find_inputs`` expands the command line into files (and lists the paths that hold none),
+``identify`` names a file by the SHA-256 of its bytes, and ``ingest`` splits it into pages on
+disk (``work_dir/<document_id>/page-0001.png``, or ``.jpg`` when the source is a JPEG nothing
+had to change: its own bytes, not re-encoded).
 ``open_document`` and ``ingest_page`` do the same a page at a time, so a runner can read page 1
 of a long PDF while later pages are still being rendered.
 Bad input never raises here: it becomes :class:`~ocrflow.models.Reason` items, for the whole
@@ -86,7 +87,24 @@ class DecodedPage:
     file: Path | None = None
 
 
-def discover(paths: Iterable[Path], *, follow_links_outside: bool = False) -> list[Path]:
+@dataclass(frozen=True)
+class MissingInput:
+    """A path a run was given that holds no document to read: it is reported, the rest goes on."""
+
+    path: Path
+    message: str
+    """``<path> does not exist``, or why a link named directly leads nowhere."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What a run's paths hold: the files to process, and the paths that hold none."""
+
+    files: list[Path]
+    missing: list[MissingInput] = field(default_factory=list)
+
+
+def find_inputs(paths: Iterable[Path], *, follow_links_outside: bool = False) -> Inputs:
     """Files as given, folders expanded recursively to supported files; sorted, without repeats.
 
     Hidden files and folders (names starting with ``.``) inside a folder are skipped. A file
@@ -97,14 +115,28 @@ def discover(paths: Iterable[Path], *, follow_links_outside: bool = False) -> li
     with ``follow_links_outside``, and links to folders never are (they can loop). Every link
     not followed (leaving the folder, broken, a loop) is kept as it is, so :func:`identify`
     refuses it with a reason; anything else that is not a regular file is kept for the same.
+    A path named directly that leads nowhere is listed in ``missing``: one typo does not stop a batch.
     """
     found: dict[str, Path] = {}
-    for path in paths:
-        path = _follow_named(Path(path))
+    missing: list[MissingInput] = []
+    for given in paths:
+        try:
+            path = _follow_named(Path(given))
+        except ConfigurationError as exc:
+            missing.append(MissingInput(path=Path(given), message=exc.message))
+            continue
         files = _walk(path, follow_links_outside) if path.is_dir() else [path]
         for file in files:
             found.setdefault(os.path.realpath(file), file)  # realpath, unlike resolve(), survives a loop
-    return sorted(found.values())
+    return Inputs(files=sorted(found.values()), missing=missing)
+
+
+def discover(paths: Iterable[Path], *, follow_links_outside: bool = False) -> list[Path]:
+    """The files of :func:`find_inputs`; a path that leads nowhere is a :class:`ConfigurationError`."""
+    inputs = find_inputs(paths, follow_links_outside=follow_links_outside)
+    if inputs.missing:
+        raise ConfigurationError(inputs.missing[0].message)
+    return inputs.files
 
 
 def _follow_named(path: Path) -> Path:

@@ -57,6 +57,7 @@ from ocrflow.ocr import check_task, packs_pages, recognize, recognize_document
 from ocrflow.outbox import deliver
 from ocrflow.outputs import gives_outputs, task_outputs, write_output_files
 from ocrflow.preprocess import preprocess
+from ocrflow.results import write_index
 from ocrflow.review.operations import announcer
 from ocrflow.routing import build_result, decide, failure_result, schema_rule
 from ocrflow.settings import Settings
@@ -526,9 +527,13 @@ def run_documents(
 
 
 def close_run(ctx: Context, admission: Admission) -> None:
-    """End a run: give up its claims, write what stays pending, send the events its outcomes queued."""
+    """End a run: give up its claims, write what stays pending, send the events its outcomes queued.
+
+    Then the folder's index is rewritten (``<out>/index.csv``: each source's result file, status, reasons).
+    """
     admission.close()
     deliver(ctx.store.engine)
+    write_index(ctx.store)
 
 
 def _opened(source: Path, handle: Handle[IngestResult]) -> IngestResult:

@@ -22,6 +22,7 @@ from ocrflow.settings import CostOptions
 
 if TYPE_CHECKING:
     from ocrflow.admission import Admission, PendingDocument
+    from ocrflow.ingest import MissingInput
     from ocrflow.pipeline import Context
 
 
@@ -64,10 +65,46 @@ def outcome_rows(results: Sequence[DocumentResult], doctypes: dict[str, DocType]
     return rows
 
 
+@dataclass(frozen=True)
+class ReasonSummary:
+    """One reason of a run, told once however many documents share it: its message and where."""
+
+    code: str
+    field: str | None
+    message: str
+    documents: list[str]
+
+    def line(self, names_shown: int = 5) -> str:
+        """``missing (total): Total was not found: a.png, b.png and 3 more``."""
+        names = ", ".join(self.documents[:names_shown])
+        if len(self.documents) > names_shown:
+            names += f" and {len(self.documents) - names_shown} more"
+        field = f" ({self.field})" if self.field else ""
+        return f"{self.code}{field}: {self.message}: {names}"
+
+
+def reason_summaries(results: Sequence[DocumentResult]) -> list[ReasonSummary]:
+    """Each distinct reason (code, field, message) with the documents it applies to, commonest first."""
+    documents: dict[tuple[str, str | None, str], list[str]] = {}
+    for result in results:
+        for reason in result.reasons:
+            names = documents.setdefault((reason.code, reason.field, reason.message), [])
+            if (name := Path(result.source).name) not in names:
+                names.append(name)
+    ordered = sorted(documents.items(), key=lambda item: (-len(item[1]), item[0][0], item[0][1] or ""))
+    return [ReasonSummary(code, field, message, names) for (code, field, message), names in ordered]
+
+
 def summary_markdown(
-    results: Sequence[DocumentResult], title: str = "ocrflow run", spend: Spend | None = None
+    results: Sequence[DocumentResult],
+    title: str = "ocrflow run",
+    spend: Spend | None = None,
+    missing: Sequence[MissingInput] = (),
 ) -> str:
-    """Counts per status and per reason, and with ``spend`` the tokens and cost, for the run's artifact."""
+    """Counts per status and per reason, and with ``spend`` the tokens and cost, for the run's artifact.
+
+    ``missing``: paths the run was given that hold no document, each with why.
+    """
     statuses = Counter(r.status for r in results)
     reasons = Counter((r.stage.value, r.code) for result in results for r in result.reasons)
     pages = sum(result.usage.pages for result in results)
@@ -84,6 +121,9 @@ def summary_markdown(
     if reasons:
         lines += ["", "| stage | reason | count |", "|---|---|---|"]
         lines += [f"| {stage} | {code} | {n} |" for (stage, code), n in reasons.most_common()]
+    if missing:
+        lines += ["", f"## Not found ({len(missing)}): the other documents went on", ""]
+        lines += [f"- {m.message}" for m in missing]
     lines += table_previews(results)
     usage = sum((r.usage for r in results), Usage())
     if spend is not None:
@@ -295,7 +335,12 @@ class RunMonitor:
         )
         spend = self._spend(pending) if ctx.bills_tokens else None
         create_markdown_artifact(
-            summary_markdown(results, title=f"ocrflow: {len(results)} documents", spend=spend)
+            summary_markdown(
+                results,
+                title=f"ocrflow: {len(results)} documents",
+                spend=spend,
+                missing=self.admission.missing,
+            )
             + review_links_markdown(results, ctx.settings.review_url),
             key="ocrflow-summary",
             description="Counts per status and reason",

@@ -35,7 +35,7 @@ import os
 import socket
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -747,6 +747,14 @@ class ResultStore:
                 )
             ).all()
         return dict(rows)
+
+    def documents(self, statuses: Collection[str] = ()) -> list[DocumentRow]:
+        """Every document's row (only those with one of ``statuses`` if given), oldest first."""
+        with Session(self.engine) as session:
+            query = select(DocumentRow).order_by(DocumentRow.created_at, DocumentRow.document_id)
+            if statuses:
+                query = query.where(DocumentRow.status.in_(list(statuses)))
+            return list(session.scalars(query).all())
 
     def find(self, prefix: str) -> str | None:
         """The one document id starting with ``prefix`` (ids are long; people type a few characters)."""

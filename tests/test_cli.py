@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import importlib.metadata
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -40,6 +43,12 @@ def test_run_then_review(tmp_path, prefect_server):
     assert result.exit_code == 0, result.output
     assert "1 accepted, 1 needs_review, 0 rejected" in result.output
 
+    with (out / "index.csv").open(encoding="utf-8") as index:  # written by the flow
+        assert {Path(row["source"]).name: row["status"] for row in csv.DictReader(index)} == {
+            "bank_card_valid.png": "accepted",
+            "bank_card_bad_luhn.png": "needs_review",
+        }
+
     listing = runner.invoke(app, ["review", "list", "--out", str(out)])
     assert listing.exit_code == 0
     assert "bank_card_bad_luhn.png" in listing.output and "invalid_checksum" in listing.output
@@ -70,3 +79,16 @@ def test_eval_scores_a_folder_with_ground_truth(tmp_path):
     assert figures["documents"] == 1
     assert figures["field_accuracy"]["date"] == 1.0 and figures["field_accuracy"]["total"] == 1.0
     assert 0.0 <= figures["cer_mean"] < 0.5
+
+
+def test_version_is_the_installed_package_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"ocrflow {importlib.metadata.version('ocrflow')}"
+
+
+@pytest.mark.parametrize("args", [["--help"], ["run", "--help"]])
+def test_help_lists_the_document_types(args, doctypes):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0
+    assert all(name in result.output for name in doctypes), result.output

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from ocrflow.models import Status
-from ocrflow.pipeline import Context, process_document
+from ocrflow.pipeline import Context, Job, open_run, process_document
+from ocrflow.report import summary_markdown
 from tests.conftest import EXAMPLES
 
 EXPECTED = {
@@ -128,3 +129,11 @@ def test_a_pages_ocr_starts_before_the_next_page_is_ingested(ctx, monkeypatch):
     result = process_document(ctx, EXAMPLES / "receipt_pages.pdf")
     assert [page.page_number for page in result.pages] == [1, 2]
     assert events == ["ingest p1", "ocr p1", "ingest p2", "ocr p2"]  # streamed, not all pages first
+
+
+def test_a_run_given_a_missing_path_takes_the_others_and_its_summary_says_so(ctx, tmp_path):
+    """The flow and the inline run open a run alike: one typo does not stop a batch."""
+    missing = tmp_path / "scans" / "gone.png"
+    admission, sources = open_run(ctx, Job(), [EXAMPLES / "bank_card_valid.png", missing])
+    assert sources == [EXAMPLES / "bank_card_valid.png"]
+    assert f"- {missing} does not exist" in summary_markdown([], missing=admission.missing)
