@@ -7,7 +7,9 @@ had to change: its own bytes, not re-encoded).
 ``open_document`` and ``ingest_page`` do the same a page at a time, so a runner can read page 1
 of a long PDF while later pages are still being rendered.
 Bad input never raises here: it becomes :class:`~ocrflow.models.Reason` items, for the whole
-document (``page=None``) or for one page, and the other pages still go through.
+document (``page=None``) or for one page, and the other pages still go through. Only regular
+files are read, never through a link and never past the size cap: a FIFO, a device, a link
+loop or a link leaving the input folder is a reason, so one odd entry cannot hang or end a batch.
 
 Pages are decoded one at a time (:func:`iter_pages`), so a 200-page PDF or TIFF is never in
 memory whole. Every page leaves this stage inside Qwen-OCR's input limits: repaired where that
