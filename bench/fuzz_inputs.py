@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +44,7 @@ def main() -> int:
     parser.add_argument("--deadline", type=float, default=30.0, help="seconds one file's ingest may take")
     parser.add_argument("--run-timeout", type=float, default=3600.0, help="seconds the whole run may take")
     parser.add_argument("--no-write", action="store_true", help="print the section, leave the results file")
+    parser.add_argument("--ingest-only", action="store_true", help="no whole run (it reads pages with OCR)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="ocrflow-fuzz-") as work:
@@ -58,11 +60,25 @@ def main() -> int:
         )
 
         started = time.perf_counter()
-        finished = fuzz_corpus.run_cli(corpus, Path(work) / "out", timeout=args.run_timeout)
+        if args.ingest_only:
+            finished = subprocess.CompletedProcess([], 0, "", "")
+        else:
+            finished = fuzz_corpus.run_cli(corpus, Path(work) / "out", timeout=args.run_timeout)
         run_seconds = time.perf_counter() - started
         results = fuzz_corpus.outcomes(Path(work) / "out")
 
-    missing = sorted(set(map(shown_path, documents)) - {result["source"] for result in results})
+    if args.ingest_only:  # what ingest alone decided, as outcomes: refused whole, or pages made
+        results = [
+            {
+                "source": shown_path(r.path),
+                "status": "rejected" if any(x.page is None for x in r.result.reasons) else "pages made",
+                "reasons": [x.model_dump() for x in r.result.reasons],
+            }
+            for r in records
+            if r.result is not None
+        ]
+    sources = {result["source"] for result in results}
+    missing = [] if args.ingest_only else sorted(set(map(shown_path, documents)) - sources)
     run_problems = fuzz_corpus.problems(results)
     seconds = sorted(record.seconds for record in records)
     figures = {
@@ -110,32 +126,37 @@ def render(args: argparse.Namespace, figures: dict) -> str:
     statuses = ", ".join(f"{status} {count}" for status, count in sorted(figures["statuses"].items()))
     rejected = "\n".join(f"| `{code}` | {count} |" for code, count in figures["rejected_by"].most_common())
     slowest, slowest_name = figures["ingest_max"]
+    columns = ["pages made", "rejected"] if args.ingest_only else ["accepted", "needs_review", "rejected"]
     lines = [
         SECTION,
         "",
         f"`bench/fuzz_inputs.py --count {args.count} --seed {args.seed}` (corpus: tests/fuzz_corpus.py; "
-        f"{time.strftime('%Y-%m-%d', time.gmtime())}, 2 shared cores, under the heavy lock).",
+        f"{time.strftime('%Y-%m-%d', time.gmtime())}, 2 cores shared with the team).",
         "",
         f"- Files made: {args.count} ({kinds}); a run finds {figures['documents']} documents in them "
         "(links inside the folder count as their target, names without a supported suffix are skipped).",
         f"- Ingest, each file alone with a {args.deadline:.0f} s deadline: {len(figures['hung'])} hung; "
         f"median {figures['ingest_median'] * 1000:.0f} ms, slowest {slowest:.2f} s (`{slowest_name}`); "
         f"{len(figures['ingest_problems'])} reasons that are not ones a person can act on.",
-        f"- `ocrflow run --runner inline` over the folder: exit code {figures['returncode']} after "
-        f"{figures['run_seconds']:.0f} s; {len(figures['missing'])} files without an outcome; "
-        f"{len(figures['run_problems'])} internal errors or technical messages.",
+        (
+            "- No whole run this time (`--ingest-only`)."
+            if args.ingest_only
+            else f"- `ocrflow run --runner inline` over the folder: exit code {figures['returncode']} after "
+            f"{figures['run_seconds']:.0f} s; {len(figures['missing'])} files without an outcome; "
+            f"{len(figures['run_problems'])} internal errors or technical messages."
+        ),
         f"- Outcomes: {statuses}.",
         "",
         "| rejected for (first reason) | documents |",
         "|---|---|",
         rejected,
         "",
-        "| kind of file | made | accepted | needs_review | rejected |",
-        "|---|---|---|---|---|",
+        f"| kind of file | made | {' | '.join(columns)} |",
+        "|---|---|" + "---|" * len(columns),
         *(
-            f"| {kind} | {made} | {figures['by_kind'].get(kind, Counter())['accepted']} "
-            f"| {figures['by_kind'].get(kind, Counter())['needs_review']} "
-            f"| {figures['by_kind'].get(kind, Counter())['rejected']} |"
+            f"| {kind} | {made} | "
+            + " | ".join(str(figures["by_kind"].get(kind, Counter())[column]) for column in columns)
+            + " |"
             for kind, made in sorted(figures["kinds"].items())
         ),
     ]
