@@ -71,7 +71,7 @@ def main() -> int:
         results = [
             {
                 "source": shown_path(r.path),
-                "status": "rejected" if any(x.page is None for x in r.result.reasons) else "pages made",
+                "status": "pages made" if r.result.pages else "rejected",
                 "reasons": [x.model_dump() for x in r.result.reasons],
             }
             for r in records
@@ -79,7 +79,7 @@ def main() -> int:
         ]
     sources = {result["source"] for result in results}
     missing = [] if args.ingest_only else sorted(set(map(shown_path, documents)) - sources)
-    run_problems = fuzz_corpus.problems(results)
+    run_problems = [] if args.ingest_only else fuzz_corpus.problems(results)
     seconds = sorted(record.seconds for record in records)
     figures = {
         "cases": Counter(case.kind.split(":")[0] for case in cases),
@@ -126,12 +126,14 @@ def render(args: argparse.Namespace, figures: dict) -> str:
     statuses = ", ".join(f"{status} {count}" for status, count in sorted(figures["statuses"].items()))
     rejected = "\n".join(f"| `{code}` | {count} |" for code, count in figures["rejected_by"].most_common())
     slowest, slowest_name = figures["ingest_max"]
+    flags = " --ingest-only" if args.ingest_only else ""
     columns = ["pages made", "rejected"] if args.ingest_only else ["accepted", "needs_review", "rejected"]
     lines = [
         SECTION,
         "",
-        f"`bench/fuzz_inputs.py --count {args.count} --seed {args.seed}` (corpus: tests/fuzz_corpus.py; "
-        f"{time.strftime('%Y-%m-%d', time.gmtime())}, 2 cores shared with the team).",
+        f"`bench/fuzz_inputs.py --count {args.count} --seed {args.seed}{flags}` "
+        f"(corpus: tests/fuzz_corpus.py; {time.strftime('%Y-%m-%d', time.gmtime())}, "
+        "2 cores shared with the team).",
         "",
         f"- Files made: {args.count} ({kinds}); a run finds {figures['documents']} documents in them "
         "(links inside the folder count as their target, names without a supported suffix are skipped).",
@@ -157,7 +159,7 @@ def render(args: argparse.Namespace, figures: dict) -> str:
             f"| {kind} | {made} | "
             + " | ".join(str(figures["by_kind"].get(kind, Counter())[column]) for column in columns)
             + " |"
-            for kind, made in sorted(figures["kinds"].items())
+            for kind, made in sorted({**dict.fromkeys(figures["by_kind"], 0), **figures["kinds"]}.items())
         ),
     ]
     for title, items in (

@@ -129,7 +129,9 @@ def find_inputs(paths: Iterable[Path], *, follow_links_outside: bool = False) ->
             continue
         files = _walk(path, follow_links_outside) if path.is_dir() else [path]
         for file in files:
-            found.setdefault(os.path.realpath(file), file)  # realpath, unlike resolve(), survives a loop
+            # A link still here is not followed: an entry of its own, whatever it points at.
+            key = os.path.abspath(file) if file.is_symlink() else os.path.realpath(file)
+            found.setdefault(key, file)
     return Inputs(files=sorted(found.values()), missing=missing)
 
 

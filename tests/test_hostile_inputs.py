@@ -149,6 +149,15 @@ def test_symlink_loops_in_a_folder_are_reasons_not_a_crash(tmp_path: Path):
     assert "caught in a loop of links" in reasons["self.png"].message
 
 
+def test_every_link_not_followed_is_an_entry_of_its_own(tmp_path: Path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for name in ("a.png", "b.png"):
+        (inbox / name).symlink_to("/dev/zero")
+
+    assert discover([inbox]) == [inbox / "a.png", inbox / "b.png"]
+
+
 def test_a_broken_link_names_what_it_points_at(tmp_path: Path):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
