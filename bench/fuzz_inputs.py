@@ -17,6 +17,7 @@ Writes the "Hostile inputs" section of bench/RESULTS-reliability.md (other secti
 from __future__ import annotations
 
 import argparse
+import hashlib
 import statistics
 import subprocess
 import sys
@@ -67,18 +68,25 @@ def main() -> int:
         run_seconds = time.perf_counter() - started
         results = fuzz_corpus.outcomes(Path(work) / "out")
 
-    if args.ingest_only:  # what ingest alone decided, as outcomes: refused whole, or pages made
-        results = [
-            {
-                "source": shown_path(r.path),
-                "status": "pages made" if r.result.pages else "rejected",
-                "reasons": [x.model_dump() for x in r.result.reasons],
-            }
-            for r in records
-            if r.result is not None
+        if args.ingest_only:  # what ingest alone decided, as outcomes: refused whole, or pages made
+            results = [
+                {
+                    "source": shown_path(r.path),
+                    "status": "pages made" if r.result.pages else "rejected",
+                    "reasons": [x.model_dump() for x in r.result.reasons],
+                }
+                for r in records
+                if r.result is not None
+            ]
+        sources = {result["source"] for result in results}
+        # A file with the same bytes as another is the same document, stored once (under the first name).
+        stored = {result["document_id"] for result in results if "document_id" in result}
+        missing = [
+            shown_path(path)
+            for path in documents
+            if shown_path(path) not in sources and not (path.is_file() and _sha256(path) in stored)
         ]
-    sources = {result["source"] for result in results}
-    missing = [] if args.ingest_only else sorted(set(map(shown_path, documents)) - sources)
+
     run_problems = [] if args.ingest_only else fuzz_corpus.problems(results)
     seconds = sorted(record.seconds for record in records)
     figures = {
@@ -109,6 +117,10 @@ def main() -> int:
     return 0 if not (hung or ingest_problems or run_problems or missing or finished.returncode) else 1
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def outcomes_by_kind(cases: list[fuzz_corpus.Case], results: list[dict]) -> dict[str, Counter]:
     """Statuses per kind of case; a file the generator made beside a case (a link's target) counts as
     "beside a link"."""
@@ -135,8 +147,9 @@ def render(args: argparse.Namespace, figures: dict) -> str:
         f"(corpus: tests/fuzz_corpus.py; {time.strftime('%Y-%m-%d', time.gmtime())}, "
         "2 cores shared with the team).",
         "",
-        f"- Files made: {args.count} ({kinds}); a run finds {figures['documents']} documents in them "
-        "(links inside the folder count as their target, names without a supported suffix are skipped).",
+        f"- Files made: {args.count} ({kinds}); a run finds {figures['documents']} files to read in them "
+        "(a link inside the folder counts as its target, a name without a supported suffix is skipped; "
+        "files with the same bytes are one document, stored once).",
         f"- Ingest, each file alone with a {args.deadline:.0f} s deadline: {len(figures['hung'])} hung; "
         f"median {figures['ingest_median'] * 1000:.0f} ms, slowest {slowest:.2f} s (`{slowest_name}`); "
         f"{len(figures['ingest_problems'])} reasons that are not ones a person can act on.",
