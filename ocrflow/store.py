@@ -33,7 +33,9 @@ import json
 import logging
 import os
 import socket
+import sqlite3
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -332,6 +334,25 @@ def _create_private_sqlite_file(database_url: str) -> None:
         os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
+def _write_ahead_logging(dbapi_connection, patience: float = 60.0) -> None:
+    """Put the database in WAL mode: a commit is one append and one fsync, not a rollback journal's three.
+
+    The mode is kept in the file, so this is a read once a database has it. Switching needs
+    the database to itself, and SQLite refuses at once (no busy wait) while another process
+    opens it, as runs started together do: try again for up to ``patience`` seconds.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            if dbapi_connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                dbapi_connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _serialize_sqlite_writers(engine: Engine) -> None:
     # pysqlite starts a transaction lazily as a reader and upgrades it to a writer at the first
     # change; two such upgrades at once fail with "database is locked" without waiting.
@@ -339,8 +360,7 @@ def _serialize_sqlite_writers(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _no_driver_transactions(dbapi_connection, _record) -> None:
         dbapi_connection.isolation_level = None
-        # Write-ahead logging: a commit is one append and one fsync, not a rollback journal's three.
-        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+        _write_ahead_logging(dbapi_connection)
 
     @event.listens_for(engine, "begin")
     def _begin_immediate(connection) -> None:

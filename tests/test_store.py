@@ -197,3 +197,19 @@ def test_a_new_sqlite_database_and_its_journal_files_are_readable_by_their_owner
         }
     finally:
         store.engine.dispose()
+
+
+def test_a_store_opened_while_another_process_writes_a_new_database_waits_to_switch_it_to_wal(tmp_path: Path):
+    import sqlite3
+    import threading
+
+    path = tmp_path / "db.sqlite3"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)  # rollback journal, writing
+    other.execute("CREATE TABLE held (x)")
+    other.execute("BEGIN IMMEDIATE")
+    threading.Timer(0.5, other.execute, args=("COMMIT",)).start()
+    store = ResultStore(tmp_path / "out", f"sqlite:///{path}")  # SQLite refuses the switch at once
+    with store.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    store.engine.dispose()
+    other.close()
