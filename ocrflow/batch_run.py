@@ -67,7 +67,7 @@ def submit_run(ctx: Context, admission: Admission, sources: Sequence[Path], job:
         pages, failures = [], []
         for page in ingested.pages:
             try:
-                pages.append(preprocess(page, settings.preprocess))
+                pages.append(preprocess(page, ctx.preprocess_options))
             except Exception as exc:  # noqa: BLE001 - a page that cannot be prepared is a reason
                 failures.append(failure_reason(Stage.PREPROCESS, page.page_number, exc))
         if not pages:

@@ -60,7 +60,7 @@ from ocrflow.preprocess import preprocess
 from ocrflow.results import write_index
 from ocrflow.review.operations import announcer
 from ocrflow.routing import build_result, decide, failure_result, schema_rule
-from ocrflow.settings import Settings
+from ocrflow.settings import PreprocessOptions, Settings
 from ocrflow.store import OnQueued, ResultStore
 from ocrflow.validate import validate
 
@@ -95,6 +95,17 @@ class Context:
         """The paid API engine behind the cache, or ``None`` for a free one."""
         engine = self.engine.engine if isinstance(self.engine, CachedEngine) else self.engine
         return engine if isinstance(engine, ApiEngine) else None
+
+    @property
+    def preprocess_options(self) -> PreprocessOptions:
+        """The page steps for this engine.
+
+        Rescaling suits the embedded recogniser's line height; an API engine gets its pages at
+        their own resolution, the one its tokens were estimated on.
+        """
+        if self.api_engine is None:
+            return self.settings.preprocess
+        return self.settings.preprocess.model_copy(update={"rescale": False})
 
     @property
     def bills_tokens(self) -> bool:
@@ -303,7 +314,7 @@ def read_pages(
             continue
         pages.append(page)
         try:
-            prepared.append(preprocess(page, ctx.settings.preprocess))
+            prepared.append(preprocess(page, ctx.preprocess_options))
         except Exception as exc:  # noqa: BLE001 - a page that cannot be prepared is a reason, not a crash
             failures.append(failure_reason(Stage.PREPROCESS, number, exc))
     doctype = ctx.known_doctype(job.doc_type)
