@@ -24,7 +24,7 @@ from typing import Any
 from ocrflow import checks
 from ocrflow.layout import rows
 from ocrflow.models import DocumentResult, OcrLine, OcrResult, OcrTask, Status
-from ocrflow.normalize import amount, to_date
+from ocrflow.normalize import amount, levenshtein, to_date
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".pdf")
 
@@ -58,18 +58,6 @@ def doc_type_for(gt: dict[str, Any]) -> str:
     if category == "id_docs":
         return "passport"
     return "auto"
-
-
-def levenshtein(a: str, b: str) -> int:
-    if len(a) < len(b):
-        a, b = b, a
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, start=1):
-        current = [i]
-        for j, cb in enumerate(b, start=1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
 
 
 def _fold_text(text: str, drop_spaces: bool) -> str:

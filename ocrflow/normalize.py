@@ -133,3 +133,16 @@ NORMALIZERS: dict[str, Callable[[str], str | None]] = {
     "expiry": expiry,
     "mrz": mrz,
 }
+
+
+def levenshtein(a: str, b: str) -> int:
+    """The edit distance between two strings (insertions, deletions, substitutions)."""
+    if len(a) < len(b):
+        a, b = b, a
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, start=1):
+        current = [i]
+        for j, cb in enumerate(b, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from ocrflow.doctypes import FieldSpec
 from ocrflow.layout import Line, rows
 from ocrflow.models import FieldBox, Grounding, OcrResult
-from ocrflow.normalize import NORMALIZERS, to_date, to_datetime
+from ocrflow.normalize import NORMALIZERS, levenshtein, to_date, to_datetime
 
 UNGROUNDED = "ungrounded"
 READINGS_DISAGREE = "readings_disagree"
@@ -145,7 +145,7 @@ def _ground_value(
                     continue
                 if read == value:
                     return Match(Grounding.GROUNDED, reading=read, lines=(line,))
-                closeness = (_levenshtein(read, value), abs(len(read) - len(value)))
+                closeness = (levenshtein(read, value), abs(len(read) - len(value)))
                 if nearest is None or closeness < nearest[0]:
                     nearest = (closeness, read, line)
     if nearest is None or nearest[0][0] > max(1, len(value) // 4):
@@ -154,16 +154,6 @@ def _ground_value(
     return Match(
         Grounding.NEAR, reading=read, differs_at=_differs(value, read), lines=(line,), distance=distance
     )
-
-
-def _levenshtein(a: str, b: str) -> int:
-    previous = list(range(len(b) + 1))
-    for i, x in enumerate(a, start=1):
-        current = [i]
-        for j, y in enumerate(b, start=1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
-        previous = current
-    return previous[-1]
 
 
 def _differs(value: str, read: str) -> tuple[int, ...]:
