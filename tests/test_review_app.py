@@ -162,6 +162,24 @@ def test_decided_items_list_the_decided_values_and_stop_waiting_at_the_decision(
     assert "<td>4 d</td>" in pending  # the other item is still waiting
 
 
+def test_a_decided_items_page_shows_a_newer_machine_reading_that_differs_and_keeps_the_decision(
+    served,
+):
+    base, client, queue, _ = served
+    queue.claim("alice", 1)
+    queue.decide(1, "alice", values={"card_number": REPAIRED})
+    assert 'id="newer-reading"' not in client.get(base + "/items/1").text
+    reread = needs_review(
+        1, card_number=FieldResult(value=READ, confidence=0.9), bank=FieldResult(value="ICBC")
+    )
+    queue.store.save(reread)  # what `ocrflow run --reprocess` stores
+    page = client.get(base + "/items/1").text
+    newer = page.split('id="newer-reading"')[1].split("</p>")[0]
+    assert "<b>card_number</b> = " + READ in newer  # alice decided it: she sees it in full
+    assert "bank" not in newer  # only what differs from the decision
+    assert 'value="' + REPAIRED + '"' in page  # the form still holds the decision
+
+
 def test_a_large_page_is_served_at_screen_size_and_zoomed_crops_come_from_full_resolution_tiles(
     served, tmp_path: Path
 ):

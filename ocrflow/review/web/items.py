@@ -111,6 +111,12 @@ def item_view(
                 field["candidates"] = []
                 field["readings"] = None
         repairs = {}
+    newer_reading = {}
+    if item.state in ReviewState.DECIDED and result.reread is not None:
+        reread = result.reread
+        newer_reading = {name: reread.fields[name].value for name in reread.differs if name in reread.fields}
+        if not in_full:
+            newer_reading = masked_values(newer_reading, doctype)
     waiting_confirmation = [
         name
         for name, f in result.fields.items()
@@ -133,6 +139,7 @@ def item_view(
         types=sorted(queue.doctypes),
         needs_type=doctype is None or any(r.get("code") in TYPE_REASONS for r in item.reasons),
         unconfirmed=waiting_confirmation if item.state in ReviewState.DECIDED else [],
+        newer_reading=newer_reading,
         highlights=highlights(result),
         events=queue.events(number),
         message=message,
