@@ -83,6 +83,8 @@ def deliver(engine: Engine, post: Post | None = None) -> Delivery:
     (no temporary server is started for them).
     """
     if post is None:
+        if not waiting(engine):
+            return Delivery(0, 0)  # nothing to send: no need to import Prefect (a one-file run never does)
         from prefect.settings import PREFECT_API_URL
 
         if not PREFECT_API_URL.value():
