@@ -275,12 +275,9 @@ def _disagreement(
     reader = field.evidence.reader if field.evidence else "an independent reading"
     if match.outcome is Grounding.GROUNDED:
         if other is not None and other != field.value and not covered and kind_of(spec) != TEXT:
-            message = (
-                f"{title}: the model read {shown}; the independent reading ({reader}) has "
-                f"{_shown(other, spec)} for it (page {match.page})"
+            _disagree(
+                field, f"{title}: the model read {shown}", reader, other, spec, f"for it (page {match.page})"
             )
-            field.errors.append(FieldError(code=READINGS_DISAGREE, message=message))
-            _offer(field, other)
         return
     where = f"page {match.page}" if match.page is not None else "the page"
     if covered:
@@ -288,13 +285,14 @@ def _disagreement(
         field.errors.append(FieldError(code=UNGROUNDED, message=message))
         return
     if match.outcome is Grounding.NEAR and match.reading is not None:
-        reading = _as_value(match.reading, spec)
-        message = (
-            f"{title}: the model read {shown}; the independent reading ({reader}) has "
-            f"{_shown(reading, spec)} on {where}"
+        _disagree(
+            field,
+            f"{title}: the model read {shown}",
+            reader,
+            _as_value(match.reading, spec),
+            spec,
+            f"on {where}",
         )
-        field.errors.append(FieldError(code=READINGS_DISAGREE, message=message))
-        _offer(field, reading)
         return
     message = f"{title}: {shown} is not printed on the page as the independent reading ({reader}) saw it"
     field.errors.append(FieldError(code=UNGROUNDED, message=message))
@@ -322,6 +320,15 @@ def _as_value(reading: str, spec: FieldSpec | None) -> str:
 
 def _shown(value: object, spec: FieldSpec | None) -> str:
     return mask_value(str(value)) if spec is not None and spec.masked_in_views else repr(value)
+
+
+def _disagree(
+    field: FieldResult, model_read: str, reader: str, other: str, spec: FieldSpec | None, where: str
+) -> None:
+    """Record that the independent reading has ``other`` where the model read the field's value."""
+    message = f"{model_read}; the independent reading ({reader}) has {_shown(other, spec)} {where}"
+    field.errors.append(FieldError(code=READINGS_DISAGREE, message=message))
+    _offer(field, other)
 
 
 def _offer(field: FieldResult, value: str) -> None:
