@@ -15,7 +15,7 @@ import ast
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ocrflow.models import Box
@@ -23,7 +23,8 @@ from ocrflow.models import Box
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\r?\n?(.*?)(?:```|\Z)", re.DOTALL)
 _MAX_LITERAL_CHARS = 200_000
 """Longer answers are not fed to ``ast.literal_eval``: its parser recurses and allocates freely."""
-_OUTSIDE_STRINGS = {"：": ":", "，": ",", "｛": "{", "｝": "}", "［": "[", "］": "]"}
+_OUTSIDE_STRINGS = str.maketrans({"：": ":", "，": ",", "｛": "{", "｝": "}", "［": "[", "］": "]"})
+_WORD = re.compile(r"[A-Za-z_]+")
 _WORDS = {"null": "None", "true": "True", "false": "False", "None": "None", "True": "True", "False": "False"}
 
 
@@ -56,24 +57,16 @@ def _outer_braces(text: str) -> str | None:
     start = text.find("{")
     if start < 0:
         return None
-    depth, quote, escaped = 0, "", False
-    for i in range(start, len(text)):
-        ch = text[i]
-        if quote:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == quote:
-                quote = ""
-        elif ch in "\"'":
-            quote = ch
-        elif ch in "{｛":
-            depth += 1
-        elif ch in "}｝":
-            depth -= 1
-            if depth == 0:
-                return text[start : i + 1]
+    depth, run_start = 0, start
+    for run, quoted in _quoted_runs(text[start:]):
+        for offset, ch in enumerate("" if quoted else run):
+            if ch in "{｛":
+                depth += 1
+            elif ch in "}｝":
+                depth -= 1
+                if depth == 0:
+                    return text[start : run_start + offset + 1]
+        run_start += len(run)
     return None
 
 
@@ -93,34 +86,36 @@ def _load(candidate: str) -> Any:
 
 def _pythonize(text: str) -> str:
     """Full-width punctuation and JSON words outside strings become their Python-literal forms."""
-    out: list[str] = []
-    quote, escaped, i = "", False, 0
-    while i < len(text):
-        ch = text[i]
+    return "".join(run if quoted else _pythonize_unquoted(run) for run, quoted in _quoted_runs(text))
+
+
+def _pythonize_unquoted(run: str) -> str:
+    # Any other bare word cannot be a literal; leaving it makes literal_eval refuse the text.
+    return _WORD.sub(lambda word: _WORDS.get(word[0], word[0]), run).translate(_OUTSIDE_STRINGS)
+
+
+def _quoted_runs(text: str) -> Iterator[tuple[str, bool]]:
+    """``text`` cut into runs outside and inside quotes (``'`` or ``"``, with backslash escapes).
+
+    Each run comes with whether it is quoted; a quoted run includes its quotes, and an unclosed
+    quote runs to the end.
+    """
+    run_start, quote, escaped = 0, "", False
+    for i, ch in enumerate(text):
         if quote:
-            out.append(ch)
             if escaped:
                 escaped = False
             elif ch == "\\":
                 escaped = True
             elif ch == quote:
-                quote = ""
-            i += 1
-            continue
-        if ch in "\"'":
-            quote = ch
-            out.append(ch)
-            i += 1
-            continue
-        word = re.match(r"[A-Za-z_]+", text[i:])
-        if word:
-            # Any other bare word cannot be a literal; leaving it makes literal_eval refuse the text.
-            out.append(_WORDS.get(word.group(0), word.group(0)))
-            i += len(word.group(0))
-            continue
-        out.append(_OUTSIDE_STRINGS.get(ch, ch))
-        i += 1
-    return "".join(out)
+                yield text[run_start : i + 1], True
+                run_start, quote = i + 1, ""
+        elif ch in "\"'":
+            if i > run_start:
+                yield text[run_start:i], False
+            run_start, quote = i, ch
+    if run_start < len(text):
+        yield text[run_start:], bool(quote)
 
 
 def parse_words(text: str) -> list[dict[str, Any]]:
