@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from ocrflow.doctypes import load_doctypes
 from ocrflow.engines.rapid import RapidOcrEngine
@@ -25,6 +26,13 @@ def examples_in(folder: Path, names: Iterable[str] | Mapping[str, str]) -> Path:
     for target, source in pairs:
         shutil.copy(EXAMPLES / source, folder / target)
     return folder
+
+
+def blank_page(folder: Path, width: int = 800, height: int = 600, name: str = "page.png") -> Path:
+    """A white PNG page: for tests where what the page shows does not matter."""
+    path = folder / name
+    Image.new("RGB", (width, height), "white").save(path)
+    return path
 
 
 def eval_dev(relative: str) -> Path:

@@ -22,6 +22,7 @@ from ocrflow.errors import TransientError
 from ocrflow.models import OcrTask
 from ocrflow.settings import DashScopeOptions, OpenAIOptions
 from tests import reference
+from tests.conftest import blank_page
 from tests.fake_dashscope import COMPAT_PATH, NATIVE_PATH
 
 KEY = "sk-test-fidelity-0123456789"
@@ -30,12 +31,6 @@ KEY = "sk-test-fidelity-0123456789"
 @pytest.fixture(autouse=True)
 def api_key(monkeypatch):
     monkeypatch.setenv("DASHSCOPE_API_KEY", KEY)
-
-
-def blank(tmp_path: Path, name: str = "page.png") -> Path:
-    path = tmp_path / name
-    Image.new("RGB", (800, 600), "white").save(path)
-    return path
 
 
 def test_token_limits_are_the_documented_ones():
@@ -76,7 +71,7 @@ def test_pixel_bounds_sit_beside_image_url_as_the_qwen_ocr_page_shows(fake_dashs
     assert len(beside.findall(task_page)) >= 2 and not inside.search(task_page)
     assert inside.search(reference.text(reference.QWEN_OCR_GUIDE)), "the guide differs, as the docstring says"
     OpenAICompatEngine(OpenAIOptions(base_url=fake_dashscope.compat_url)).recognize(
-        blank(tmp_path), OcrTask.TEXT_RECOGNITION
+        blank_page(tmp_path), OcrTask.TEXT_RECOGNITION
     )
     (image,) = [
         part for part in fake_dashscope.requests[0].body["messages"][0]["content"] if "image_url" in part
@@ -86,20 +81,20 @@ def test_pixel_bounds_sit_beside_image_url_as_the_qwen_ocr_page_shows(fake_dashs
 
 def test_long_answers_are_streamed_and_short_ones_are_not(fake_dashscope, tmp_path):
     engine = OpenAICompatEngine(OpenAIOptions(base_url=fake_dashscope.compat_url))
-    result = engine.recognize(blank(tmp_path), OcrTask.DOCUMENT_PARSING)
+    result = engine.recognize(blank_page(tmp_path), OcrTask.DOCUMENT_PARSING)
     (request,) = fake_dashscope.requests
     assert request.path == COMPAT_PATH
     assert request.body["stream"] is True and request.body["stream_options"] == {"include_usage": True}
     assert result.text.startswith("\\documentclass{article}") and result.text.endswith("\\end{document}")
     assert result.usage.output_tokens > 0 and result.usage.image_tokens == 19 * 25 + 2
     fake_dashscope.requests.clear()
-    engine.recognize(blank(tmp_path), OcrTask.TEXT_RECOGNITION)
+    engine.recognize(blank_page(tmp_path), OcrTask.TEXT_RECOGNITION)
     assert "stream" not in fake_dashscope.requests[0].body
 
 
 def test_a_stream_cut_off_is_a_partial_answer_retried_with_its_usage_held(fake_dashscope, tmp_path):
     engine = OpenAICompatEngine(OpenAIOptions(base_url=fake_dashscope.compat_url))
-    page = blank(tmp_path)
+    page = blank_page(tmp_path)
     fake_dashscope.inject("partial")
     with pytest.raises(TransientError) as caught:
         engine.recognize(page, OcrTask.TABLE_PARSING)
