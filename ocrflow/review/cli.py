@@ -36,12 +36,18 @@ ItemArgument = Annotated[
 ]
 
 
-def _on_item(out: Path, db: str | None, item: str, act):
-    """Open the queue, find ``item`` and do ``act(queue, row)``; a queue error is one line, exit 2."""
+def _on_item(out: Path, db: str | None, item: str, act, *, claim_for: str | None = None):
+    """Open the queue, find ``item`` and do ``act(opened, row)``; a queue error is one line, exit 2.
+
+    With ``claim_for``, that reviewer claims the item first unless they hold it already: a
+    decision needs the lease.
+    """
     try:
-        queue = _open(out, db).queue
-        row = queue.find(item)
-        return row, act(queue, row)
+        opened = _open(out, db)
+        row = opened.queue.find(item)
+        if claim_for is not None and not opened.queue.is_held_by(row, claim_for):
+            opened.queue.claim(claim_for, row.id)
+        return row, act(opened, row)
     except OcrflowError as exc:
         fail(exc.message)
 
@@ -245,20 +251,15 @@ def release(
 ) -> None:
     """Give a claimed item back to the queue."""
     name = _reviewer(reviewer)
-    row, _ = _on_item(out, db, item, lambda queue, row: queue.release(row.id, name))
+    row, _ = _on_item(out, db, item, lambda opened, row: opened.queue.release(row.id, name))
     console.print(f"item {row.id} is back in the queue")
 
 
 def _decide(item: str, out: Path, db: str | None, reviewer: str | None, **decision) -> None:
     name = _reviewer(reviewer)
-    try:
-        queue = _open(out, db).queue
-        row = queue.find(item)
-        if not queue.is_held_by(row, name):
-            queue.claim(name, row.id)
-        outcome = queue.decide(row.id, name, **decision)
-    except OcrflowError as exc:
-        fail(exc.message)
+    row, outcome = _on_item(
+        out, db, item, lambda opened, row: opened.queue.decide(row.id, name, **decision), claim_for=name
+    )
     console.print(
         f"item {row.id} {outcome.decision.value} by {name}: {outcome.result.status.value}, "
         f"result in {outcome.result_path}"
@@ -340,21 +341,16 @@ def choose_type(
 
     Its fields are read from the stored OCR (nothing is sent again), then reviewed as usual.
     """
-    name = _reviewer(reviewer)
-    try:
-        opened = _open(out, db)
-        queue = opened.queue
-        row = queue.find(item)
-        if not queue.is_held_by(row, name):
-            queue.claim(name, row.id)
-        typed = queue.choose_type(
-            row.id, name, doc_type, min_confidence=opened.settings.routing.min_field_confidence
-        )
-    except OcrflowError as exc:
-        fail(exc.message)
     from ocrflow.masking import masked_values
 
-    shown = masked_values({n: f.value for n, f in typed.fields.items()}, queue.doctypes[doc_type])
+    name = _reviewer(reviewer)
+
+    def choose(opened: Opened, row: ReviewItemRow) -> dict:
+        min_confidence = opened.settings.routing.min_field_confidence
+        typed = opened.queue.choose_type(row.id, name, doc_type, min_confidence=min_confidence)
+        return masked_values({n: f.value for n, f in typed.fields.items()}, opened.queue.doctypes[doc_type])
+
+    row, shown = _on_item(out, db, item, choose, claim_for=name)
     console.print(f"item {row.id} is a {doc_type} now, held by {name}; fields read from the stored OCR:")
     for field, value in shown.items():
         console.print(f"  {field}: {'' if value is None else value}", highlight=False)
@@ -382,7 +378,7 @@ def reopen(
         out,
         db,
         item,
-        lambda queue, row: queue.reopen(row.id, name, reason, take_new_reading=take_new_reading),
+        lambda opened, row: opened.queue.reopen(row.id, name, reason, take_new_reading=take_new_reading),
     )
     if take_new_reading:
         console.print(
@@ -402,7 +398,7 @@ def confirm(
 ) -> None:
     """Confirm another reviewer's overridden values: they become ground truth."""
     name = _reviewer(reviewer)
-    row, fields = _on_item(out, db, item, lambda queue, row: queue.confirm(row.id, name, note))
+    row, fields = _on_item(out, db, item, lambda opened, row: opened.queue.confirm(row.id, name, note))
     console.print(f"item {row.id}: {name} confirmed the overridden {', '.join(fields)}")
 
 
@@ -430,7 +426,7 @@ def assign(
     """Assign an open item to a reviewer or a group: it comes first in their queue."""
     name = _reviewer(reviewer)
     _, row = _on_item(
-        out, db, item, lambda queue, row: queue.assign(row.id, name, to or None, priority=priority)
+        out, db, item, lambda opened, row: opened.queue.assign(row.id, name, to or None, priority=priority)
     )
     console.print(f"item {row.id} assigned to {row.assigned_to or 'nobody'} (priority {row.priority})")
 
