@@ -19,18 +19,26 @@ import random
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.prefect_servers import POSTGRES_URL  # noqa: E402
-from tests.reliability import DOCUMENTS, check, concluded, inbox, killed, ocrflow, run_args, start  # noqa: E402
-
-POINTS = ("staged", "committed", "renamed")
-VALID_CARD = "6222020200112233446"
+from tests.prefect_servers import fresh_postgres_schema  # noqa: E402
+from tests.reliability import (  # noqa: E402
+    CRASH_POINTS,
+    DOCUMENTS,
+    REVIEW_COMMANDS,
+    check,
+    concluded,
+    inbox,
+    killed,
+    ocrflow,
+    review_queue,
+    run_args,
+    start,
+)
 
 
 @contextlib.contextmanager
@@ -38,24 +46,14 @@ def database(kind: str, folder: Path) -> Iterator[str]:
     if kind == "sqlite":
         yield f"sqlite:///{folder / 'db.sqlite3'}"
         return
-    import sqlalchemy
-
-    schema = f"ocrflow_bench_{uuid.uuid4().hex[:10]}"
-    admin = sqlalchemy.create_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+    with fresh_postgres_schema("ocrflow_bench") as url:
+        yield url
 
 
 def run_seed(seed: int, folder: Path) -> dict:
     rng = random.Random(seed)
     kind = rng.choice(("sqlite", "postgres"))
-    how = rng.choice((*POINTS, "signal"))
+    how = rng.choice((*CRASH_POINTS, "signal"))
     crash_at = f"{how}@{rng.randint(1, len(DOCUMENTS))}" if how != "signal" else None
     with database(kind, folder) as url:
         docs, out = inbox(folder / "inbox"), folder / "out"
@@ -87,35 +85,16 @@ def run_seed(seed: int, folder: Path) -> dict:
     }
 
 
-COMMANDS = [
-    ("corrected", ["review", "correct", "1", "--set", f"card_number={VALID_CARD}"]),
-    ("rejected", ["review", "reject", "2", "--note", "blurred"]),
-    ("approved", ["review", "approve", "3", "--override", "--note", "the card prints this number"]),
-    ("typed", ["review", "type", "4", "bank_card"]),
-    ("reopened", ["review", "reopen", "1", "--reason", "the bank name is wrong"]),
-    ("confirmed", ["review", "confirm", "3", "--reviewer", "bob"]),
-]
-
-
 def decision_seed(seed: int, folder: Path) -> dict:
-    from ocrflow.doctypes import load_doctypes
-    from ocrflow.review.queue import ReviewQueue
-    from ocrflow.store import ResultStore
-    from tests.review_support import needs_review, untyped
-
     rng = random.Random(seed)
     kind = rng.choice(("sqlite", "postgres"))
     kills, problems, wrong = 0, [], []
     with database(kind, folder) as url:
         out = folder / "out"
-        store = ResultStore(out, url)
-        for n in (1, 2, 3):
-            store.save(needs_review(n))
-        store.save(untyped(4))
-        queue = ReviewQueue(store, load_doctypes())
+        queue = review_queue(out, url)
         where = ["--out", str(out), "--db", url]
-        for action, command in COMMANDS:
-            point = rng.choice(POINTS)
+        for action, command in REVIEW_COMMANDS:
+            point = rng.choice(CRASH_POINTS)
             crashed = ocrflow([*command, *where], crash_at=point)
             kills += killed(crashed)
             problems += check(out, url).problems
@@ -127,7 +106,7 @@ def decision_seed(seed: int, folder: Path) -> dict:
                 problems += check(out, url).problems
                 if queue.events(int(command[2]))[-1].action != action:
                     wrong.append(f"{action} not finished by the re-run")
-        store.engine.dispose()
+        queue.store.engine.dispose()
     return {"seed": seed, "db": kind, "kills": kills, "problems": problems, "wrong": wrong}
 
 

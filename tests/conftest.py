@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from PIL import Image
 from ocrflow.doctypes import load_doctypes
 from ocrflow.engines.rapid import RapidOcrEngine
 from ocrflow.settings import Settings
-from tests.prefect_servers import POSTGRES_URL
+from tests.prefect_servers import PostgresUnreachable, fresh_postgres_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -69,20 +68,19 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def postgres_url() -> str:
     """A fresh PostgreSQL schema on the machine's server, dropped afterwards."""
-    sqlalchemy = pytest.importorskip("sqlalchemy")
-    schema = f"ocrflow_test_{uuid.uuid4().hex[:10]}"
-    admin = sqlalchemy.create_engine(POSTGRES_URL)
     try:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    except sqlalchemy.exc.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at {POSTGRES_URL} is not reachable: {exc}")
-    try:
-        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+        with fresh_postgres_schema("ocrflow_test") as url:
+            yield url
+    except PostgresUnreachable as exc:
+        pytest.fail(str(exc))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request, tmp_path: Path) -> str:
+    """Each test that takes it runs twice: on a SQLite file and on a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    return request.getfixturevalue("postgres_url")
 
 
 @pytest.fixture

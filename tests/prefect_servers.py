@@ -90,6 +90,27 @@ def fresh_postgres_database(prefix: str, admin_url: str = POSTGRES_URL) -> Itera
 
 
 @contextlib.contextmanager
+def fresh_postgres_schema(prefix: str, admin_url: str = POSTGRES_URL) -> Iterator[str]:
+    """A new uuid-named schema on ``admin_url``'s database, as a URL that works in it; dropped afterwards."""
+    import sqlalchemy
+
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(admin_url)
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    except sqlalchemy.exc.OperationalError as exc:
+        admin.dispose()
+        raise PostgresUnreachable(f"PostgreSQL at {admin_url} is not reachable: {exc}") from exc
+    try:
+        yield f"{admin_url}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+@contextlib.contextmanager
 def prefect_server(
     home: Path,
     database_url: str | None = None,

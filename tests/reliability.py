@@ -38,7 +38,34 @@ DOCUMENTS = (
     "invoice_valid.png",
 )
 DECISION_ACTIONS = ("approved", "corrected", "rejected")
+CRASH_POINTS = ("staged", "committed", "renamed")
+"""The write path's steps a child can be killed at (``OCRFLOW_CRASH_AT``, see :mod:`ocrflow.crash`)."""
+VALID_CARD = "6222020200112233446"
+REVIEW_COMMANDS = [
+    ("corrected", ["review", "correct", "1", "--set", f"card_number={VALID_CARD}"]),
+    ("rejected", ["review", "reject", "2", "--note", "blurred"]),
+    ("approved", ["review", "approve", "3", "--override", "--note", "the card prints this number"]),
+    ("typed", ["review", "type", "4", "bank_card"]),
+    ("reopened", ["review", "reopen", "1", "--reason", "the bank name is wrong"]),
+    ("confirmed", ["review", "confirm", "3", "--reviewer", "bob"]),
+]
+"""Each review command that changes a document, and the audit event it leaves, in an order that
+works over :func:`review_queue`'s items (the item number is the command's third word)."""
 SUMMARY = re.compile(r"(\d+) accepted, (\d+) needs_review, (\d+) rejected")
+
+
+def review_queue(out: Path, database_url: str):
+    """A store holding items 1 to 3 that need review and an untyped item 4; the caller disposes its engine."""
+    from ocrflow.doctypes import load_doctypes
+    from ocrflow.review.queue import ReviewQueue
+    from ocrflow.store import ResultStore
+    from tests.review_support import needs_review, untyped
+
+    store = ResultStore(out, database_url)
+    for n in (1, 2, 3):
+        store.save(needs_review(n))
+    store.save(untyped(4))
+    return ReviewQueue(store, load_doctypes())
 
 
 def inbox(folder: Path, names: tuple[str, ...] = DOCUMENTS) -> Path:

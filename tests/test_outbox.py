@@ -30,13 +30,6 @@ BIN = Path(sys.executable).parent
 VALID_CARD = "6222020200112233446"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'db.sqlite3'}"
-    return request.getfixturevalue("postgres_url")
-
-
 def test_two_deliverers_at_once_post_each_event_once(tmp_path: Path, database_url: str):
     store = ResultStore(tmp_path / "out", database_url)
     from sqlalchemy.orm import Session

@@ -15,21 +15,20 @@ from pathlib import Path
 
 import pytest
 
-from ocrflow.doctypes import load_doctypes
-from ocrflow.review.queue import ReviewQueue
-from ocrflow.store import ResultStore
-from tests.reliability import check, concluded, inbox, killed, ocrflow, run_args, start
-from tests.review_support import needs_review, untyped
+from tests.reliability import (
+    CRASH_POINTS,
+    REVIEW_COMMANDS,
+    check,
+    concluded,
+    inbox,
+    killed,
+    ocrflow,
+    review_queue,
+    run_args,
+    start,
+)
 
-VALID_CARD = "6222020200112233446"
 DOCUMENTS = ("bank_card_valid.png", "bank_card_bad_luhn.png", "cn_id_card_valid.png", "receipt_valid.png")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'db.sqlite3'}"
-    return request.getfixturevalue("postgres_url")
 
 
 def _clean(out: Path, database_url: str):
@@ -62,30 +61,15 @@ def test_a_run_killed_midway_loses_nothing_and_a_rerun_finishes_exactly_the_rest
     assert {d: after.stored_at[d] for d in done} == {d: before.stored_at[d] for d in done}  # not redone
 
 
-COMMANDS = [
-    ("corrected", ["review", "correct", "1", "--set", f"card_number={VALID_CARD}"]),
-    ("rejected", ["review", "reject", "2", "--note", "blurred"]),
-    ("approved", ["review", "approve", "3", "--override", "--note", "the card prints this number"]),
-    ("typed", ["review", "type", "4", "bank_card"]),
-    ("reopened", ["review", "reopen", "1", "--reason", "the bank name is wrong"]),
-    ("confirmed", ["review", "confirm", "3", "--reviewer", "bob"]),
-]
-"""Each review command that changes a document, and the audit event it leaves."""
-
-
-@pytest.mark.parametrize("point", ["staged", "committed", "renamed"])
+@pytest.mark.parametrize("point", CRASH_POINTS)
 def test_each_review_command_killed_midway_is_all_there_or_not_there(
     tmp_path: Path, database_url: str, point: str
 ):
     out = tmp_path / "out"
-    store = ResultStore(out, database_url)
-    for n in (1, 2, 3):
-        store.save(needs_review(n))
-    store.save(untyped(4))
-    queue = ReviewQueue(store, load_doctypes())
+    queue = review_queue(out, database_url)
     where = ["--out", str(out), "--db", database_url]
     try:
-        for action, command in COMMANDS:
+        for action, command in REVIEW_COMMANDS:
             crashed = ocrflow([*command, *where], crash_at=point)
             assert killed(crashed), f"{action}: {crashed.stdout}{crashed.stderr[-1500:]}"
             _clean(out, database_url)
@@ -97,7 +81,7 @@ def test_each_review_command_killed_midway_is_all_there_or_not_there(
                 _clean(out, database_url)
                 assert queue.events(int(command[2]))[-1].action == action
     finally:
-        store.engine.dispose()
+        queue.store.engine.dispose()
 
 
 @pytest.mark.parametrize("runs", [2, 4])

@@ -51,14 +51,9 @@ class Sent(list):
         )
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def queue(request, tmp_path: Path):
-    url = (
-        f"sqlite:///{tmp_path / 'q.sqlite3'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    store = ResultStore(tmp_path / "out", url)
+@pytest.fixture
+def queue(database_url: str, tmp_path: Path):
+    store = ResultStore(tmp_path / "out", database_url)
     yield ReviewQueue(store, load_doctypes(), lease_seconds=600, clock=Clock())
     store.engine.dispose()
 

@@ -37,13 +37,6 @@ class Clock:
         self.current += timedelta(seconds=seconds)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'queue.sqlite3'}"
-    return request.getfixturevalue("postgres_url")
-
-
 @pytest.fixture
 def store(database_url: str, tmp_path: Path):
     store = ResultStore(tmp_path / "out", database_url)

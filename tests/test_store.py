@@ -35,13 +35,9 @@ def _result(document_id: str, status: Status, **extra) -> DocumentResult:
     )
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request, tmp_path: Path) -> ResultStore:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    store = ResultStore(tmp_path / "out", url)
+@pytest.fixture
+def store(database_url: str, tmp_path: Path) -> ResultStore:
+    store = ResultStore(tmp_path / "out", database_url)
     yield store
     store.engine.dispose()
 

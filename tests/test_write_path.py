@@ -46,13 +46,6 @@ else:
 """
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'db.sqlite3'}"
-    return request.getfixturevalue("postgres_url")
-
-
 def run_child(out: Path, url: str, what: str, crash_at: str) -> int:
     env = {**os.environ, "OCRFLOW_CRASH_AT": crash_at, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
