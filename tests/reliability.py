@@ -26,6 +26,8 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tests.review_support import VALID_CARD
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 EXAMPLES = ROOT / "examples"
@@ -40,7 +42,6 @@ DOCUMENTS = (
 DECISION_ACTIONS = ("approved", "corrected", "rejected")
 CRASH_POINTS = ("staged", "committed", "renamed")
 """The write path's steps a child can be killed at (``OCRFLOW_CRASH_AT``, see :mod:`ocrflow.crash`)."""
-VALID_CARD = "6222020200112233446"
 REVIEW_COMMANDS = [
     ("corrected", ["review", "correct", "1", "--set", f"card_number={VALID_CARD}"]),
     ("rejected", ["review", "reject", "2", "--note", "blurred"]),

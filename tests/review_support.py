@@ -8,12 +8,27 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from ocrflow.models import DocumentResult, FieldError, FieldResult, OcrLine, PageResult, Reason, Stage, Status
+from ocrflow.store import now
 
 CARD = "6222020200112233445"  # fails Luhn; "6222020200112233446" passes
 VALID_CARD = "6222020200112233446"
+
+
+class Clock:
+    """A clock the test moves by hand, so a lease can run out without waiting."""
+
+    def __init__(self) -> None:
+        self.current = now()
+
+    def __call__(self):
+        return self.current
+
+    def advance(self, seconds: float) -> None:
+        self.current += timedelta(seconds=seconds)
 
 
 def document_id(n: int) -> str:

@@ -24,10 +24,9 @@ from ocrflow.review.events import REVIEW_COMPLETED
 from ocrflow.store import ResultStore, add_event
 from tests.conftest import ROOT
 from tests.prefect_servers import ServerDidNotStart, free_port, prefect_server
-from tests.review_support import needs_review
+from tests.review_support import VALID_CARD, needs_review
 
 BIN = Path(sys.executable).parent
-VALID_CARD = "6222020200112233446"
 
 
 def test_two_deliverers_at_once_post_each_event_once(tmp_path: Path, database_url: str):

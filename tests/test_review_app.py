@@ -16,19 +16,11 @@ from ocrflow.review.app import create_app
 from ocrflow.review.auth import Accounts
 from ocrflow.review.queue import ReviewQueue
 from ocrflow.settings import Settings
-from ocrflow.store import ResultStore, now
-from tests.review_support import live_server, needs_review, sign_in
+from ocrflow.store import ResultStore
+from tests.review_support import Clock, live_server, needs_review, sign_in
 
 READ = "6222021234567897"
 REPAIRED = "6222021234561897"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.current = now()
-
-    def __call__(self):
-        return self.current
 
 
 @pytest.fixture

@@ -12,10 +12,9 @@ from ocrflow.cli import app
 from ocrflow.review.auth import Accounts
 from ocrflow.settings import Settings
 from ocrflow.store import ResultStore
-from tests.review_support import CARD, needs_review, untyped
+from tests.review_support import CARD, VALID_CARD, needs_review, untyped
 
 runner = CliRunner()
-VALID_CARD = "6222020200112233446"
 
 
 @pytest.fixture

@@ -24,18 +24,8 @@ from ocrflow.review.operations import (
 from ocrflow.review.queue import ReviewQueue
 from ocrflow.routing import AUDIT_SAMPLE
 from ocrflow.settings import ReviewOptions, ReviewRule, Settings
-from ocrflow.store import ResultStore, now
-from tests.review_support import needs_review
-
-VALID_CARD = "6222020200112233446"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.current = now()
-
-    def __call__(self):
-        return self.current
+from ocrflow.store import ResultStore
+from tests.review_support import VALID_CARD, Clock, needs_review
 
 
 class Sent(list):

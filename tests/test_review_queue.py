@@ -18,23 +18,8 @@ from ocrflow.errors import ClaimConflict, ItemNotFound, ReviewError
 from ocrflow.migrations import current_revision, head_revision
 from ocrflow.models import Status
 from ocrflow.review.queue import ReviewQueue
-from ocrflow.store import ResultStore, ReviewState, now
-from tests.review_support import CARD, needs_review
-
-VALID_CARD = "6222020200112233446"
-
-
-class Clock:
-    """A clock the test moves by hand, so a lease can run out without waiting."""
-
-    def __init__(self) -> None:
-        self.current = now()
-
-    def __call__(self):
-        return self.current
-
-    def advance(self, seconds: float) -> None:
-        self.current += timedelta(seconds=seconds)
+from ocrflow.store import ResultStore, ReviewState
+from tests.review_support import CARD, VALID_CARD, Clock, needs_review
 
 
 @pytest.fixture

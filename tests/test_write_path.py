@@ -24,9 +24,7 @@ from ocrflow.models import Reason, Stage, Status
 from ocrflow.review.queue import ReviewQueue
 from ocrflow.store import DocumentClaimRow, DocumentRow, ResultStore, ReviewState, now, open_database
 from tests.conftest import ROOT
-from tests.review_support import needs_review
-
-VALID_CARD = "6222020200112233446"
+from tests.review_support import VALID_CARD, needs_review
 
 CHILD = """
 import sys
