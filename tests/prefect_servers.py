@@ -73,40 +73,36 @@ def fresh_postgres_database(prefix: str, admin_url: str = POSTGRES_URL) -> Itera
     import sqlalchemy
 
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = sqlalchemy.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except sqlalchemy.exc.OperationalError as exc:
-        admin.dispose()
-        raise PostgresUnreachable(f"PostgreSQL at {admin_url} is not reachable: {exc}") from exc
-    url = sqlalchemy.engine.make_url(admin_url).set(drivername="postgresql+asyncpg", database=name)
-    try:
+    with _created(admin_url, f'CREATE DATABASE "{name}"', f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'):
+        url = sqlalchemy.engine.make_url(admin_url).set(drivername="postgresql+asyncpg", database=name)
         yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 @contextlib.contextmanager
 def fresh_postgres_schema(prefix: str, admin_url: str = POSTGRES_URL) -> Iterator[str]:
-    """A new uuid-named schema on ``admin_url``'s database, as a URL that works in it; dropped afterwards."""
+    """A new uuid-named schema in ``admin_url``'s database, as a URL that works in it; dropped afterwards."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with _created(admin_url, f'CREATE SCHEMA "{schema}"', f'DROP SCHEMA "{schema}" CASCADE'):
+        yield f"{admin_url}?options=-csearch_path%3D{schema}"
+
+
+@contextlib.contextmanager
+def _created(admin_url: str, create: str, drop: str) -> Iterator[None]:
+    """``create`` run on the server, ``drop`` afterwards; autocommit, as CREATE DATABASE needs."""
     import sqlalchemy
 
-    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = sqlalchemy.create_engine(admin_url)
+    admin = sqlalchemy.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        with admin.connect() as conn:
+            conn.exec_driver_sql(create)
     except sqlalchemy.exc.OperationalError as exc:
         admin.dispose()
         raise PostgresUnreachable(f"PostgreSQL at {admin_url} is not reachable: {exc}") from exc
     try:
-        yield f"{admin_url}?options=-csearch_path%3D{schema}"
+        yield
     finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        with admin.connect() as conn:
+            conn.exec_driver_sql(drop)
         admin.dispose()
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,7 @@ from tests.conftest import EXAMPLES
 from tests.review_support import VALID_CARD, live_server, needs_review, untyped
 
 CHROMIUM = Path("/usr/bin/chromium")
+VIEWPORT = {"width": 1400, "height": 900}
 READ = "6222021234567897"  # what OCR reads on bank_card_bad_luhn.png; fails Luhn
 REPAIRED = "6222021234561897"  # the one 1/7 confusion that passes
 
@@ -120,13 +123,9 @@ def test_choose_a_type_block_an_invalid_approval_override_it_and_reopen(browser,
     store = ResultStore(settings.out_dir, settings.resolved_database_url())
     document = untyped(1, tmp_path / "scan.png")
     store.save(document)
-    Accounts(store.engine).add_user("alice", "correct horse")
     queue = ReviewQueue(store, load_doctypes())
 
-    with live_server(create_app(settings, queue=queue)) as base:
-        page = browser.new_page()
-        _sign_in(page, base, "alice", "correct horse")
-        page.goto(base + "/items/1")
+    with alice_on_item_one(browser, settings, queue) as page:
         page.click("#claim")
         page.wait_for_selector("text=Choose the document type")
         assert page.locator("#decision .field").count() == 0  # no type, no fields yet
@@ -183,16 +182,23 @@ def test_choose_a_type_block_an_invalid_approval_override_it_and_reopen(browser,
         actions = [e.action for e in queue.events(1)]
         assert actions == ["queued", "claimed", "typed", "corrected", "reopened", "corrected"]
         assert queue.events(1)[4].after["note"] == "the number was misread after all"
-        page.close()
     store.engine.dispose()
 
 
-def _sign_in(page, base: str, username: str, password: str) -> None:
-    page.goto(base + "/login")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(base + "/")
+@contextmanager
+def alice_on_item_one(browser, settings: Settings, queue: ReviewQueue, **page_options) -> Iterator:
+    """The app over ``queue`` in a new page, where reviewer alice has signed in and opened item 1."""
+    Accounts(queue.store.engine).add_user("alice", "correct horse")
+    with live_server(create_app(settings, queue=queue)) as base:
+        page = browser.new_page(**page_options)
+        page.goto(base + "/login")
+        page.fill("input[name=username]", "alice")
+        page.fill("input[name=password]", "correct horse")
+        page.click("button[type=submit]")
+        page.wait_for_url(base + "/")
+        page.goto(base + "/items/1")
+        yield page
+        page.close()
 
 
 def test_zooming_past_the_screen_sized_page_fetches_the_visible_part_at_full_resolution(
@@ -211,11 +217,7 @@ def test_zooming_past_the_screen_sized_page_fetches_the_visible_part_at_full_res
     settings = Settings(out_dir=tmp_path / "out")
     store = ResultStore(settings.out_dir, settings.resolved_database_url())
     store.save(document)
-    Accounts(store.engine).add_user("alice", "correct horse")
-    with live_server(create_app(settings, queue=ReviewQueue(store, load_doctypes()))) as base:
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        _sign_in(page, base, "alice", "correct horse")
-        page.goto(base + "/items/1")
+    with alice_on_item_one(browser, settings, ReviewQueue(store, load_doctypes()), viewport=VIEWPORT) as page:
         shown = page.locator(".page img:not(.crop)")
         shown.evaluate("img => img.decode()")
         assert shown.evaluate("img => img.naturalWidth") == 2000  # the screen-sized rendition
@@ -237,7 +239,6 @@ def test_zooming_past_the_screen_sized_page_fetches_the_visible_part_at_full_res
         page.mouse.move(box["x"] + 100, box["y"] + 250, steps=5)
         page.mouse.up()
         assert viewport.evaluate("v => v.scrollLeft") > before  # dragging pans the page
-        page.close()
     store.engine.dispose()
 
 
@@ -318,11 +319,7 @@ def test_a_focused_field_lights_up_its_boxes_on_its_page_and_the_independent_rea
     settings = Settings(out_dir=tmp_path / "out")
     store = ResultStore(settings.out_dir, settings.resolved_database_url())
     store.save(document)
-    Accounts(store.engine).add_user("alice", "correct horse")
-    with live_server(create_app(settings, queue=ReviewQueue(store, load_doctypes()))) as base:
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        _sign_in(page, base, "alice", "correct horse")
-        page.goto(base + "/items/1")
+    with alice_on_item_one(browser, settings, ReviewQueue(store, load_doctypes()), viewport=VIEWPORT) as page:
         page.click("#claim")
         page.wait_for_selector("#approve")
         readings = page.locator("#readings-total")
@@ -360,7 +357,6 @@ def test_a_focused_field_lights_up_its_boxes_on_its_page_and_the_independent_rea
         page.click("#use-independent-total")
         assert page.locator("#f-total").input_value() == "25.00"
         page.screenshot(path=str(tmp_path / "evidence.png"), full_page=True)
-        page.close()
     store.engine.dispose()
 
 
@@ -379,11 +375,9 @@ def test_a_wrong_total_from_the_api_engine_is_shown_beside_the_independent_readi
     ctx = Context(settings, given_verifier=engine)
     result = process_document(ctx, EXAMPLES / "receipt_valid.png", "receipt")
     assert result.status is Status.NEEDS_REVIEW and result.fields["total"].value == "9.80"
-    Accounts(ctx.store.engine).add_user("alice", "correct horse")
-    with live_server(create_app(settings, queue=ReviewQueue(ctx.store, ctx.doctypes))) as base:
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        _sign_in(page, base, "alice", "correct horse")
-        page.goto(base + "/items/1")
+    with alice_on_item_one(
+        browser, settings, ReviewQueue(ctx.store, ctx.doctypes), viewport=VIEWPORT
+    ) as page:
         page.click("#claim")
         page.wait_for_selector("#approve")
         assert "readings_disagree" in page.inner_text(".reasons")
