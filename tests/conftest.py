@@ -10,6 +10,7 @@ from PIL import Image
 
 from ocrflow.doctypes import load_doctypes
 from ocrflow.engines.rapid import RapidOcrEngine
+from ocrflow.models import IngestResult, OcrLine, OcrResult, OcrTask, PageRef, SourceRef
 from ocrflow.settings import Settings
 from tests.prefect_servers import PostgresUnreachable, fresh_postgres_schema
 
@@ -32,6 +33,27 @@ def blank_page(folder: Path, width: int = 800, height: int = 600, name: str = "p
     path = folder / name
     Image.new("RGB", (width, height), "white").save(path)
     return path
+
+
+def text_reading(*lines: OcrLine) -> OcrResult:
+    """Page 1 read as text: ``lines``, and their texts joined as the embedded engine joins them."""
+    return OcrResult(
+        engine="t",
+        model="t",
+        task=OcrTask.TEXT_RECOGNITION,
+        page_number=1,
+        lines=lines,
+        text="\n".join(line.text for line in lines),
+    )
+
+
+def one_page_ingest(document_id: str = "d", width: int = 10, height: int = 10) -> IngestResult:
+    """A one-page image as ingest describes it, for the stages after OCR (no file is read)."""
+    source = SourceRef(path=Path("/in/page.png"), document_id=document_id, size=1, media_type="image/png")
+    page = PageRef(
+        document_id=document_id, page_number=1, path=Path("/w/1.png"), sha256="0", width=width, height=height
+    )
+    return IngestResult(source=source, pages=(page,), page_count=1)
 
 
 def eval_dev(relative: str) -> Path:

@@ -9,10 +9,10 @@ import pytest
 
 from ocrflow.detect import detect_doctype
 from ocrflow.extract import extract
-from ocrflow.models import FieldResult, IngestResult, OcrLine, OcrResult, OcrTask, PageRef, SourceRef, Status
+from ocrflow.models import FieldResult, OcrLine, OcrResult, OcrTask, Status
 from ocrflow.routing import decide
 from ocrflow.validate import validate
-from tests.conftest import EXAMPLES, eval_dev
+from tests.conftest import EXAMPLES, eval_dev, one_page_ingest, text_reading
 
 # What examples/make_examples.py prints on each document (see examples/README.md).
 PRINTED = {
@@ -130,55 +130,30 @@ def _line(text: str, y: float, x: float = 10, score: float = 0.99) -> OcrLine:
 
 
 def test_disagreeing_candidates_make_the_field_ambiguous(doctypes):
-    page = OcrResult(
-        engine="t",
-        model="t",
-        task=OcrTask.TEXT_RECOGNITION,
-        page_number=1,
-        lines=(_line("SHOP SDN BHD", 0), _line("DATE: 01/02/2019", 40), _line("02/03/2019", 80)),
-    )
+    page = text_reading(_line("SHOP SDN BHD", 0), _line("DATE: 01/02/2019", 40), _line("02/03/2019", 80))
     date = extract([page], doctypes["receipt"]).fields["date"]
     assert date.value == "2019-02-01"  # the one next to its label
     assert date.confidence == pytest.approx(0.99)
     assert date.errors == []
-    unlabelled = OcrResult(
-        engine="t",
-        model="t",
-        task=OcrTask.TEXT_RECOGNITION,
-        page_number=1,
-        lines=(_line("SHOP SDN BHD", 0), _line("01/02/2019", 40), _line("02/03/2019", 80)),
-    )
+    unlabelled = text_reading(_line("SHOP SDN BHD", 0), _line("01/02/2019", 40), _line("02/03/2019", 80))
     date = extract([unlabelled], doctypes["receipt"]).fields["date"]
     assert [e.code for e in date.errors] == ["ambiguous"]
     assert "'2019-02-01', '2019-03-02'" in date.errors[0].message
 
 
 def test_total_prefers_the_strongest_label_and_skips_subtotals(doctypes):
-    page = OcrResult(
-        engine="t",
-        model="t",
-        task=OcrTask.TEXT_RECOGNITION,
-        page_number=1,
-        lines=(
-            _line("SUB TOTAL", 0),
-            _line("8.98", 0, x=300),
-            _line("TOTAL:", 40),
-            _line("9.00", 40, x=300),
-            _line("TOTAL QTY: 3", 80),
-        ),
+    page = text_reading(
+        _line("SUB TOTAL", 0),
+        _line("8.98", 0, x=300),
+        _line("TOTAL:", 40),
+        _line("9.00", 40, x=300),
+        _line("TOTAL QTY: 3", 80),
     )
     assert extract([page], doctypes["receipt"]).fields["total"].value == "9.00"
 
 
 def test_unknown_text_is_not_forced_into_a_type(doctypes):
-    page = OcrResult(
-        engine="t",
-        model="t",
-        task=OcrTask.TEXT_RECOGNITION,
-        page_number=1,
-        lines=(_line("the quick brown fox", 0),),
-        text="the quick brown fox",
-    )
+    page = text_reading(_line("the quick brown fox", 0))
     name, reason = detect_doctype([page], doctypes)
     assert name is None and reason.code == "unknown_doc_type"
 
@@ -189,7 +164,7 @@ def _page(*rows: str | tuple[str, float]) -> OcrResult:
     for k, row in enumerate(rows):
         text, score = row if isinstance(row, tuple) else (row, 0.99)
         lines.append(_line(text, 40 * k, score=score))
-    return OcrResult(engine="t", model="t", task=OcrTask.TEXT_RECOGNITION, page_number=1, lines=tuple(lines))
+    return text_reading(*lines)
 
 
 HEADER = (
@@ -383,12 +358,8 @@ def test_dates_with_month_names_in_any_case_and_not_inside_codes(doctypes):
 def test_ambiguous_blocks_acceptance_and_names_the_field(doctypes):
     doctype = doctypes["receipt"]
     page = _page(*HEADER, "TOTAL: 102.39", "TOTAL 102.40")
-    page = page.model_copy(update={"text": "\n".join(line.text for line in page.lines)})
     checked = validate(extract([page], doctype), doctype)
-    source = SourceRef(path=Path("/in/r.png"), document_id="r", size=1, media_type="image/png")
-    ref = PageRef(document_id="r", page_number=1, path=Path("/w/1.png"), sha256="0", width=10, height=10)
-    ingested = IngestResult(source=source, pages=(ref,), page_count=1)
-    status, reasons = decide(ingested, [page], [], checked, doctype)
+    status, reasons = decide(one_page_ingest("r"), [page], [], checked, doctype)
     assert status is Status.NEEDS_REVIEW
     assert [(r.code, r.field) for r in reasons] == [("ambiguous", "total")]
 

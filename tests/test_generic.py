@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from ocrflow.detect import detect_doctype, score_types
 from ocrflow.generic import GENERIC, extract_generic, key_values, tables
 from ocrflow.layout import rows
-from ocrflow.models import IngestResult, OcrLine, OcrResult, OcrTask, PageRef, SourceRef, Status
+from ocrflow.models import OcrLine, Status
 from ocrflow.pipeline import Context, process_document
 from ocrflow.routing import build_result
+from tests.conftest import one_page_ingest, text_reading
 
 
 @pytest.fixture
@@ -22,17 +21,6 @@ def ctx(settings, engine) -> Context:
 
 def _cell(text: str, x: float, y: float, width: float = 150, score: float = 0.98) -> OcrLine:
     return OcrLine(text=text, box=[[x, y], [x + width, y], [x + width, y + 20], [x, y + 20]], score=score)
-
-
-def _result(*lines: OcrLine) -> OcrResult:
-    return OcrResult(
-        engine="t",
-        model="t",
-        task=OcrTask.TEXT_RECOGNITION,
-        page_number=1,
-        lines=lines,
-        text="\n".join(line.text for line in lines),
-    )
 
 
 CONTRACT = [
@@ -49,7 +37,7 @@ CONTRACT = [
 
 def test_a_contract_with_receipt_words_is_not_a_receipt(doctypes):
     # Keywords alone (TOTAL, CASH, INVOICE, SDN BHD) once made this a receipt.
-    page = _result(*(_cell(text, 10, 30 * i, width=900) for i, text in enumerate(CONTRACT)))
+    page = text_reading(*(_cell(text, 10, 30 * i, width=900) for i, text in enumerate(CONTRACT)))
     name, reason = detect_doctype([page], doctypes)
     assert name is None and reason.code == "unknown_doc_type"
     receipt = next(s for s in score_types([page], doctypes) if s.name == "receipt")
@@ -57,7 +45,7 @@ def test_a_contract_with_receipt_words_is_not_a_receipt(doctypes):
 
 
 def test_key_values_and_tables_are_found_where_printed_and_nothing_else():
-    page = _result(
+    page = text_reading(
         _cell("Name: Jane Roe", 10, 0),
         _cell("Period:", 10, 40),
         _cell("Q3 2019", 200, 40),
@@ -82,18 +70,16 @@ def test_key_values_and_tables_are_found_where_printed_and_nothing_else():
     extraction = extract_generic([page])
     assert extraction.doc_type == GENERIC
     assert set(extraction.fields) == {"key_values", "tables"}  # no field is invented
-    assert set(extract_generic([_result(_cell("just a line of text", 10, 0))]).fields) == set()
+    assert set(extract_generic([text_reading(_cell("just a line of text", 10, 0))]).fields) == set()
 
 
 def test_text_is_written_in_reading_order():
     # RapidOCR returns pieces of one printed line apart ("We may" after the rest of it).
-    page = _result(
+    page = text_reading(
         _cell("operations used by the algorithm.", 120, 0, width=300), _cell("We may", 10, 2, width=100)
     )
-    source = SourceRef(path=Path("/in/l.png"), document_id="l", size=1, media_type="image/png")
-    ref = PageRef(document_id="l", page_number=1, path=Path("/w/1.png"), sha256="0", width=500, height=40)
-    ingested = IngestResult(source=source, pages=(ref,), page_count=1)
-    result = build_result(ingested, [ref], [page], None, Status.NEEDS_REVIEW, [])
+    ingested = one_page_ingest("l", width=500, height=40)
+    result = build_result(ingested, list(ingested.pages), [page], None, Status.NEEDS_REVIEW, [])
     assert result.text == "We may operations used by the algorithm."
 
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from ocrflow import icao
 from ocrflow.doctypes import load_doctypes
 from ocrflow.extract import extract
-from ocrflow.models import IngestResult, OcrLine, OcrResult, OcrTask, PageRef, SourceRef, Status
+from ocrflow.models import OcrLine, OcrResult, Status
 from ocrflow.routing import decide
 from ocrflow.validate import validate
+from tests.conftest import one_page_ingest, text_reading
 
 # ICAO 9303 specimens (Doc 9303 part 4 and part 5 examples), as in test_checks.py.
 TD3 = ["P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<", "L898902C36UTO7408122F1204159ZE184226B<<<<<10"]
@@ -59,30 +58,22 @@ def test_a_digit_is_read_as_a_letter_only_when_exactly_one_reading_is_valid():
 
 
 def _page(*texts: str) -> OcrResult:
-    lines = tuple(
-        OcrLine(
-            text=text, box=[[10, 40 * i], [600, 40 * i], [600, 40 * i + 30], [10, 40 * i + 30]], score=0.99
+    return text_reading(
+        *(
+            OcrLine(
+                text=text,
+                box=[[10, 40 * i], [600, 40 * i], [600, 40 * i + 30], [10, 40 * i + 30]],
+                score=0.99,
+            )
+            for i, text in enumerate(texts)
         )
-        for i, text in enumerate(texts)
-    )
-    return OcrResult(
-        engine="t",
-        model="t",
-        task=OcrTask.TEXT_RECOGNITION,
-        page_number=1,
-        lines=lines,
-        text="\n".join(texts),
     )
 
 
 def _route(page: OcrResult):
     doctype = load_doctypes()["passport"]
     checked = validate(extract([page], doctype), doctype)
-    source = SourceRef(path=Path("/in/p.png"), document_id="p", size=1, media_type="image/png")
-    ref = PageRef(document_id="p", page_number=1, path=Path("/w/1.png"), sha256="0", width=10, height=10)
-    status, reasons = decide(
-        IngestResult(source=source, pages=(ref,), page_count=1), [page], [], checked, doctype
-    )
+    status, reasons = decide(one_page_ingest("p"), [page], [], checked, doctype)
     return checked, status, reasons
 
 

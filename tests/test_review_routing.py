@@ -13,29 +13,18 @@ from ocrflow.errors import ConfigurationError
 from ocrflow.models import (
     Extraction,
     FieldResult,
-    IngestResult,
     OcrResult,
     OcrTask,
-    PageRef,
-    SourceRef,
     Status,
 )
 from ocrflow.pipeline import Context, process_document
 from ocrflow.routing import decide, in_audit_sample
 from ocrflow.settings import ReviewOptions, ReviewRule, Settings
 from ocrflow.validate import validate
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, one_page_ingest
 
 DOCTYPES = load_doctypes()
 RECEIPT = DOCTYPES["receipt"]
-
-
-def _ingest(document_id: str) -> IngestResult:
-    source = SourceRef(path=Path("/in/r.png"), document_id=document_id, size=1, media_type="image/png")
-    page = PageRef(
-        document_id=document_id, page_number=1, path=Path("/w/1.png"), sha256="0", width=10, height=10
-    )
-    return IngestResult(source=source, pages=(page,), page_count=1)
 
 
 OCR = [OcrResult(engine="rapidocr", model="m", task=OcrTask.TEXT_RECOGNITION, page_number=1, text="receipt")]
@@ -49,7 +38,7 @@ def _extraction(**overrides) -> Extraction:
 
 
 def _decide(document_id: str, extraction: Extraction, rule: ReviewRule | None):
-    return decide(_ingest(document_id), OCR, [], extraction, RECEIPT, None, rule)
+    return decide(one_page_ingest(document_id), OCR, [], extraction, RECEIPT, None, rule)
 
 
 def _id(n: int) -> str:
@@ -75,9 +64,12 @@ def test_required_fields_of_the_rule_must_be_present():
     values = {"card_number": "6222020200112233446", "bank": "中国工商银行", "holder": None}
     fields = {name: FieldResult(value=value, confidence=0.99) for name, value in values.items()}
     extraction = validate(Extraction(doc_type="bank_card", fields=fields), card)
-    assert decide(_ingest(_id(1)), OCR, [], extraction, card, None, ReviewRule()) == (Status.ACCEPTED, [])
+    assert decide(one_page_ingest(_id(1)), OCR, [], extraction, card, None, ReviewRule()) == (
+        Status.ACCEPTED,
+        [],
+    )
     status, reasons = decide(
-        _ingest(_id(1)), OCR, [], extraction, card, None, ReviewRule(required=["holder"])
+        one_page_ingest(_id(1)), OCR, [], extraction, card, None, ReviewRule(required=["holder"])
     )
     assert status is Status.NEEDS_REVIEW and [(r.code, r.field) for r in reasons] == [("missing", "holder")]
 
@@ -158,4 +150,4 @@ def test_a_broken_schema_rule_is_a_configuration_error(tmp_path: Path):
     folder = _schema_with_review(tmp_path, {"audit_percent": 250})
     doctype = load_doctypes(folder)["bank_card"]
     with pytest.raises(ConfigurationError, match="x-ocrflow.review"):
-        decide(_ingest(_id(1)), OCR, [], _extraction(), doctype, None)
+        decide(one_page_ingest(_id(1)), OCR, [], _extraction(), doctype, None)
