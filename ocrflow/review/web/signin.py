@@ -29,14 +29,15 @@ def _login_form(request: Request, review: ReviewServices, error: str, status_cod
     token = new_login_token()
     response = render(request, review, "login.html", None, csrf_token=token, error=error)
     response.status_code = status_code
-    response.set_cookie(
-        LOGIN_CSRF_COOKIE,
-        token,
-        httponly=True,
-        samesite="strict",
-        secure=review.settings.review.secure_cookies,
-    )
+    _set_cookie(response, review, LOGIN_CSRF_COOKIE, token)
     return response
+
+
+def _set_cookie(response: Response, review: ReviewServices, name: str, value: str, **options) -> None:
+    """Every cookie the app sets: hidden from scripts, never sent cross-site, HTTPS-only if configured."""
+    response.set_cookie(
+        name, value, httponly=True, samesite="strict", secure=review.settings.review.secure_cookies, **options
+    )
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -64,13 +65,8 @@ def login(request: Request, review: Services, form: Form) -> Response:
     review.throttle.succeeded(username)
     token, _ = review.accounts.open_session(username)
     response = RedirectResponse("/", status_code=303)
-    response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        httponly=True,
-        samesite="strict",
-        secure=review.settings.review.secure_cookies,
-        max_age=int(review.settings.review.session_hours * 3600),
+    _set_cookie(
+        response, review, SESSION_COOKIE, token, max_age=int(review.settings.review.session_hours * 3600)
     )
     response.delete_cookie(LOGIN_CSRF_COOKIE)
     return response
