@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import Iterable, Mapping
@@ -54,6 +55,21 @@ def one_page_ingest(document_id: str = "d", width: int = 10, height: int = 10) -
         document_id=document_id, page_number=1, path=Path("/w/1.png"), sha256="0", width=width, height=height
     )
     return IngestResult(source=source, pages=(page,), page_count=1)
+
+
+def task_run_names(flow_run_id) -> list[str]:
+    """The names of a flow run's task runs, from the Prefect API the test runs against."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async def read() -> list[str]:
+        async with get_client() as client:
+            runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+        return [run.name for run in runs]
+
+    return asyncio.run(read())
 
 
 def eval_dev(relative: str) -> Path:

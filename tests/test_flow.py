@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from flows.process_documents import process_documents
 from ocrflow.models import Status
 from ocrflow.settings import Settings
-from tests.conftest import examples_in
+from tests.conftest import examples_in, task_run_names
 
 
 @pytest.fixture(autouse=True)
@@ -30,14 +30,6 @@ def inbox(tmp_path: Path) -> Path:
     examples_in(folder, {"same_card_again.png": "cn_id_card_valid.png"})
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     return folder
-
-
-async def _task_run_names(flow_run_id) -> list[str]:
-    async with get_client() as client:
-        runs = await client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-        )
-    return [run.name for run in runs]
 
 
 async def _artifacts(key: str):
@@ -64,7 +56,7 @@ def test_flow_processes_a_folder_and_never_loses_a_document(inbox: Path, tmp_pat
     assert [p.page_number for p in by_name["receipt_pages.pdf"].pages] == [1, 2]
     assert len(list(out.glob("*.json"))) == 4
 
-    names = asyncio.run(_task_run_names(state.state_details.flow_run_id))
+    names = task_run_names(state.state_details.flow_run_id)
     # A document read in one go is one task run; a PDF's pages are read apart, then stored.
     assert "document cn_id_card_valid.png" in names and "document broken.jpg" in names
     assert "ocr receipt_pages.pdf p2" in names and "store receipt_pages.pdf" in names

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from flows.process_documents import process_documents
 from ocrflow.cache import CachedEngine, cache_dir
@@ -18,7 +15,7 @@ from ocrflow.ingest import ingest
 from ocrflow.ocr import packs_pages, recognize_document
 from ocrflow.pipeline import Context, process_document
 from ocrflow.settings import DashScopeOptions, IngestOptions, PreprocessOptions, Settings, VerifyOptions
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, task_run_names
 
 PDF = EXAMPLES / "receipt_pages.pdf"
 
@@ -134,13 +131,5 @@ def test_the_flow_reads_a_known_type_pdf_in_one_task_run_and_one_request(
     (result,) = state.result()
     assert _images_sent(fake_dashscope) == [2]
     assert result.usage.pages == 2 and result.usage.input_tokens > 0
-    names = asyncio.run(_task_run_names(state.state_details.flow_run_id))
+    names = task_run_names(state.state_details.flow_run_id)
     assert names == ["document receipt_pages.pdf"]  # read, packed, and concluded in one task run
-
-
-async def _task_run_names(flow_run_id) -> list[str]:
-    async with get_client() as client:
-        runs = await client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-        )
-    return [run.name for run in runs]
