@@ -22,7 +22,7 @@ Figures:
 
 Usage::
 
-    .venv/bin/python bench/quality_eval.py [--cache DIR] [--show] [--only PREFIX]
+    .venv/bin/python bench/quality_eval.py [--cache DIR] [--show] [--only PREFIX[,PREFIX...]]
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ import pickle
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from ocrflow.confidence import ocr_band, own_confidence
 from ocrflow.evaluation import field_truth, iter_ground_truth, normalize_field, same_field
+from ocrflow.extract import extract
 from ocrflow.pipeline import Context, interpret
 from ocrflow.routing import decide
 from ocrflow.settings import Settings
@@ -105,7 +107,11 @@ def main() -> None:
     )
     parser.add_argument("--cache", type=Path, default=Path("/tmp/ocrflow-quality-cache"))
     parser.add_argument("--show", action="store_true", help="one line per document")
-    parser.add_argument("--only", default="", help="only documents whose id starts with this")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="only documents whose id starts with this (or one of these, comma-separated)",
+    )
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     ctx = Context(Settings(out_dir=args.cache / "out"))
@@ -115,8 +121,12 @@ def main() -> None:
     passports: dict[str, Counter[str]] = defaultdict(Counter)
     # split -> (dataset, blocked by something other than confidence, field confidences, any field wrong)
     calibration: dict[str, list[tuple[str, bool, dict[str, float], bool]]] = defaultdict(list)
+    # split -> (field, the evidence its extraction saw, right) for every value found
+    own_evidence: dict[str, list[tuple[str, dict[str, float], bool]]] = defaultdict(list)
+    # split -> (dataset, blocked by other reasons, extraction's evidence per field, any field wrong)
+    documents: dict[str, list[tuple[str, bool, dict[str, dict[str, float]], bool]]] = defaultdict(list)
     for path, gt in iter_ground_truth(EVAL_DEV):
-        if not gt["id"].startswith(args.only):
+        if not gt["id"].startswith(tuple(args.only.split(","))):
             continue
         part = split_of(path.stem)
         ingested, results = ocr_cached(ctx, path, gt, args.cache)
@@ -128,11 +138,13 @@ def main() -> None:
         if truth == "receipt" and field_truth(gt):
             extraction, status, reasons = route(ctx, ingested, results, "receipt")
             tally = receipts[(part, dataset(gt))]
-            wrong = []
+            wrong, missing = [], []
             for name, want in field_truth(gt).items():
                 field = extraction.fields.get(name)
                 got = normalize_field(name, field.value) if field else None
                 ok = same_field(gt, got, want)
+                if got is None:
+                    missing.append(name)
                 tally[f"{name}_seen"] += 1
                 tally[f"{name}_right"] += ok
                 if not ok:
@@ -140,8 +152,19 @@ def main() -> None:
             accepted = status.value == "accepted"
             tally.update(docs=1, accepted=accepted, escaped=accepted and bool(wrong), all_right=not wrong)
             blocking = {r.code for r in reasons if r.code not in ("low_confidence", "repaired")}
-            confidences = {f: extraction.fields[f].confidence for f in FIELDS if f in extraction.fields}
+            # The OCR-based confidence as extraction made it: what the schema's thresholds were set on.
+            extracted = extract(results, ctx.doctypes["receipt"]).fields
+            confidences = {f: extracted[f].confidence for f in FIELDS if f in extracted}
+            seen = {
+                name: field.evidence.factors
+                for name, field in extracted.items()
+                if field.evidence is not None and field.value not in (None, "")
+            }
+            for name in field_truth(gt):
+                if name in seen and name not in missing:
+                    own_evidence[part].append((name, seen[name], name not in wrong))
             calibration[part].append((dataset(gt), bool(blocking), confidences, bool(wrong)))
+            documents[part].append((dataset(gt), bool(blocking), seen, bool(wrong)))
             line += f" receipt:{status.value} wrong={wrong}"
         elif truth == "passport":
             extraction, status, reasons = route(ctx, ingested, results, "passport")
@@ -187,6 +210,7 @@ def main() -> None:
             print(f"| {part} | {name} | {tally['docs']} | {accepted} | {escaped} | {right} | {accuracy} |")
 
     print_calibration(calibration)
+    print_own_evidence(own_evidence, documents)
 
     print("\n## Passports and ID cards (--doc-type passport)\n")
     print("| half | docs | accepted | a code repaired | a code invalid |")
@@ -252,6 +276,122 @@ def print_calibration(calibration) -> None:
                     n, accepted, escaped = _routed(subset, chosen)
                     shares = f"{share(accepted, n)} | {share(escaped, accepted)}"
                     print(f"| {fitted_on} | {part} | {name} | {shown} | {n} | {shares} |")
+
+
+SWEEP = (0.9, 0.85, 0.8, 0.7)
+"""Calibrated-confidence thresholds routed with: the run's 0.9, and lower ones to show what they cost."""
+KINDS = {
+    "company": "receipt_name",
+    "date": "receipt_date",
+    "address": "receipt_address",
+    "total": "receipt_total",
+}
+EVIDENCE_VALUES = {
+    "ocr_band": (0.0, 0.5, 1.0),
+    "plain": (0.0, 1.0),
+    "marked": (0.0, 0.5, 1.0),
+    "closed": (0.0, 0.5, 1.0),
+    "paid": (0.0, 1.0),
+}
+
+
+def observed(factors: dict[str, float]) -> dict[str, float]:
+    """What extraction saw, with the OCR score's band (as ``weigh_own_field`` weighs it)."""
+    return (
+        {**factors, "ocr_band": ocr_band(factors["ocr_score"])} if "ocr_score" in factors else dict(factors)
+    )
+
+
+def fit_own(samples) -> tuple[dict, dict, dict]:
+    """Prior share of wrong values and likelihood ratios per field kind, from ``(field, factors, right)``.
+
+    Half a count is added to every cell, so an evidence value never seen with a wrong value
+    (or a right one) is strong evidence, never proof.
+    """
+    counts: Counter = Counter()
+    for field, factors, right in samples:
+        counts[(field, right)] += 1
+        for evidence, value in observed(factors).items():
+            if evidence in EVIDENCE_VALUES:
+                counts[(field, evidence, value, right)] += 1
+    prior, ratios = {}, {}
+    for field, kind in KINDS.items():
+        wrong, right = counts[(field, False)], counts[(field, True)]
+        prior[kind] = round((wrong + 0.5) / (wrong + right + 1), 3)
+        ratios[kind] = {}
+        for evidence, values in EVIDENCE_VALUES.items():
+            if not any(counts[(field, evidence, v, r)] for v in values for r in (True, False)):
+                continue
+            k = len(values)
+            ratios[kind][evidence] = {
+                v: round(
+                    ((counts[(field, evidence, v, False)] + 0.5) / (wrong + 0.5 * k))
+                    / ((counts[(field, evidence, v, True)] + 0.5) / (right + 0.5 * k)),
+                    2,
+                )
+                for v in values
+            }
+    return prior, ratios, counts
+
+
+def print_own_evidence(own_evidence, documents) -> None:
+    """The embedded engine's receipt evidence: counts per half, ratios fitted on one, routing on the other.
+
+    For each field and piece of evidence (``ocr_band`` from the OCR score, ``plain``, ``marked``,
+    ``closed``, ``paid``: what extraction saw), how many wrong and right values showed each
+    value of it. ``ocrflow/confidence.py`` (``OWN_PRIOR_WRONG``, ``OWN_RATIO``) holds the ratios
+    fitted on the tune half. The cross-check fits them on the report half instead and routes the
+    tune half with them. A document is accepted when nothing else blocks it and every field's
+    calibrated confidence is at least the run's 0.9.
+    """
+    fits = {part: fit_own(own_evidence[part]) for part in SPLITS}
+    print("\n## The embedded engine's receipt evidence (counts wrong / right per half; ratios fitted)\n")
+    print("| field | evidence | value | tune | ratio fitted on tune | report | ratio fitted on report |")
+    print("|---|---|---|---|---|---|---|")
+    for field, kind in KINDS.items():
+        cells = []
+        for part in SPLITS:
+            prior, ratios, counts = fits[part]
+            cells.append((counts, prior[kind], ratios[kind]))
+        (tc, tp, _), (rc, rp, _) = cells
+        print(
+            f"| {field} | prior wrong | | {tc[(field, False)]} / {tc[(field, True)]} | {tp} "
+            f"| {rc[(field, False)]} / {rc[(field, True)]} | {rp} |"
+        )
+        for evidence, values in EVIDENCE_VALUES.items():
+            if evidence not in cells[0][2] and evidence not in cells[1][2]:
+                continue
+            for v in values:
+                t = f"{tc[(field, evidence, v, False)]} / {tc[(field, evidence, v, True)]}"
+                r = f"{rc[(field, evidence, v, False)]} / {rc[(field, evidence, v, True)]}"
+                tr = cells[0][2].get(evidence, {}).get(v, "-")
+                rr = cells[1][2].get(evidence, {}).get(v, "-")
+                print(f"| {field} | {evidence} | {v} | {t} | {tr} | {r} | {rr} |")
+    print("\n## Receipt routing by calibrated confidence (every field at least the threshold)\n")
+    print("| ratios fitted on | routed | threshold | dataset | docs | accepted | escaped | all four right |")
+    print("|---|---|---|---|---|---|---|---|")
+    for fitted_on, routed in (("tune", "tune"), ("tune", "report"), ("report", "report"), ("report", "tune")):
+        prior, ratios, _ = fits[fitted_on]
+        for threshold in SWEEP:
+            for name in ("SROIE", "SROIE skewed", "WildReceipt"):
+                docs = [d for d in documents[routed] if d[0] == name]
+                if not docs:
+                    continue
+                accepted = escaped = right = 0
+                for _, blocked, seen, wrong in docs:
+                    right += not wrong
+                    sure = all(
+                        f in seen and own_confidence(KINDS[f], observed(seen[f]), prior, ratios) >= threshold
+                        for f in FIELDS
+                    )
+                    if sure and not blocked:
+                        accepted += 1
+                        escaped += wrong
+                print(
+                    f"| {fitted_on} | {routed} | {threshold} | {name} | {len(docs)} "
+                    f"| {share(accepted, len(docs))} "
+                    f"| {share(escaped, accepted)} | {share(right, len(docs))} |"
+                )
 
 
 if __name__ == "__main__":

@@ -21,16 +21,25 @@ eval-dev (``bench/quality_eval.py split_of``) with the error-injection harness
 values that showed each piece of evidence; ``bench/RESULTS-grounding.md`` has the counts. A
 checksum's ratio is the share of random one-digit errors a check digit lets through.
 
-The embedded engine's fields keep the confidence its extraction gave them (the OCR scores of
-the lines they came from, lowered where the extraction guessed): its reading is the only one.
-Its values are grounded in that same reading too, which locates them (``boxes``) and records
-whether the page prints the value as extracted; measured, lowering the confidence of those it
-does not (values joined from several rows) cost half the accepted receipts and caught no error,
-so it does not count.
+The embedded engine's reading is the only one, so its fields are weighed by what extraction saw
+(:attr:`ocrflow.extract.Candidate.evidence`): the OCR score's band (:func:`ocr_band`), a trace of
+a misread (``plain``), a name marked by a legal-form word or registration number (``marked``), an
+address ending cleanly at its postcode (``closed``), a total confirmed by tendered minus change
+(``paid``). For the fields measured (a receipt's name, address, date and total, whose schema hint
+``calibration`` names their table, :func:`own_kind`) the confidence starts from the table's share
+of wrong values and multiplies in each ratio, both fitted on the tune half (:data:`OWN_PRIOR_WRONG`,
+:data:`OWN_RATIO`); other fields keep the confidence extraction gave them (the OCR scores of
+their lines, lowered where it guessed). A second reading by the same engine (the page at another
+scale) was measured and is not used: what the engine misreads at one scale it mostly misreads at
+another (``bench/RESULTS-quality.md``). The values are grounded in the engine's own reading too,
+which locates them (``boxes``) and records whether the page prints the value as extracted;
+measured, lowering the confidence of those it does not (values joined from several rows) cost
+half the accepted receipts and caught no error, so it does not count.
 
 Each field's :class:`~ocrflow.models.FieldEvidence` records the evidence as ``factors`` (values
 in [0, 1]: ``prior``, ``logprob``, ``grounding``, ``reader_score``, ``agreement``, ``checksum``,
-``pattern``, ``ocr_score``), so a reviewer and a calibration can see why.
+``pattern``, ``ocr_score``, ``ocr_band``, ``plain``, ``marked``, ``closed``, ``paid``), so a
+reviewer and a calibration can see why.
 """
 
 from __future__ import annotations
@@ -85,6 +94,39 @@ CHECKSUM_RATIO = 0.1
 PATTERN_RATIO = 0.9
 """Most wrong values still fit the field's pattern or format."""
 _ODDS_RANGE = (1e-4, 1e4)
+
+OCR_BANDS = (0.985, 0.95)
+"""Where an embedded engine's line score is high, middling or low (:func:`ocr_band`)."""
+OWN_PRIOR_WRONG: dict[str, float] = {
+    "receipt_name": 0.43,
+    "receipt_address": 0.597,
+    "receipt_date": 0.014,
+    "receipt_total": 0.09,
+}
+"""The share of the embedded engine's receipt values that are wrong, per table (a field's schema
+hint ``calibration`` names its table), before evidence:
+on the tune half's 42 receipts (SROIE, its skewed scans and WildReceipt together, as a
+deployment meets them), with half a count added. Names 18 wrong of 42, addresses 21 of 35,
+dates 0 of 36, totals 3 of 38 (``bench/quality_eval.py``, RESULTS-quality.md)."""
+OWN_RATIO: dict[str, dict[str, dict[float, float]]] = {
+    "receipt_name": {
+        "ocr_band": {0.0: 2.18, 0.5: 2.8, 1.0: 0.61},
+        "plain": {0.0: 3.07, 1.0: 0.87},
+        "marked": {0.0: 1.58, 0.5: 4.79, 1.0: 0.23},
+    },
+    "receipt_address": {
+        "ocr_band": {0.0: 3.44, 0.5: 1.57, 1.0: 0.2},
+        "plain": {0.0: 7.5, 1.0: 0.78},
+        "closed": {0.0: 1.67, 0.5: 2.07, 1.0: 0.62},
+    },
+    "receipt_date": {"ocr_band": {0.0: 3.57, 0.5: 0.93, 1.0: 0.61}},
+    "receipt_total": {"ocr_band": {0.0: 0.62, 0.5: 0.43, 1.0: 1.38}, "paid": {0.0: 1.62, 1.0: 0.27}},
+}
+"""P(evidence | wrong) / P(evidence | right) for the embedded engine's receipt values, fitted on
+the same tune receipts with half a count in every cell (``bench/quality_eval.py``, which prints
+the counts of both halves). Measured, not assumed: a total's OCR score says nothing (the 3 wrong
+totals were read at 0.985+), a confirming payment does; an address read at 0.95-0.985 is wrong
+12 times in 17."""
 
 
 def odds_of(confidence: float) -> float:
@@ -149,10 +191,54 @@ def weigh_api_field(
     return from_odds(odds), evidence.model_copy(update={"factors": factors})
 
 
-def weigh_own_field(confidence: float, evidence: FieldEvidence) -> tuple[float, FieldEvidence]:
-    """The embedded engine's field: its OCR-based confidence, as extraction made it."""
-    factors = {"ocr_score": confidence, "grounding": 1.0 if evidence.outcome is Grounding.GROUNDED else 0.0}
-    return round(confidence, 4), evidence.model_copy(update={"factors": factors})
+def own_kind(spec: FieldSpec | None) -> str | None:
+    """The calibration table of an embedded engine's field (schema hint ``calibration``), or ``None``."""
+    kind = spec.hints.get("calibration") if spec is not None else None
+    return kind if kind in OWN_PRIOR_WRONG else None
+
+
+def ocr_band(score: float) -> float:
+    """An OCR score in three bands: 1.0 from :data:`OCR_BANDS`' first bound, 0.5 from its second, else 0."""
+    high, middle = OCR_BANDS
+    return 1.0 if score >= high else 0.5 if score >= middle else 0.0
+
+
+def weigh_own_field(
+    confidence: float, evidence: FieldEvidence, seen: dict[str, float] | None = None, kind: str | None = None
+) -> tuple[float, FieldEvidence]:
+    """The embedded engine's field: its confidence from the evidence its extraction saw.
+
+    ``seen`` is what the locator recorded (``ocr_score``, ``plain``, ``marked``, ``closed``,
+    ``paid``: :attr:`ocrflow.extract.Candidate.evidence`). A field with a calibration table ``kind``
+    (:func:`own_kind`) starts from that kind's measured share of wrong values and multiplies
+    in each piece of evidence's measured ratio; any other keeps its OCR-based confidence, as
+    extraction made it.
+    """
+    grounding = 1.0 if evidence.outcome is Grounding.GROUNDED else 0.0
+    if kind not in OWN_PRIOR_WRONG or not seen or "ocr_score" not in seen:
+        factors = {"ocr_score": confidence, "grounding": grounding}
+        return round(confidence, 4), evidence.model_copy(update={"factors": factors})
+    observed = {**seen, "ocr_band": ocr_band(seen["ocr_score"])}
+    factors = {"prior": round(1 - OWN_PRIOR_WRONG[kind], 4), **observed, "grounding": grounding}
+    return own_confidence(kind, observed), evidence.model_copy(update={"factors": factors})
+
+
+def own_confidence(
+    kind: str,
+    observed: dict[str, float],
+    prior_wrong: dict[str, float] = OWN_PRIOR_WRONG,
+    ratios: dict[str, dict[str, dict[float, float]]] = OWN_RATIO,
+) -> float:
+    """The chance an embedded engine's value of ``kind`` is right, given the evidence ``observed``.
+
+    The tables are this module's (fitted on the tune half) unless others are given: the bench
+    (``bench/quality_eval.py``) passes tables fitted on the report half for the cross-check.
+    """
+    odds = prior_wrong[kind] / (1 - prior_wrong[kind])
+    for name, table in ratios[kind].items():
+        if name in observed:
+            odds *= table[observed[name]]
+    return from_odds(odds)
 
 
 # --- a document's fields ------------------------------------------------------------------------
@@ -189,7 +275,10 @@ def weigh_fields(
             field.boxes = located.boxes
         if not from_api:
             evidence = FieldEvidence(outcome=located.outcome, reader=_reader(own), page=located.page)
-            field.confidence, field.evidence = weigh_own_field(field.confidence, evidence)
+            seen = field.evidence.factors if field.evidence else None
+            field.confidence, field.evidence = weigh_own_field(
+                field.confidence, evidence, seen, own_kind(spec)
+            )
             continue
         if independent is None:
             evidence = FieldEvidence(outcome=Grounding.UNVERIFIED)

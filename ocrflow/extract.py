@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 
@@ -23,7 +23,7 @@ from ocrflow import checks, icao
 from ocrflow.doctypes import DocType, FieldSpec
 from ocrflow.layout import Line, Row, rows
 from ocrflow.masking import mask_value
-from ocrflow.models import Extraction, FieldError, FieldResult, OcrResult
+from ocrflow.models import Extraction, FieldError, FieldEvidence, FieldResult, OcrResult
 from ocrflow.normalize import NORMALIZERS
 
 _SEPARATORS = " \t:：;,.-_|"
@@ -35,6 +35,12 @@ class Candidate:
     raw: str
     confidence: float
     page: int | None
+    evidence: dict[str, float] = field(default_factory=dict, compare=False)
+    """What the locator saw, for :mod:`ocrflow.confidence` to weigh: ``ocr_score`` (the lines'
+    lowest score), ``marked`` (a name's legal-form word or registration number 1, trade word
+    0.5, none 0), ``closed`` (an address ending cleanly at its postcode 1, a postcode but no
+    clean end 0.5, no postcode 0), ``paid`` (a total that tendered minus change confirms),
+    ``plain`` (0 when the text has a trace of a misread)."""
 
 
 def _fold(s: str) -> str:
@@ -102,7 +108,8 @@ def _by_pattern(spec: FieldSpec, rows_: list[Row]) -> list[Candidate]:
     for row in rows_:
         for line in row.lines:
             for m in re.finditer(spec.pattern or r".+", line.text):
-                found.append(Candidate(m.groupdict().get("value") or m.group(0), line.score, row.page))
+                value = m.groupdict().get("value") or m.group(0)
+                found.append(Candidate(value, line.score, row.page, {"ocr_score": line.score}))
     return found
 
 
@@ -152,8 +159,9 @@ def _suspicion(spec: FieldSpec, text: str) -> float:
 @dataclass(frozen=True)
 class _Header:
     index: int
-    evidence: bool
-    """False: no keyword or registration number marks it; it is only the first name-like row."""
+    mark: float
+    """1.0: a legal-form keyword or a registration number marks it; 0.5: a trade keyword; 0.0:
+    nothing does, it is only the first name-like row."""
     may_join_above: bool
     """A trade word under another name-like row: the name may be both rows (``BASIL THAI`` /
     ``RESTAURANT & BAR``) or only one of them."""
@@ -182,13 +190,13 @@ def _header_index(spec: FieldSpec, rows_: list[Row]) -> _Header | None:
         folded = row.text.casefold()
         below = rows_[i + 1].text if i + 1 < len(rows_) else ""
         if any(k in folded for k in legal) or _is_registration(below):
-            return _Header(i, evidence=True, may_join_above=False)
+            return _Header(i, mark=1.0, may_join_above=False)
         if any(k in folded for k in trade):
             above_is_name = i > 0 and is_name(i - 1) and not any(ch.isdigit() for ch in rows_[i - 1].text)
-            return _Header(i, evidence=True, may_join_above=above_is_name)
+            return _Header(i, mark=0.5, may_join_above=above_is_name)
     for i, _ in top:
         if is_name(i):
-            return _Header(i, evidence=False, may_join_above=False)
+            return _Header(i, mark=0.0, may_join_above=False)
     return None
 
 
@@ -199,13 +207,33 @@ def _by_header(spec: FieldSpec, rows_: list[Row]) -> list[Candidate]:
         return []
     row = rows_[header.index]
     text = _strip(spec, row.text)
-    factor = 1.0 if header.evidence else 0.6
-    found = [Candidate(text, row.score * factor * _suspicion(spec, text), row.page)]
+    factor = 1.0 if header.mark else 0.6
+    found = [
+        Candidate(
+            text,
+            row.score * factor * _suspicion(spec, text),
+            row.page,
+            _seen(spec, text, row.score, marked=header.mark),
+        )
+    ]
     if header.may_join_above:
         above = rows_[header.index - 1]
         joined = _strip(spec, f"{above.text} {row.text}")
-        found.append(Candidate(joined, min(above.score, row.score) * _suspicion(spec, joined), row.page))
+        score = min(above.score, row.score)
+        found.append(
+            Candidate(
+                joined,
+                score * _suspicion(spec, joined),
+                row.page,
+                _seen(spec, joined, score, marked=header.mark),
+            )
+        )
     return found
+
+
+def _seen(spec: FieldSpec, text: str, score: float, **marks: float) -> dict[str, float]:
+    """A candidate's evidence (:attr:`Candidate.evidence`): OCR score, whether it reads plainly, marks."""
+    return {"ocr_score": round(score, 4), "plain": 1.0 if _suspicion(spec, text) == 1.0 else 0.0, **marks}
 
 
 def _separates(spec: FieldSpec, row: Row) -> bool:
@@ -293,14 +321,25 @@ def _by_address(spec: FieldSpec, rows_: list[Row], company: FieldSpec | None) ->
             end += 1
         clean = closed and end == len(block)
         text = " ".join(row.text for row in block[:end])
-        score = min(row.score for row in block[:end]) * (1.0 if clean else 0.9) * _suspicion(spec, text)
-        return [Candidate(text, score, block[0].page)]
+        ocr_score = min(row.score for row in block[:end])
+        score = ocr_score * (1.0 if clean else 0.9) * _suspicion(spec, text)
+        return [
+            Candidate(text, score, block[0].page, _seen(spec, text, ocr_score, closed=1.0 if clean else 0.5))
+        ]
     if not blocks:
         return []
     # No postcode: an address without one, or not an address at all.
     block = blocks[0][0]
     text = " ".join(row.text for row in block)
-    return [Candidate(text, min(row.score for row in block) * 0.7 * _suspicion(spec, text), block[0].page)]
+    ocr_score = min(row.score for row in block)
+    return [
+        Candidate(
+            text,
+            ocr_score * 0.7 * _suspicion(spec, text),
+            block[0].page,
+            _seen(spec, text, ocr_score, closed=0.0),
+        )
+    ]
 
 
 def _levenshtein_le1(a: str, b: str) -> bool:
@@ -369,7 +408,8 @@ def _amounts_after(
                     options.append((below.text, min(line.score, below.score) * 0.9))
                 for raw, score in options:
                     if m := _MONEY.search(raw):
-                        found.append((rank, Candidate(m.group(0), score, row.page)))
+                        ocr_score = {"ocr_score": round(min(score, line.score), 4)}
+                        found.append((rank, Candidate(m.group(0), score, row.page, ocr_score)))
                         break
                 break
     return found
@@ -397,7 +437,8 @@ def _by_total(spec: FieldSpec, rows_: list[Row]) -> list[Candidate]:
     nets = {_minus(p, c) for p in paid_values for c in change_values} if change_values else paid_values
     confirmed = [(rank, c) for rank, c in totals if to_amount(c.raw) in nets]
     if confirmed:
-        return [min(confirmed, key=lambda item: item[0])[1]]
+        chosen = min(confirmed, key=lambda item: item[0])[1]
+        return [replace(chosen, evidence={"ocr_score": chosen.evidence["ocr_score"], "paid": 1.0})]
     best = min(rank for rank, _ in totals)
     strongest = [c for rank, c in totals if rank == best]
     chosen = strongest[0]
@@ -406,6 +447,7 @@ def _by_total(spec: FieldSpec, rows_: list[Row]) -> list[Candidate]:
         chosen = strongest[-1]  # a total and its cash-rounded form: the rounded one is printed last
     # Several totals, or a payment the total does not account for: something was misread.
     others = [c for c in strongest if c is not chosen]
+    chosen = replace(chosen, evidence={**chosen.evidence, "paid": 0.0})
     if change_values and not paid_values:
         # Change given but no tendered amount found: the "total" may be what was tendered,
         # unless it is less than the change (no one tenders less than their change).
@@ -640,8 +682,15 @@ def _result(value: str | None, chosen: Candidate, confidence: float) -> FieldRes
     if value is None:
         message = f"could not read {chosen.raw!r} as the expected kind of value"
         errors.append(FieldError(code="invalid_format", message=message))
+    # The locator's evidence goes with the value until ocrflow.confidence weighs it.
+    evidence = FieldEvidence(factors=chosen.evidence) if chosen.evidence else None
     return FieldResult(
-        value=value, confidence=round(confidence, 4), raw=chosen.raw, page=chosen.page, errors=errors
+        value=value,
+        confidence=round(confidence, 4),
+        raw=chosen.raw,
+        page=chosen.page,
+        errors=errors,
+        evidence=evidence,
     )
 
 

@@ -516,7 +516,7 @@ def validate(extraction: Extraction, doctype: DocType, *, min_confidence: float 
         spec = doctype.fields.get(name)
         # A schema may ask more of a field whose misreads the OCR score hides (long names), never less.
         # That is about OCR scores: a confidence made from independent evidence is a probability already.
-        ocr_scored = field.evidence is None or "ocr_score" in field.evidence.factors
+        ocr_scored = field.evidence is None or "prior" not in field.evidence.factors
         hint = spec.hints.get("min_confidence", 0.0) if spec and ocr_scored else 0.0
         threshold = max(hint, min_confidence)
         # A value the independent reading does not support says so already; its confidence is low for that.

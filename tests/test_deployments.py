@@ -440,7 +440,7 @@ def test_dask_task_runner_runs_the_flow_in_worker_processes(server, client, tmp_
         "results = process_documents_on_dask(paths=sys.argv[1:-1], out=sys.argv[-1])\n"
         "print(sorted(r.status.value for r in results))\n"
     )
-    names = ("bank_card_valid.png", "receipt_valid.png")
+    names = ("bank_card_valid.png", "invoice_valid.png")
     done = subprocess.run(
         [sys.executable, "-c", script, *(str(EXAMPLES / n) for n in names), str(out)],
         cwd=ROOT,
