@@ -18,6 +18,11 @@ Figures:
   text lines, worksheet photos and the PDF ``generic`` (they match no bundled type);
 - receipts (type given, as ``ocrflow eval``): field accuracy, accepted share, escaped
   errors (accepted with any wrong field), per dataset;
+- receipt routing by the OCR score: the schema's thresholds, and thresholds fitted on one half
+  applied to the other (on the confidence extraction gives, before calibration);
+- the embedded engine's receipt evidence: wrong / right counts per piece of evidence on both
+  halves, the ratios fitted on each (``ocrflow/confidence.py`` holds the tune half's), and
+  routing by calibrated confidence with ratios fitted on one half, at 0.9 and lower thresholds;
 - passports (type given): accepted, MRZ fully valid, code repairs.
 
 Usage::
