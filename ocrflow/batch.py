@@ -47,7 +47,7 @@ from pydantic import BaseModel, Field
 
 from ocrflow.admission import PendingDocument, write_pending
 from ocrflow.doctypes import DocType
-from ocrflow.engines import EncodedImage, KeySource, resolve_api_key
+from ocrflow.engines import EncodedImage, KeySource, pages_label, resolve_api_key
 from ocrflow.engines.catalog import (
     BATCH_COMPLETION_WINDOW,
     BATCH_MAX_FILE_BYTES,
@@ -81,8 +81,7 @@ class RequestRecord(BaseModel):
 
     @property
     def label(self) -> str:
-        first, last = self.first_page, self.last_page
-        return f"page {first}" if first == last else f"pages {first}-{last}"
+        return pages_label(self.first_page, self.last_page)
 
 
 class DocumentRecord(BaseModel):

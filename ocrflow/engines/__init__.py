@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ocrflow.engines._api import ApiEngine
+from ocrflow.engines._api import ApiEngine, pages_label
 from ocrflow.engines._images import EncodedImage, encode_image
 from ocrflow.engines._ratelimit import SharedRateLimit
 from ocrflow.engines._remote import KeySource, resolve_api_key
@@ -58,5 +58,6 @@ __all__ = [
     "SharedRateLimit",
     "create_engine",
     "encode_image",
+    "pages_label",
     "resolve_api_key",
 ]

@@ -64,8 +64,12 @@ class PlannedRequest:
 
     @property
     def label(self) -> str:
-        first, last = self.first_page, self.last_page
-        return f"page {first}" if first == last else f"pages {first}-{last}"
+        return pages_label(self.first_page, self.last_page)
+
+
+def pages_label(first: int, last: int) -> str:
+    """How messages name a request's pages: ``page 3`` or ``pages 3-5``."""
+    return f"page {first}" if first == last else f"pages {first}-{last}"
 
 
 @dataclass(frozen=True)
