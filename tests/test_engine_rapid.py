@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
+from ocrflow.engines import rapid
 from ocrflow.engines.rapid import RapidOcrEngine
 from ocrflow.models import OcrTask
 from ocrflow.settings import LocalEngineOptions, available_cores
@@ -72,3 +77,37 @@ def test_onnxruntime_threads_divide_the_cores():
     assert RapidOcrEngine(LocalEngineOptions(threads=2)).parallel == max(1, available_cores() // 2)
     assert RapidOcrEngine(LocalEngineOptions(threads=0)).parallel == 1  # onnxruntime takes every core
     assert RapidOcrEngine(LocalEngineOptions(threads=1, parallel=3)).parallel == 3
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(rapid._malloc_trim() is None, reason="the C library is not glibc")
+def test_released_memory_leaves_the_process():
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    block, count = 64 * 1024, 3 * 1024  # 192 MiB in blocks glibc serves from its heap, not by mmap
+    blocks = [libc.malloc(block) for _ in range(count)]
+    for address in blocks:
+        ctypes.memset(address, 1, block)
+    pin = libc.malloc(block)  # in use above the freed ones, so glibc cannot shrink its heap by itself
+    for address in blocks:
+        libc.free(address)
+    kept = _resident_bytes()
+    rapid.release_freed_memory()
+    released = kept - _resident_bytes()
+    libc.free(pin)
+    assert released > 150 * 2**20
+
+
+@pytest.mark.parametrize("release", [True, False])
+def test_memory_is_released_after_each_page_unless_switched_off(monkeypatch, release):
+    releases = []
+    monkeypatch.setattr(rapid, "release_freed_memory", lambda: releases.append(1))
+    engine = RapidOcrEngine(LocalEngineOptions(release_memory=release))
+    texts = [engine.recognize(page, OcrTask.TEXT_RECOGNITION).text for page in PAGES]
+    assert all(texts)
+    assert len(releases) == (len(PAGES) if release else 0)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 
 from ocrflow.doctypes import DocType
@@ -18,6 +20,27 @@ from ocrflow.settings import LocalEngineOptions, available_cores
 
 _SUPPORTED = frozenset({OcrTask.TEXT_RECOGNITION, OcrTask.ADVANCED_RECOGNITION, OcrTask.MULTI_LAN})
 API_ENGINES_FOR = "the dashscope engine, or the openai engine (Qwen-OCR, Qianfan-OCR or a Qwen3-VL server)"
+
+
+@cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS): its allocator has no such call
+        return None
+
+
+def release_freed_memory() -> None:
+    """Hand the C heap's free pages back to the system, where the C library is glibc.
+
+    onnxruntime (without its arena, as RapidOCR configures it) allocates a page's intermediate
+    tensors from the C heap: several hundred MiB for a receipt scan at the detector's size.
+    glibc keeps what is freed for reuse, so each page read at once otherwise stays resident at
+    its peak: on a long PDF two pages at once held ~1.1 GiB (bench/RESULTS-overhead.md).
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 class RapidOcrEngine:
@@ -61,6 +84,8 @@ class RapidOcrEngine:
                 yield ocr
             finally:
                 self._idle.put(ocr)
+                if self.options.release_memory:
+                    release_freed_memory()
 
     def _load(self):
         from rapidocr import RapidOCR
