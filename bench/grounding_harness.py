@@ -579,10 +579,27 @@ def main() -> None:
     parser.add_argument("--calibrate", action="store_true", help="print the evidence counts of the tune half")
     parser.add_argument("--no-embedded", action="store_true", help="skip the embedded engine's path")
     parser.add_argument("--verifier-side", type=int, default=None, help="the reader's max_side_len")
+    parser.add_argument("--detection-side", type=int, default=None, help="the reader's detection_side")
+    parser.add_argument("--line-width", type=int, default=None, help="the reader's line_width")
+    parser.add_argument("--line-batch", type=int, default=None, help="the reader's line_batch")
+    parser.add_argument("--half", choices=("tune", "report"), default=None, help="only this half's receipts")
     args = parser.parse_args()
     os.environ.setdefault("DASHSCOPE_API_KEY", "sk-harness")
     docs = receipts(args.limit) + passports() + bundled_cards()
-    options = LocalEngineOptions(**({"max_side_len": args.verifier_side} if args.verifier_side else {}))
+    if args.half:
+        docs = [doc for doc in docs if doc.doc_type != "receipt" or doc.half == args.half]
+    # The reader as the pipeline makes it (verify.reader_options), unless an option says otherwise.
+    chosen = {
+        "max_side_len": args.verifier_side,
+        "detection_side": args.detection_side,
+        "line_width": args.line_width,
+        "line_batch": args.line_batch,
+    }
+    options = (
+        Settings()
+        .verify.reader_options(LocalEngineOptions())
+        .model_copy(update={name: value for name, value in chosen.items() if value is not None})
+    )
     reader = RememberingReader(RapidOcrEngine(options))
     outcomes: list[Outcome] = []
     cpu_per_page: list[float] = []
@@ -606,15 +623,28 @@ def main() -> None:
         embedded = (
             {}
             if args.no_embedded
-            else embedded_path([d for d in docs if d.doc_type == "receipt"], reader, Path(tmp) / "embedded")
+            else embedded_path(
+                [d for d in docs if d.doc_type == "receipt"],
+                RememberingReader(RapidOcrEngine(LocalEngineOptions())),  # the embedded engine's own options
+                Path(tmp) / "embedded",
+            )
         )
-    report(outcomes, cpu_per_page, reading_cpu, embedded, args)
+    report(outcomes, cpu_per_page, reading_cpu, embedded, args, options)
 
 
 def report(
-    outcomes: list[Outcome], cpu_per_page: list[float], reading_cpu: list[float], embedded: dict, args
+    outcomes: list[Outcome],
+    cpu_per_page: list[float],
+    reading_cpu: list[float],
+    embedded: dict,
+    args,
+    reader: LocalEngineOptions,
 ) -> None:
-    figures: dict = {"engine": args.engine, "verifier max_side_len": args.verifier_side or 960, "halves": {}}
+    figures: dict = {
+        "engine": args.engine,
+        "reader": reader.model_dump(exclude={"parallel", "shared_limit"}),
+        "halves": {},
+    }
     for half in ("tune", "report", "both"):
         for kind in ("receipt", "id/card/passport"):
             tally = Tally()

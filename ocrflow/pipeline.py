@@ -25,7 +25,8 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import cached_property, lru_cache, partial
 from pathlib import Path
@@ -53,7 +54,7 @@ from ocrflow.models import (
     Stage,
     Usage,
 )
-from ocrflow.ocr import check_task, packs_pages, recognize, recognize_document
+from ocrflow.ocr import check_task, choose_task, packs_pages, recognize, recognize_document
 from ocrflow.outbox import deliver
 from ocrflow.outputs import gives_outputs, task_outputs, write_output_files
 from ocrflow.preprocess import preprocess
@@ -115,7 +116,10 @@ class Context:
     @cached_property
     def verifier(self) -> OcrEngine:
         """The embedded engine, which reads an API engine's pages again (:mod:`ocrflow.verify`)."""
-        return self.given_verifier or create_engine(self.settings.model_copy(update={"engine": "local"}))
+        if self.given_verifier is not None:
+            return self.given_verifier
+        reader = self.settings.verify.reader_options(self.settings.local_engine)
+        return create_engine(self.settings.model_copy(update={"engine": "local", "local_engine": reader}))
 
     @cached_property
     def doctypes(self) -> dict[str, DocType]:
@@ -170,6 +174,13 @@ class Job(Frozen):
     key-information extraction for a known type and text with positions otherwise."""
 
 
+class Independent(Frozen):
+    """The embedded engine's reading of pages an API engine read (:mod:`ocrflow.verify`), and its CPU."""
+
+    ocr: tuple[OcrResult, ...] = ()
+    usage: Usage = Usage()
+
+
 class PagesRead(Frozen):
     """What one read step produced for its pages: as ingested, as sent to OCR, the readings, page failures."""
 
@@ -177,6 +188,8 @@ class PagesRead(Frozen):
     pages: tuple[PageRef, ...] = ()
     ocr: tuple[OcrResult, ...] = ()
     failures: tuple[Reason, ...] = ()
+    independent: Independent | None = None
+    """The independent reading, made while the API engine's request was in flight."""
 
 
 class Readings(Frozen):
@@ -187,6 +200,8 @@ class Readings(Frozen):
     """The pages as they went to OCR (preprocessed)."""
     ocr: tuple[OcrResult, ...] = ()
     failures: tuple[Reason, ...] = ()
+    independent: Independent | None = None
+    """The independent reading of ``pages`` if the read steps made it; ``None``: :func:`assess` makes it."""
 
 
 class Concluded(Frozen):
@@ -318,12 +333,45 @@ def read_pages(
         except Exception as exc:  # noqa: BLE001 - a page that cannot be prepared is a reason, not a crash
             failures.append(failure_reason(Stage.PREPROCESS, number, exc))
     doctype = ctx.known_doctype(job.doc_type)
-    with ocr_slot():
-        if len(group) > 1:
-            ocr = recognize_document(prepared, ctx.engine, doctype, job.task) if prepared else []
-        else:
-            ocr = [recognize(page, ctx.engine, doctype, job.task) for page in prepared]
-    return PagesRead(ingested=tuple(pages), pages=tuple(prepared), ocr=tuple(ocr), failures=tuple(failures))
+    grounding = prepared and grounds(ctx, choose_task(ctx.engine, doctype, job.task), job)
+    with _beside(partial(read_independently, ctx, prepared) if grounding else None) as independent:
+        with ocr_slot():
+            if len(group) > 1:
+                ocr = recognize_document(prepared, ctx.engine, doctype, job.task) if prepared else []
+            else:
+                ocr = [recognize(page, ctx.engine, doctype, job.task) for page in prepared]
+    return PagesRead(
+        ingested=tuple(pages),
+        pages=tuple(prepared),
+        ocr=tuple(ocr),
+        failures=tuple(failures),
+        independent=independent.result() if independent else None,
+    )
+
+
+@contextmanager
+def _beside(step: Callable[[], R] | None) -> Iterator[Future[R] | None]:
+    """``step`` run in a thread of its own while the block runs; the block's end waits for it.
+
+    The independent reading is local CPU and the API request is waiting on the network: side by
+    side, a document takes the longer of the two instead of their sum.
+    """
+    if step is None:
+        yield None
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="independent-reading") as pool:
+        yield pool.submit(step)
+
+
+def grounds(ctx: Context, task: OcrTask, job: Job) -> bool:
+    """Whether the fields of documents read with ``task`` are checked against an independent reading.
+
+    Only an API engine's, with ``verify.independent_reading`` on, and only when the job wants
+    fields: a task read for its own outputs without a type (a table, Markdown) has none.
+    """
+    if ctx.api_engine is None or not ctx.settings.verify.independent_reading:
+        return False
+    return job.doc_type != AUTO or not gives_outputs(task, has_doctype=False)
 
 
 def _ingest_page(ctx: Context, opened: IngestResult, number: int) -> PageRef | Reason:
@@ -357,6 +405,7 @@ def collect(opened: IngestResult, groups: Iterable[tuple[PageGroup, Handle[Pages
     pages: list[PageRef] = []
     ocr: list[OcrResult] = []
     failures: list[Reason] = []
+    independent: list[Independent | None] = []
     for group, handle in groups:
         try:
             read = handle.result()
@@ -368,6 +417,7 @@ def collect(opened: IngestResult, groups: Iterable[tuple[PageGroup, Handle[Pages
             (ingest_reasons if reason.stage is Stage.INGEST else failures).append(reason)
         pages.extend(read.pages)
         ocr.extend(read.ocr)
+        independent.append(read.independent)
     record = opened.model_copy(
         update={
             "pages": tuple(sorted(ingested, key=lambda page: page.page_number)),
@@ -379,6 +429,17 @@ def collect(opened: IngestResult, groups: Iterable[tuple[PageGroup, Handle[Pages
         pages=tuple(sorted(pages, key=lambda page: page.page_number)),
         ocr=tuple(sorted(ocr, key=lambda result: result.page_number)),
         failures=tuple(sorted(failures, key=lambda reason: reason.page or 0)),
+        independent=_joined(independent),
+    )
+
+
+def _joined(parts: Sequence[Independent | None]) -> Independent | None:
+    """The groups' independent readings as one, if every group that read pages made one."""
+    if not parts or any(part is None for part in parts):
+        return None
+    return Independent(
+        ocr=tuple(sorted((r for part in parts for r in part.ocr), key=lambda result: result.page_number)),
+        usage=sum((part.usage for part in parts), Usage()),
     )
 
 
@@ -443,8 +504,9 @@ def assess(ctx: Context, readings: Readings, job: Job) -> DocumentResult:
         outputs, output_reasons = task_outputs(task, readings.ocr)
     wants_type = outputs is None or job.doc_type != AUTO
     independent, verify_usage = None, Usage()
-    if readings.ocr and wants_type and ctx.api_engine is not None and ctx.settings.verify.independent_reading:
-        independent, verify_usage = read_independently(ctx, readings.pages)
+    if readings.ocr and grounds(ctx, task, job):
+        made = readings.independent or read_independently(ctx, readings.pages)
+        independent, verify_usage = list(made.ocr), made.usage
     extraction, type_reason = (
         interpret(
             readings.ocr,
@@ -467,12 +529,12 @@ def assess(ctx: Context, readings: Readings, job: Job) -> DocumentResult:
     return result.model_copy(update={"task": task, "outputs": outputs, "usage": result.usage + verify_usage})
 
 
-def read_independently(ctx: Context, pages: Sequence[PageRef]) -> tuple[list[OcrResult], Usage]:
+def read_independently(ctx: Context, pages: Sequence[PageRef]) -> Independent:
     """The embedded engine's reading of the preprocessed pages an API engine read, and its CPU time.
 
-    Whole pages: a key-information answer says nowhere where a value is, so there is no
-    smaller region to read. A page it cannot read leaves its fields ungrounded, which a
-    person then looks at; it never fails the document.
+    Whole pages: a key-information answer says nowhere where a value is, and the independent
+    extraction (:mod:`ocrflow.confidence`) needs the labels around it. A page it cannot read
+    leaves its fields ungrounded, which a person then looks at; it never fails the document.
     """
     started = time.thread_time()
     reading = []
@@ -481,7 +543,8 @@ def read_independently(ctx: Context, pages: Sequence[PageRef]) -> tuple[list[Ocr
             reading.append(recognize(page, ctx.verifier, None, OcrTask.ADVANCED_RECOGNITION))
         except OcrflowError as exc:
             log.warning("independent reading of page %d failed: %s", page.page_number, exc.code)
-    return reading, Usage(verify_cpu_seconds=round(time.thread_time() - started, 3))
+    cpu = round(time.thread_time() - started, 3)
+    return Independent(ocr=tuple(reading), usage=Usage(verify_cpu_seconds=cpu))
 
 
 def conclude(ctx: Context, readings: Readings, job: Job) -> DocumentResult:

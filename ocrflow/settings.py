@@ -45,6 +45,14 @@ class LocalEngineOptions(BaseModel):
     use_angle_classifier: bool = False
     max_side_len: int = Field(960, ge=64)
     text_score: float = Field(0.5, ge=0.0, le=1.0)
+    detection_side: int = Field(736, ge=32)
+    """Text detection runs on the page scaled so its shorter side is at least this many pixels
+    (RapidOCR's ``Det.limit_side_len``); detection's CPU grows with its square."""
+    line_width: int = Field(320, ge=16)
+    """Recognition pads each line, 48 px high, to at least this width (RapidOCR's
+    ``Rec.rec_img_shape``): short lines (a price, a quantity) cost as much as one this wide."""
+    line_batch: int = Field(6, ge=1)
+    """Lines recognised together (RapidOCR's ``Rec.rec_batch_num``), each padded to the widest of them."""
     threads: int = Field(1, ge=0)
     """onnxruntime intra-op threads a page is read with; 0 lets onnxruntime decide (one per core).
     With 1, pages are read side by side instead (see ``parallel``): less CPU per page than one
@@ -159,6 +167,22 @@ class VerifyOptions(BaseModel):
     """The embedded engine reads every preprocessed page of a document an API engine read, and each
     field is looked for in its lines (CPU: ``usage.verify_cpu_seconds``). Off: API fields are
     ``unverified``; a review rule's ``require_verification`` then sends them to a person."""
+    detection_side: int = Field(480, ge=32)
+    """The independent reader's ``local_engine.detection_side``: a receipt's text is tall enough
+    to find at 480 px across, at half the embedded engine's detection CPU."""
+    line_width: int = Field(48, ge=16)
+    line_batch: int = Field(1, ge=1)
+    """The independent reader's ``local_engine.line_width`` and ``line_batch``: every line is
+    recognised at its own width, none padded to another's. Chosen on eval-dev's tune half
+    (bench/RESULTS-grounding.md): the page's CPU from 2.0 to 1.2 s, the same values grounded."""
+
+    def reader_options(self, local: LocalEngineOptions) -> LocalEngineOptions:
+        """The embedded engine's options as the independent reader uses them.
+
+        Its own line and detection sizes; the rest (threads, shared limit) as the embedded engine's.
+        """
+        sizes = self.model_dump(include={"detection_side", "line_width", "line_batch"})
+        return local.model_copy(update=sizes)
 
 
 class ReviewRule(BaseModel):

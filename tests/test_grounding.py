@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import math
+import time
+from pathlib import Path
 
 import pytest
 
-from ocrflow.models import Grounding, Status
+from ocrflow.engines.rapid import RapidOcrEngine
+from ocrflow.models import Grounding, OcrTask, Status
 from ocrflow.pipeline import Context, process_document
 from ocrflow.settings import (
     CostOptions,
@@ -142,3 +145,64 @@ def test_the_models_token_probabilities_are_weighed_when_returned_and_ignored_wh
     assert total.confidence < without.fields["total"].confidence
     sure = doubted.fields["date"].evidence.factors["logprob"]
     assert sure > 0.99 and doubted.fields["date"].confidence > without.fields["date"].confidence
+
+
+class StartTimes:
+    """The embedded engine, noting when each of its readings starts."""
+
+    def __init__(self, engine: RapidOcrEngine) -> None:
+        self.engine = engine
+        self.started: list[float] = []
+
+    def __getattr__(self, name: str):
+        return getattr(self.engine, name)
+
+    def recognize(self, image: Path, task: OcrTask, **kwargs):
+        self.started.append(time.monotonic())
+        return self.engine.recognize(image, task, **kwargs)
+
+
+def test_the_independent_reading_is_made_while_the_api_request_waits_for_its_answer(
+    fake_dashscope, engine, tmp_path, receipt
+):
+    fake_dashscope.latency = 2.0
+    reader = StartTimes(engine)
+    fake_dashscope.kv = LABELLED
+    settings = Settings(
+        out_dir=tmp_path / "out",
+        engine="openai",
+        openai=OpenAIOptions(base_url=fake_dashscope.compat_url),
+        cost=CostOptions(cache="off"),
+    )
+
+    result = process_document(Context(settings, given_verifier=reader), receipt, doc_type="receipt")
+
+    (request,) = fake_dashscope.requests
+    (started,) = reader.started
+    assert started < request.at + fake_dashscope.latency, "read before the answer could have come back"
+    assert result.fields["total"].evidence.outcome is Grounding.GROUNDED
+    assert result.usage.verify_cpu_seconds > 0, "its CPU is recorded from the thread that read"
+
+
+def test_the_independent_reader_detects_smaller_and_pads_lines_less_than_the_embedded_engine(
+    fake_dashscope, tmp_path, receipt
+):
+    settings = Settings(
+        out_dir=tmp_path / "out",
+        engine="openai",
+        openai=OpenAIOptions(base_url=fake_dashscope.compat_url),
+        cost=CostOptions(cache="off"),
+        verify=VerifyOptions(detection_side=512, line_width=64, line_batch=2),
+    )
+    ctx = Context(settings)
+    assert settings.local_engine.detection_side == 736 and settings.local_engine.line_width == 320
+    loaded = ctx.verifier._load().cfg
+    assert loaded.Det.limit_side_len == 512 and list(loaded.Rec.rec_img_shape) == [3, 48, 64]
+    assert loaded.Rec.rec_batch_num == 2
+    embedded = RapidOcrEngine(settings.local_engine)._load().cfg
+    assert list(embedded.Rec.rec_img_shape) == [3, 48, 320] and embedded.Rec.rec_batch_num == 6
+
+    fake_dashscope.kv = LABELLED
+    result = process_document(ctx, receipt, doc_type="receipt")
+    for name in ("date", "total"):
+        assert result.fields[name].evidence.outcome is Grounding.GROUNDED, name

@@ -94,6 +94,9 @@ class RapidOcrEngine:
             "Global.use_cls": self.options.use_angle_classifier,
             "Global.max_side_len": self.options.max_side_len,
             "Global.text_score": self.options.text_score,
+            "Det.limit_side_len": self.options.detection_side,
+            "Rec.rec_img_shape": [3, 48, self.options.line_width],
+            "Rec.rec_batch_num": self.options.line_batch,
             "Global.log_level": "warning",
         }
         if self.options.threads:
