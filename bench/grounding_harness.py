@@ -42,6 +42,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import pickle
 import random
 import re
 import sys
@@ -583,6 +584,12 @@ def main() -> None:
     parser.add_argument("--line-width", type=int, default=None, help="the reader's line_width")
     parser.add_argument("--line-batch", type=int, default=None, help="the reader's line_batch")
     parser.add_argument("--half", choices=("tune", "report"), default=None, help="only this half's receipts")
+    parser.add_argument(
+        "--outcomes", type=Path, default=None, help="write every run's fields and evidence (JSON lines)"
+    )
+    parser.add_argument(
+        "--readings", type=Path, default=None, help="keep the readings in this file and reuse them"
+    )
     args = parser.parse_args()
     os.environ.setdefault("DASHSCOPE_API_KEY", "sk-harness")
     docs = receipts(args.limit) + passports() + bundled_cards()
@@ -601,6 +608,8 @@ def main() -> None:
         .model_copy(update={name: value for name, value in chosen.items() if value is not None})
     )
     reader = RememberingReader(RapidOcrEngine(options))
+    if args.readings and args.readings.exists():
+        reader.readings = pickle.loads(args.readings.read_bytes())
     outcomes: list[Outcome] = []
     cpu_per_page: list[float] = []
     reading_cpu: list[float] = []
@@ -629,6 +638,15 @@ def main() -> None:
                 Path(tmp) / "embedded",
             )
         )
+    if args.readings:
+        args.readings.write_bytes(pickle.dumps(reader.readings))
+    if args.outcomes:
+        with args.outcomes.open("w") as out:
+            for o in outcomes:
+                record = {"stem": o.doc.stem, "half": o.doc.half, "type": o.doc.doc_type, "error": o.error}
+                record.update(change=o.change, truth=o.doc.truth, wrong=o.wrong_fields)
+                record["result"] = o.result.model_dump(mode="json", include={"status", "reasons", "fields"})
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
     report(outcomes, cpu_per_page, reading_cpu, embedded, args, options)
 
 

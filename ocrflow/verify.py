@@ -19,6 +19,7 @@ no engine: :mod:`ocrflow.pipeline` runs the reader, :mod:`ocrflow.confidence` we
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -158,7 +159,7 @@ def _ground_value(
 
 def _differs(value: str, read: str) -> tuple[int, ...]:
     """Positions of ``value`` not matched in ``read`` by the cheapest alignment of the two."""
-    return _align(_fold_chars(value), _fold_chars(read), anywhere=False)[1]
+    return _align(_fold_chars(value), _fold_chars(read))[1]
 
 
 # --- text: names, addresses, MRZ lines --------------------------------------------------------
@@ -170,16 +171,31 @@ into one (``NO.5:`` for ``NO.53``) it has not read it otherwise, so a value may 
 
 
 def _fold_chars(text: str, *, marks: bool = False) -> list[tuple[int, str]]:
-    """``(position, character)`` of the letters, digits and MRZ fillers, upper-cased, confusions merged.
+    """``(position, character)`` of the letters, digits and MRZ fillers, folded as OCR confuses them.
 
-    With ``marks``, punctuation and symbols are kept as :data:`MARK`.
+    A folded character is the characters it may stand for (usually one): upper-cased, accents
+    dropped (``Á`` is ``A``), O/0, I/1, S/5, B/8 merged, and a lower-case ``l`` either ``L`` or
+    ``1`` (:func:`_same`). With ``marks``, punctuation and symbols are kept as :data:`MARK`.
     """
-    folded = text.replace("«", "<")
-    return [
-        (i, ch.translate(_CONFUSED).upper().translate(_CONFUSED) if ch.isalnum() or ch == "<" else MARK)
-        for i, ch in enumerate(folded)
-        if ch.isalnum() or ch == "<" or (marks and not ch.isspace())
-    ]
+    folded = []
+    for i, ch in enumerate(text.replace("«", "<")):
+        if ch.isalnum() or ch == "<":
+            folded.append((i, _fold(ch)))
+        elif marks and not ch.isspace():
+            folded.append((i, MARK))
+    return folded
+
+
+def _fold(ch: str) -> str:
+    if ch == "l":
+        return "L1"
+    bare = ch if ch.isascii() else unicodedata.normalize("NFKD", ch)[0]
+    return bare.upper().translate(_CONFUSED)
+
+
+def _same(a: str, b: str) -> bool:
+    """Whether two folded characters may be the same character."""
+    return a == b or ((len(a) > 1 or len(b) > 1) and not set(a).isdisjoint(b))
 
 
 def _ground_text(text: str, lines: Sequence[Line]) -> Match:
@@ -189,16 +205,53 @@ def _ground_text(text: str, lines: Sequence[Line]) -> Match:
     haystack = [(line, at, ch) for line in lines for at, ch in _fold_chars(line.text, marks=True)]
     if not haystack:
         return NOT_FOUND
-    distance, differs, start, end = _align(
-        value, [(k, ch) for k, (_, _, ch) in enumerate(haystack)], anywhere=True
-    )
+    alignments = _alignments(value, [(k, ch) for k, (_, _, ch) in enumerate(haystack)])
+    # Where the value is printed more than once as well, the place that holds it whole counts.
+    whole = next((a for a in alignments if not any(_carried_on(haystack, a[2], a[3]))), None)
+    distance, differs, start, end = whole or alignments[0]
     found = _distinct(line for line, _, _ in haystack[start:end])
     reading = _stretch(found, haystack[start][1], haystack[max(end - 1, start)][1])
+    if whole is None:
+        # A value cut short: its line goes on with more of it (a dropped first or last word).
+        before, after = _carried_on(haystack, start, end)
+        ends = [value[0][0]] * before + [value[-1][0]] * after
+        differs = tuple(sorted({*differs, *ends}))
+        distance += 1
     if not distance:
         return Match(Grounding.GROUNDED, reading=reading, lines=found)
     if distance > _NEAR_SHARE * len(value):
         return NOT_FOUND
     return Match(Grounding.NEAR, reading=reading, differs_at=differs, lines=found, distance=distance)
+
+
+_UNSPACED = "\u2e80"
+"""Where the scripts that write no spaces between words (Chinese, Japanese) begin: no word ends there."""
+_JOINED = " ,.;/&-"
+"""What may join a value to more of it on a line: spaces and an address's punctuation, not brackets."""
+
+
+def _carried_on(haystack: list[tuple[Line, int, str]], start: int, end: int) -> tuple[bool, bool]:
+    """Whether the lines of an aligned stretch go on, before it or after it, with more words of a value.
+
+    A word joined to the stretch by spaces or commas and made mostly of letters carries it on
+    (``SHAH ALAM, SELANGOR.`` after ``SHAH ALAM``); a number (a telephone, a registration number)
+    or anything after a bracket or a colon does not.
+    """
+    inside = [k for k in range(start, end) if haystack[k][2] != MARK]
+    if not inside:
+        return False, False
+    first_line, first_at, _ = haystack[inside[0]]
+    last_line, last_at, _ = haystack[inside[-1]]
+    return _words_go_on(first_line.text[:first_at][::-1]), _words_go_on(last_line.text[last_at + 1 :])
+
+
+def _words_go_on(rest: str) -> bool:
+    """Whether ``rest`` (the text next to a value, read away from it) carries on with a word."""
+    joined = rest.lstrip(_JOINED)
+    if not joined or not joined[0].isalnum() or joined[0] >= _UNSPACED:
+        return False
+    aside = re.split(r"[()\[\]{}]", joined, maxsplit=1)[0]  # up to a bracketed aside
+    return sum(ch.isalpha() for ch in aside) > sum(ch.isdigit() for ch in aside)
 
 
 def _stretch(lines: tuple[Line, ...], start: int, end: int) -> str:
@@ -220,16 +273,38 @@ _HARD, _SOFT = 2, 1
 """Costs: a character replaced, left out or extra; a value character where the reading has a mark."""
 
 
-def _align(
+def _align(value: list[tuple[int, str]], text: list[tuple[int, str]]) -> tuple[int, tuple[int, ...]]:
+    """Edit-distance alignment of ``value`` against the whole of ``text``.
+
+    Returns the number of hard differences and the positions of ``value`` they touch
+    (:func:`_trace`).
+    """
+    cost, move = _table(value, text, anywhere=False)
+    return _trace(value, text, move, len(text))[:2]
+
+
+def _alignments(
+    value: list[tuple[int, str]], text: list[tuple[int, str]]
+) -> list[tuple[int, tuple[int, ...], int, int]]:
+    """The cheapest alignments of ``value`` against any stretch of ``text``, the latest first.
+
+    Each is (hard differences, positions of ``value`` they touch, start, end): the stretch of
+    ``text`` aligned, as indices into ``text``. Ties go to the later end: a last character
+    replaced rather than left out (``BHP`` for ``BHD``).
+    """
+    cost, move = _table(value, text, anywhere=True)
+    last = cost[len(value)]
+    best = min(last)
+    return [_trace(value, text, move, end) for end in range(len(text), -1, -1) if last[end] == best]
+
+
+def _table(
     value: list[tuple[int, str]], text: list[tuple[int, str]], *, anywhere: bool
-) -> tuple[int, tuple[int, ...], int, int]:
-    """Edit-distance alignment of ``value`` against ``text`` (``anywhere``: any stretch of it).
+) -> tuple[list[list[int]], list[list[int]]]:
+    """The cost and move tables of aligning ``value`` with ``text`` (``anywhere``: a free start).
 
     A :data:`MARK` in ``text`` may stand for one value character at a small cost, or for none
-    at no cost. Returns the number of hard differences (characters replaced, left out or
-    extra), the original positions of ``value``'s characters they touch (an extra character
-    is charged to the value character after it), and the stretch of ``text`` aligned, as
-    indices into ``text``.
+    at no cost.
     """
     n, m = len(value), len(text)
     # cost[i][j]: value[:i] aligned with text ending at j; a free start anywhere when ``anywhere``.
@@ -246,21 +321,32 @@ def _align(
         for j in range(1, m + 1):
             t = text[j - 1][1]
             mark = t == MARK
-            diagonal = above[j - 1] + (0 if v == t else _SOFT if mark else _HARD)
+            diagonal = above[j - 1] + (0 if _same(v, t) else _SOFT if mark else _HARD)
             left_out = above[j] + _HARD
             extra = row[j - 1] + (0 if mark else _HARD)
             best = min(diagonal, left_out, extra)
             row[j] = best
             move[i][j] = 0 if best == diagonal else (1 if best == left_out else 2)
-    # On a tie the later end: a last character replaced rather than left out (``BHP`` for ``BHD``).
-    end = max(range(m + 1), key=lambda j: (-cost[n][j], j)) if anywhere else m
+    return cost, move
+
+
+def _trace(
+    value: list[tuple[int, str]], text: list[tuple[int, str]], move: list[list[int]], end: int
+) -> tuple[int, tuple[int, ...], int, int]:
+    """Follow an alignment back from ``end``.
+
+    Returns its hard differences (characters replaced, left out or extra), the original
+    positions of ``value``'s characters they touch (an extra character is charged to the value
+    character after it), and its start and end in ``text``.
+    """
+    n = len(value)
     differs: set[int] = set()
     hard = 0
     i, j = n, end
     while i > 0:
         step = move[i][j] if j > 0 else 1
         if step == 0:
-            if value[i - 1][1] != text[j - 1][1] and text[j - 1][1] != MARK:
+            if not _same(value[i - 1][1], text[j - 1][1]) and text[j - 1][1] != MARK:
                 differs.add(value[i - 1][0])
                 hard += 1
             i, j = i - 1, j - 1

@@ -127,6 +127,42 @@ def test_an_mrz_line_keeps_its_fillers():
     assert ground(line.replace("ANNA", "ANNE"), PASSPORT["mrz_line1"], page).outcome is Grounding.NEAR
 
 
+def test_a_lower_case_l_and_an_accent_are_read_as_the_letter_they_are():
+    # eval-dev's WildReceipt labels are upper case without spaces; the photos print mixed case.
+    page = reading("The Pancake Parlour", "NO. 31G&33G, JALAN SETIA INDAH X ,U13/X 40170 SETIA ÁLAM")
+    assert ground("THEPANCAKEPARLOUR", RECEIPT["company"], page).outcome is Grounding.GROUNDED
+    address = "NO. 31G&33G, JALAN SETIA INDAH X,U13/X 40170 SETIA ALAM"
+    assert ground(address, RECEIPT["address"], page).outcome is Grounding.GROUNDED
+    # A lower-case l still stands for a 1, and an upper-case L is not a 1.
+    assert ground("LEVEL 1", RECEIPT["address"], reading("Level l")).outcome is Grounding.GROUNDED
+    assert ground("LEVEL 1", RECEIPT["address"], reading("LEVEL L")).outcome is Grounding.NEAR
+
+
+def test_a_value_whose_line_goes_on_with_more_words_is_cut_short():
+    page = reading("LOT 3, JALAN PELABUR 23/1,", "40300 SHAH ALAM, SELANGOR.", "(TEL: 03-5511 2233)")
+    whole = ground("LOT 3, JALAN PELABUR 23/1, 40300 SHAH ALAM, SELANGOR.", RECEIPT["address"], page)
+    assert whole.outcome is Grounding.GROUNDED
+    last_dropped = "LOT 3, JALAN PELABUR 23/1, 40300 SHAH ALAM,"
+    cut = ground(last_dropped, RECEIPT["address"], page)
+    assert cut.outcome is Grounding.NEAR and cut.differs_at == (last_dropped.index("ALAM") + 3,)
+    first_dropped = "3, JALAN PELABUR 23/1, 40300 SHAH ALAM, SELANGOR."
+    assert ground(first_dropped, RECEIPT["address"], page).differs_at == (0,)
+    # A registration number, a telephone or a bracketed aside on the same line is not more of it.
+    page = reading("MR. D.I.Y. (M) SDN BHD (860671-D)", "JOHOR. Tel No.: 07-387 3322")
+    assert ground("MR. D.I.Y. (M) SDN BHD", RECEIPT["company"], page).outcome is Grounding.GROUNDED
+    assert ground("JOHOR.", RECEIPT["address"], page).outcome is Grounding.GROUNDED
+
+
+def test_a_value_printed_twice_counts_where_it_stands_whole():
+    page = reading("Thai Village", "Your satisfaction is Thai Village")
+    assert ground("THAI VILLAGE", RECEIPT["company"], page).outcome is Grounding.GROUNDED
+
+
+def test_chinese_text_has_no_words_to_cut():
+    page = reading("姓名 王小明", "性别 男 民族汉")
+    assert ground("汉", DOCTYPES["cn_id_card"].fields["ethnicity"], page).outcome is Grounding.GROUNDED
+
+
 @pytest.mark.parametrize("value", [None, "", 12])
 def test_no_value_is_never_grounded(value):
     assert ground(value, RECEIPT["total"], RECEIPT_PAGE).outcome is Grounding.NOT_FOUND
