@@ -50,7 +50,8 @@ from dataclasses import replace
 
 from ocrflow.checks import FORMAT_CHECKS
 from ocrflow.doctypes import DocType, FieldSpec
-from ocrflow.extract import extract
+from ocrflow.extract import answered_by, extract, printed_label
+from ocrflow.layout import rows
 from ocrflow.logprobs import value_probability
 from ocrflow.masking import mask_value
 from ocrflow.models import Extraction, FieldError, FieldEvidence, FieldResult, Grounding, OcrResult
@@ -261,7 +262,7 @@ def weigh_fields(
     the independent value as a candidate. The embedded engine's fields are located in ``own``.
     """
     result = extraction.model_copy(deep=True)
-    agreeing = _independent_values(independent, doctype) if independent else {}
+    agreeing, doubted = _independent_values(independent, doctype) if independent else ({}, {})
     mrz = _mrz_lines_evidence(result, doctype, independent) if independent else None
     for name, field in result.fields.items():
         spec = doctype.fields.get(name)
@@ -282,7 +283,7 @@ def weigh_fields(
             continue
         if independent is None:
             evidence = FieldEvidence(outcome=Grounding.UNVERIFIED)
-            logprob = _model_probability(own, name, field)
+            logprob = _model_probability(own, name, spec, field)
             field.confidence, field.evidence = weigh_api_field(evidence, checks, None, logprob)
             continue
         covered = spec is not None and spec.locate == "mrz" and spec.format != "mrz-line"
@@ -301,7 +302,7 @@ def weigh_fields(
             reader_score=match.score,
         )
         agreement = None if other is None or covered else other == field.value
-        logprob = _model_probability(own, name, field)
+        logprob = _model_probability(own, name, spec, field)
         field.confidence, field.evidence = weigh_api_field(
             evidence, checks, agreement, logprob, text=kind_of(spec) == TEXT
         )
@@ -309,29 +310,76 @@ def weigh_fields(
             field.page = match.page  # a packed request's answer names no page; the reading does
             field.boxes = field.boxes or match.boxes
         _disagreement(name, field, spec, match, other, covered)
+        if match.outcome is Grounding.GROUNDED and other is None and not covered and kind_of(spec) != TEXT:
+            _doubted(name, field, spec, match, doubted.get(name, []), independent)
     return result
 
 
-def _model_probability(own: Sequence[OcrResult], name: str, field: FieldResult) -> float | None:
-    """The model's own probability of the value as it wrote it, where its answer carried log probabilities."""
-    for result in own:
-        if result.key_values and name in result.key_values and field.raw:
-            return value_probability(result, field.raw, key=name)
-    return None
+def _model_probability(
+    own: Sequence[OcrResult], name: str, spec: FieldSpec | None, field: FieldResult
+) -> float | None:
+    """The model's own probability of the value as it wrote it, where its answer carried log probabilities.
+
+    Looked up in the answer the value came from (:func:`~ocrflow.extract.answered_by`): a
+    document read in several requests has several answers, each with its own probabilities.
+    """
+    if spec is None or not field.raw:
+        return None
+    answer = answered_by([result for result in own if result.key_values], name, spec)
+    return value_probability(answer[0], field.raw, key=answer[1]) if answer else None
 
 
 def _reader(readings: Sequence[OcrResult]) -> str | None:
     return f"{readings[0].engine}:{readings[0].model}" if readings else None
 
 
-def _independent_values(independent: Sequence[OcrResult], doctype: DocType) -> dict[str, str]:
-    """What the embedded extractor makes of the independent reading: its values without doubts."""
-    fields = extract(independent, doctype).fields
-    return {
-        name: field.value
-        for name, field in fields.items()
-        if isinstance(field.value, str) and field.value and not field.errors
-    }
+def _independent_values(
+    independent: Sequence[OcrResult], doctype: DocType
+) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """What the embedded extractor makes of the independent reading.
+
+    Its values without doubts, and for the fields it doubts (``ambiguous``: several totals
+    printed) every value it considered.
+    """
+    sure, doubted = {}, {}
+    for name, field in extract(independent, doctype).fields.items():
+        if not isinstance(field.value, str) or not field.value:
+            continue
+        if field.errors:
+            doubted[name] = [field.value, *(str(c) for c in field.candidates)]
+        else:
+            sure[name] = field.value
+    return sure, doubted
+
+
+def _doubted(
+    name: str,
+    field: FieldResult,
+    spec: FieldSpec | None,
+    match: Match,
+    considered: list[str],
+    independent: Sequence[OcrResult],
+) -> None:
+    """A value printed on the page where the embedded extractor, unsure of the field, would not put it.
+
+    It considered other values only (several totals printed; a subtotal given as the total is
+    none of them), or it found none and the value is printed after a label the schema names
+    as not this field's (``SUBTOTAL``, ``TOTAL GST``).
+    """
+    title = spec.title if spec is not None else name
+    shown = _shown(field.value, spec)
+    if considered:
+        if field.value not in considered:
+            reader = field.evidence.reader if field.evidence else "an independent reading"
+            _disagree(field, f"{title}: the model read {shown}", reader, considered[0], spec, "for it")
+        return
+    excluded = spec.hints.get("exclude", []) if spec is not None else []
+    row = next((r for r in rows(independent) if match.lines and match.lines[0] in r.lines), None)
+    label = printed_label(row.text, excluded) if row is not None and excluded else None
+    if label is not None:
+        where = f"page {match.page}"
+        message = f"{title}: the model read {shown}, which the page prints after {label!r} ({where})"
+        field.errors.append(FieldError(code=READINGS_DISAGREE, message=message))
 
 
 def _mrz_lines_evidence(

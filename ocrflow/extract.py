@@ -352,6 +352,11 @@ def _levenshtein_le1(a: str, b: str) -> bool:
     return any(long[:k] + long[k + 1 :] == short for k in range(len(long)))
 
 
+def printed_label(text: str, labels: Sequence[str]) -> str | None:
+    """The first of ``labels`` that ``text`` prints as words of its own (case and spaces ignored)."""
+    return next((label for label in labels if _label_end(text, label, fuzzy=False) is not None), None)
+
+
 def _label_end(text: str, label: str, *, fuzzy: bool) -> int | None:
     """The index in ``text`` just after ``label``, or ``None``.
 
@@ -737,21 +742,32 @@ def _from_key_values(kv_results: list[OcrResult], doctype: DocType) -> Extractio
     reading places them (:func:`ocrflow.confidence.weigh_fields`); without one, key-information
     requests are not packed (:func:`ocrflow.ocr.packs_pages`).
     """
-    merged: dict[str, tuple[object, int | None]] = {}
-    for result in kv_results:
-        page = result.page_number if result.usage.pages <= 1 else None
-        merged.update({k: (v, page) for k, v in (result.key_values or {}).items() if v not in (None, "")})
     fields = {}
     for name, spec in doctype.fields.items():
-        keys = [name, spec.title, *spec.labels]
-        raw, page = next((merged[k] for k in keys if k in merged), (None, None))
-        if raw is None:
+        answer = answered_by(kv_results, name, spec)
+        if answer is None:
             fields[name] = FieldResult()
             continue
-        value = NORMALIZERS[spec.normalize](str(raw))
+        result, key = answer
+        raw = str((result.key_values or {})[key])
+        page = result.page_number if result.usage.pages <= 1 else None
+        value = NORMALIZERS[spec.normalize](raw)
         # A model's word is no evidence: ocrflow.confidence makes the confidence from what is.
-        fields[name] = _result(value, Candidate(str(raw), 0.0, page), 0.0)
+        fields[name] = _result(value, Candidate(raw, 0.0, page), 0.0)
     return Extraction(doc_type=doctype.name, fields=fields)
+
+
+def answered_by(results: Sequence[OcrResult], name: str, spec: FieldSpec) -> tuple[OcrResult, str] | None:
+    """The answer a field's value comes from, and the key it is under.
+
+    A field is answered under its name, its title or one of its labels, in that order; where
+    several requests (a document's packed groups of pages) answer under that key, the last one does.
+    """
+    for key in (name, spec.title, *spec.labels):
+        for result in reversed(results):
+            if (result.key_values or {}).get(key) not in (None, ""):
+                return result, key
+    return None
 
 
 def keyword_share(text: str, doctype: DocType) -> float:

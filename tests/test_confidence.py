@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-from ocrflow.confidence import OWN_PRIOR_WRONG, checks_passed, own_kind, weigh_api_field, weigh_own_field
+import math
+
+import pytest
+
+from ocrflow.confidence import (
+    OWN_PRIOR_WRONG,
+    checks_passed,
+    own_kind,
+    weigh_api_field,
+    weigh_fields,
+    weigh_own_field,
+)
 from ocrflow.doctypes import load_doctypes
-from ocrflow.models import FieldEvidence, Grounding
+from ocrflow.extract import extract
+from ocrflow.models import FieldEvidence, FieldResult, Grounding, OcrResult, OcrTask, TokenLogprob, Usage
+from tests.test_verify import reading
 
 DOCTYPES = load_doctypes()
 
@@ -105,3 +118,67 @@ def test_a_field_without_a_calibration_table_keeps_its_ocr_score():
     assert all(own_kind(spec) is None for spec in DOCTYPES["cn_id_card"].fields.values())
     value, evidence = weigh_own_field(0.95, located, {"ocr_score": 0.95}, None)
     assert value == 0.95 and evidence.factors == {"ocr_score": 0.95, "grounding": 1.0}
+
+
+def answer(key_values: dict[str, str], total_logprob: float, page: int, pages: int = 1) -> OcrResult:
+    """A key-information answer whose total's digits were written with ``total_logprob`` each."""
+    pieces = ['{"total": "', *key_values["total"], '"}']
+    logprobs = [0.0, *[total_logprob] * len(key_values["total"]), 0.0]
+    return OcrResult(
+        engine="openai",
+        model="m",
+        task=OcrTask.KEY_INFORMATION_EXTRACTION,
+        page_number=page,
+        key_values=key_values,
+        usage=Usage(pages=pages),
+        logprobs=tuple(TokenLogprob(token=t, logprob=lp) for t, lp in zip(pieces, logprobs, strict=True)),
+    )
+
+
+def test_the_models_probability_is_read_from_the_answer_the_value_came_from():
+    # A document read in two packed requests: the total comes from the second answer, written
+    # surely there; the first answer wrote another total unsurely.
+    first = answer({"total": "8.49"}, -1.0, page=1, pages=2)
+    second = answer({"total": "99.00"}, -0.001, page=3, pages=2)
+    receipt = DOCTYPES["receipt"]
+    weighed = weigh_fields(extract([first, second], receipt), receipt, [first, second], None, from_api=True)
+    total = weighed.fields["total"]
+    assert total.value == "99.00"
+    assert total.evidence.factors["logprob"] == pytest.approx(math.exp(-0.005), abs=1e-4)
+
+
+READER = reading(
+    "BOOK TA .K (TAMAN DAYA) SDN BHD",
+    ("1 x PENCIL", "3.50"),
+    ("SUBTOTAL", "8.49"),
+    ("TOTAL", "9.00"),
+    ("TOTAL", "9.50"),
+)
+
+
+def weighed_total(total: str, page: list[OcrResult]) -> FieldResult:
+    receipt = DOCTYPES["receipt"]
+    model = answer({"total": total}, -0.01, page=1)
+    return weigh_fields(extract([model], receipt), receipt, [model], page, from_api=True).fields["total"]
+
+
+def test_a_printed_amount_the_extractor_did_not_consider_for_the_total_is_a_disagreement():
+    # Two totals printed (9.00 and 9.50): the embedded extractor doubts which, and considers both.
+    assert not weighed_total("9.50", READER).errors
+    assert not weighed_total("9.00", READER).errors
+    for printed in ("8.49", "3.50"):  # the subtotal, an item
+        other = weighed_total(printed, READER)
+        assert other.evidence.outcome is Grounding.GROUNDED
+        assert [e.code for e in other.errors] == ["readings_disagree"] and other.candidates == ["9.00"]
+
+
+def test_an_amount_printed_after_a_subtotal_label_is_not_taken_for_the_total():
+    page = reading(
+        "THE PANCAKE PARLOUR", ("1 PORTERHOUSE", "29.90"), ("Subtotal", "26.16"), ("BAL.DUE", "29.90")
+    )
+    subtotal = weighed_total("26.16", page)
+    assert [e.code for e in subtotal.errors] == ["readings_disagree"] and "'SUBTOTAL'" in subtotal.errors[
+        0
+    ].message
+    # No total label the extractor knows and no excluded label: nothing says it is not the total.
+    assert not weighed_total("29.90", page).errors
