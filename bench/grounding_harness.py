@@ -543,6 +543,9 @@ def likelihood_ratios(outcomes: list[Outcome]) -> dict[str, dict[str, int]]:
             bucket[f"{o.doc.doc_type}.{name}:{f.evidence.outcome.value}"] += 1
             bucket[f"{o.doc.doc_type}.{name}:{f.evidence.outcome.value}:agreement={agreement}"] += 1
             bucket[f"agreement={'none' if agreement is None else int(agreement)}"] += 1
+            if "reader_char_score" in f.evidence.factors:  # near: the reader's score where it differs
+                tenth = int(f.evidence.factors["reader_char_score"] * 10) / 10
+                bucket[f"near, reader's character score where it differs: {tenth:.1f}"] += 1
             bucket["checksum" if "checksum" in f.evidence.factors else "no checksum"] += 1
             bucket["pattern" if "pattern" in f.evidence.factors else "no pattern"] += 1
     return {k: dict(v) for k, v in counts.items()}

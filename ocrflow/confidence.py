@@ -39,7 +39,8 @@ half the accepted receipts and caught no error, so it does not count.
 Each field's :class:`~ocrflow.models.FieldEvidence` records the evidence as ``factors`` (values
 in [0, 1]: ``prior``, ``logprob``, ``grounding``, ``reader_score``, ``agreement``, ``checksum``,
 ``pattern``, ``ocr_score``, ``ocr_band``, ``plain``, ``marked``, ``closed``, ``paid``), so a
-reviewer and a calibration can see why.
+reviewer and a calibration can see why; ``reader_char_score`` (how sure the reader was of its
+characters where a near reading differs) is recorded beside them, not weighed.
 """
 
 from __future__ import annotations
@@ -160,12 +161,17 @@ def weigh_api_field(
     logprob: float | None = None,
     *,
     text: bool = False,
+    char_score: float | None = None,
 ) -> tuple[float, FieldEvidence]:
     """An API engine's field: its confidence and its evidence with the factors that made it.
 
     ``logprob`` is the model's own probability of the value's tokens, when it gave them; it
     replaces the prior. An ``unverified`` field has no grounding or agreement to weigh. ``text``:
     the value is compared as text (names, addresses), whose evidence weighs differently.
+    ``char_score``: for a near reading, the reader's highest score among the characters it read
+    where the two differ, recorded as ``reader_char_score`` but not weighed: measured on the
+    tune half, RapidOCR is as sure of its own misreads there as of the characters it reads
+    where a model erred (bench/RESULTS-grounding.md), so it tells neither apart.
     """
     factors: dict[str, float] = {"prior": 1 - PRIOR_WRONG}
     odds = PRIOR_WRONG / (1 - PRIOR_WRONG)
@@ -177,12 +183,14 @@ def weigh_api_field(
         factors["grounding"] = {Grounding.GROUNDED: 1.0, Grounding.NEAR: 0.5}.get(evidence.outcome, 0.0)
         if evidence.reader_score is not None:
             factors["reader_score"] = round(evidence.reader_score, 4)
+        if char_score is not None:
+            factors["reader_char_score"] = round(char_score, 4)
+        if agreement is not None:
+            factors["agreement"] = 1.0 if agreement else 0.0
         if evidence.outcome is Grounding.NEAR and score < SURE_READER:
             odds *= UNSURE_NEAR_RATIO
         else:
             odds *= GROUNDING_RATIO[(text, evidence.outcome)]
-        if agreement is not None:
-            factors["agreement"] = 1.0 if agreement else 0.0
         odds *= AGREEMENT_RATIO[(text, agreement)]
     if "checksum" in checks:
         odds *= CHECKSUM_RATIO
@@ -303,8 +311,9 @@ def weigh_fields(
         )
         agreement = None if other is None or covered else other == field.value
         logprob = _model_probability(own, name, spec, field)
+        char_score = _differing_char_score(match) if not covered else None
         field.confidence, field.evidence = weigh_api_field(
-            evidence, checks, agreement, logprob, text=kind_of(spec) == TEXT
+            evidence, checks, agreement, logprob, text=kind_of(spec) == TEXT, char_score=char_score
         )
         if match.page is not None:
             field.page = match.page  # a packed request's answer names no page; the reading does
@@ -327,6 +336,14 @@ def _model_probability(
         return None
     answer = answered_by([result for result in own if result.key_values], name, spec)
     return value_probability(answer[0], field.raw, key=answer[1]) if answer else None
+
+
+def _differing_char_score(match: Match) -> float | None:
+    """The reader's highest score among its characters where a near reading differs, if it scored each."""
+    scores = match.differing_scores
+    if match.outcome is not Grounding.NEAR or not scores or any(s is None for s in scores):
+        return None
+    return max(s for s in scores if s is not None)
 
 
 def _reader(readings: Sequence[OcrResult]) -> str | None:

@@ -19,6 +19,15 @@ class Line:
     y1: float
     box: Box = field(default_factory=list, compare=False)
     """The line's corners as the engine's result gives them (original-page pixels)."""
+    char_scores: tuple[float, ...] | None = field(default=None, compare=False)
+    """The recogniser's score of each character of ``text`` that is not a space, where it gave them."""
+
+    def char_score(self, at: int) -> float | None:
+        """The recogniser's score of the character at ``at`` in ``text``, where it gave one."""
+        if self.char_scores is None or self.text[at].isspace():
+            return None
+        k = at - self.text.count(" ", 0, at)
+        return self.char_scores[k] if k < len(self.char_scores) else None
 
     @property
     def height(self) -> float:
@@ -44,7 +53,14 @@ class Row:
         return self.lines[0].page
 
 
-def _line(text: str, score: float, page: int, box: list[list[float]], frame: Affine | None) -> Line:
+def _line(
+    text: str,
+    score: float,
+    page: int,
+    box: list[list[float]],
+    frame: Affine | None,
+    char_scores: tuple[float, ...] | None = None,
+) -> Line:
     original = box
     if frame is not None:
         (a, b, c), (d, e, f) = frame
@@ -52,7 +68,15 @@ def _line(text: str, score: float, page: int, box: list[list[float]], frame: Aff
     xs = [x for x, _ in box]
     ys = [y for _, y in box]
     return Line(
-        text=text, score=score, page=page, x0=min(xs), y0=min(ys), x1=max(xs), y1=max(ys), box=original
+        text=text,
+        score=score,
+        page=page,
+        x0=min(xs),
+        y0=min(ys),
+        x1=max(xs),
+        y1=max(ys),
+        box=original,
+        char_scores=char_scores,
     )
 
 
@@ -73,6 +97,7 @@ def rows(results: Sequence[OcrResult]) -> list[Row]:
                     result.page_number,
                     ocr_line.box,
                     result.reading_frame,
+                    ocr_line.char_scores,
                 )
                 for ocr_line in result.lines
                 if ocr_line.text.strip()

@@ -121,6 +121,9 @@ class OcrLine(Frozen):
     text: str
     box: Box
     score: float
+    char_scores: tuple[float, ...] | None = Field(default=None, exclude=True)
+    """The recogniser's confidence in each character of ``text`` that is not a space, in order,
+    where the engine gives them (RapidOCR does); evidence for grounding, not kept in result files."""
 
 
 class TokenLogprob(Frozen):
@@ -229,7 +232,9 @@ class FieldEvidence(BaseModel):
     """The independent reader's own score for the lines it found the value in."""
     factors: dict[str, float] = Field(default_factory=dict)
     """The evidence the confidence was combined from, by name (``grounding``, ``reader_score``,
-    ``checksum``, ``pattern``, ``logprob``, ``ocr_score``), each in [0, 1]."""
+    ``checksum``, ``pattern``, ``logprob``, ``ocr_score``), each in [0, 1]; and, recorded but not
+    weighed, ``reader_char_score``: the reader's highest score among its characters where a near
+    reading differs."""
 
 
 class FieldResult(BaseModel):

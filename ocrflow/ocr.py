@@ -9,7 +9,7 @@ import numpy as np
 from ocrflow.doctypes import DocType
 from ocrflow.engines.base import OcrEngine, PageBatching
 from ocrflow.errors import ConfigurationError
-from ocrflow.models import Affine, OcrLine, OcrResult, OcrTask, PageRef
+from ocrflow.models import Affine, OcrResult, OcrTask, PageRef
 
 
 def map_box(box: list[list[float]], affine: Affine) -> list[list[float]]:
@@ -113,10 +113,8 @@ def _consecutive(pages: Sequence[PageRef]) -> list[list[PageRef]]:
 
 def _in_original(result: OcrResult, page: PageRef) -> OcrResult:
     """Boxes in the original page's pixels, and the frame the page was read in."""
-    lines = tuple(
-        OcrLine(text=line.text, box=map_box(line.box, page.to_original), score=line.score)
-        for line in result.lines
-    )
+    to_original = page.to_original
+    lines = tuple(line.model_copy(update={"box": map_box(line.box, to_original)}) for line in result.lines)
     return result.model_copy(
         update={"lines": lines, "page_number": page.page_number, "reading_frame": invert(page.to_original)}
     )

@@ -56,6 +56,9 @@ class Match:
     lines: tuple[Line, ...] = ()
     distance: int = 0
     """Characters that differ (``near``), after OCR confusions are forgiven."""
+    differing_scores: tuple[float | None, ...] = ()
+    """For text, the reader's own score of the character it read at each difference (``None``
+    where it read none, a character of the value left out, or gave no scores)."""
 
     @property
     def page(self) -> int | None:
@@ -208,20 +211,29 @@ def _ground_text(text: str, lines: Sequence[Line]) -> Match:
     alignments = _alignments(value, [(k, ch) for k, (_, _, ch) in enumerate(haystack)])
     # Where the value is printed more than once as well, the place that holds it whole counts.
     whole = next((a for a in alignments if not any(_carried_on(haystack, a[2], a[3]))), None)
-    distance, differs, start, end = whole or alignments[0]
+    distance, differs, start, end, read = whole or alignments[0]
     found = _distinct(line for line, _, _ in haystack[start:end])
     reading = _stretch(found, haystack[start][1], haystack[max(end - 1, start)][1])
+    scores = tuple(None if k is None else haystack[k][0].char_score(haystack[k][1]) for k in read)
     if whole is None:
         # A value cut short: its line goes on with more of it (a dropped first or last word).
         before, after = _carried_on(haystack, start, end)
         ends = [value[0][0]] * before + [value[-1][0]] * after
         differs = tuple(sorted({*differs, *ends}))
         distance += 1
+        scores += (None,)
     if not distance:
         return Match(Grounding.GROUNDED, reading=reading, lines=found)
     if distance > _NEAR_SHARE * len(value):
         return NOT_FOUND
-    return Match(Grounding.NEAR, reading=reading, differs_at=differs, lines=found, distance=distance)
+    return Match(
+        Grounding.NEAR,
+        reading=reading,
+        differs_at=differs,
+        lines=found,
+        distance=distance,
+        differing_scores=scores,
+    )
 
 
 _UNSPACED = "\u2e80"
@@ -285,12 +297,11 @@ def _align(value: list[tuple[int, str]], text: list[tuple[int, str]]) -> tuple[i
 
 def _alignments(
     value: list[tuple[int, str]], text: list[tuple[int, str]]
-) -> list[tuple[int, tuple[int, ...], int, int]]:
+) -> list[tuple[int, tuple[int, ...], int, int, tuple[int | None, ...]]]:
     """The cheapest alignments of ``value`` against any stretch of ``text``, the latest first.
 
-    Each is (hard differences, positions of ``value`` they touch, start, end): the stretch of
-    ``text`` aligned, as indices into ``text``. Ties go to the later end: a last character
-    replaced rather than left out (``BHP`` for ``BHD``).
+    Each is as :func:`_trace` gives it, with ``text``'s positions its indices. Ties go to the
+    later end: a last character replaced rather than left out (``BHP`` for ``BHD``).
     """
     cost, move = _table(value, text, anywhere=True)
     last = cost[len(value)]
@@ -332,31 +343,32 @@ def _table(
 
 def _trace(
     value: list[tuple[int, str]], text: list[tuple[int, str]], move: list[list[int]], end: int
-) -> tuple[int, tuple[int, ...], int, int]:
+) -> tuple[int, tuple[int, ...], int, int, tuple[int | None, ...]]:
     """Follow an alignment back from ``end``.
 
     Returns its hard differences (characters replaced, left out or extra), the original
     positions of ``value``'s characters they touch (an extra character is charged to the value
-    character after it), and its start and end in ``text``.
+    character after it), its start and end in ``text``, and for each hard difference the
+    position in ``text`` of the character read there (``None`` for a value character left out).
     """
     n = len(value)
     differs: set[int] = set()
-    hard = 0
+    read: list[int | None] = []
     i, j = n, end
     while i > 0:
         step = move[i][j] if j > 0 else 1
         if step == 0:
             if not _same(value[i - 1][1], text[j - 1][1]) and text[j - 1][1] != MARK:
                 differs.add(value[i - 1][0])
-                hard += 1
+                read.append(text[j - 1][0])
             i, j = i - 1, j - 1
         elif step == 1:
             differs.add(value[i - 1][0])
-            hard += 1
+            read.append(None)
             i -= 1
         else:
             if text[j - 1][1] != MARK:
                 differs.add(value[min(i, n - 1)][0])
-                hard += 1
+                read.append(text[j - 1][0])
             j -= 1
-    return hard, tuple(sorted(differs)), j, end
+    return len(read), tuple(sorted(differs)), j, end, tuple(reversed(read))

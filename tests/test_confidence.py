@@ -16,7 +16,16 @@ from ocrflow.confidence import (
 )
 from ocrflow.doctypes import load_doctypes
 from ocrflow.extract import extract
-from ocrflow.models import FieldEvidence, FieldResult, Grounding, OcrResult, OcrTask, TokenLogprob, Usage
+from ocrflow.models import (
+    FieldEvidence,
+    FieldResult,
+    Grounding,
+    OcrLine,
+    OcrResult,
+    OcrTask,
+    TokenLogprob,
+    Usage,
+)
 from tests.test_verify import reading
 
 DOCTYPES = load_doctypes()
@@ -182,3 +191,29 @@ def test_an_amount_printed_after_a_subtotal_label_is_not_taken_for_the_total():
     ].message
     # No total label the extractor knows and no excluded label: nothing says it is not the total.
     assert not weighed_total("29.90", page).errors
+
+
+def scored_page(text: str, scores: tuple[float, ...]) -> list[OcrResult]:
+    line = OcrLine(
+        text=text, box=[[0.0, 0.0], [90.0, 0.0], [90.0, 15.0], [0.0, 15.0]], score=0.95, char_scores=scores
+    )
+    return [OcrResult(engine="local", model="m", task=OcrTask.TEXT_RECOGNITION, page_number=1, lines=[line])]
+
+
+def weighed_company(value: str, page: list[OcrResult]) -> FieldResult:
+    receipt = DOCTYPES["receipt"]
+    model = answer({"total": "9.00", "company": value}, -0.01, page=1)
+    model = model.model_copy(update={"logprobs": None})
+    return weigh_fields(extract([model], receipt), receipt, [model], page, from_api=True).fields["company"]
+
+
+def test_how_sure_the_reader_was_where_it_differs_is_recorded_and_a_difference_stays_one():
+    # RapidOCR's reading of sroie_166's company: it read the M of MALAYSIA as N (0.83 there).
+    text = "THE STORE (NALAYSIA) SDN BHD"
+    for n_score in (0.83, 0.99):
+        scores = tuple(n_score if i == 11 else 0.99 for i, ch in enumerate(text) if ch != " ")
+        company = weighed_company("THE STORE (MALAYSIA) SDN BHD", scored_page(text, scores))
+        assert company.evidence.outcome is Grounding.NEAR
+        assert company.evidence.factors["reader_char_score"] == n_score
+        # Measured, the reader is as sure of its misreads as of a model's slips: not weighed.
+        assert [e.code for e in company.errors] == ["readings_disagree"] and company.confidence < 0.9

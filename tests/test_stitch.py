@@ -46,3 +46,26 @@ def test_a_real_scanned_line_reads_without_doubled_letters(engine):
     assert [line.text for line in result.lines] == [
         "and the existence of fast parallel algorithms for these problems."
     ]
+
+
+def test_each_characters_score_stays_with_it_when_pieces_are_joined():
+    left = OcrLine(
+        text="set al", box=[[0, 0], [60, 0], [60, 30], [0, 30]], score=0.9, char_scores=(1, 1, 1, 1, 0.2)
+    )
+    right = OcrLine(
+        text="lgo", box=[[50, 0], [80, 0], [80, 30], [50, 30]], score=0.9, char_scores=(0.3, 0.9, 0.8)
+    )
+    (line,) = stitch_fragments([left, right])
+    # The shared "l" is kept once, with the first piece's score.
+    assert line.text == "set algo" and line.char_scores == (1, 1, 1, 1, 0.2, 0.9, 0.8)
+    unscored = right.model_copy(update={"char_scores": None})
+    assert stitch_fragments([left, unscored])[0].char_scores is None
+
+
+def test_a_real_line_has_a_score_for_each_of_its_characters(engine):
+    page = eval_dev("text_lines/uw3_train_010008.png")
+    (line,) = engine.recognize(page, OcrTask.TEXT_RECOGNITION).lines
+    assert line.char_scores is not None and len(line.char_scores) == len(line.text.replace(" ", ""))
+    assert all(0 < score <= 1 for score in line.char_scores)
+    # The line's score is the mean of its characters' (the pieces' lengths weigh it).
+    assert abs(sum(line.char_scores) / len(line.char_scores) - line.score) < 0.02

@@ -166,3 +166,19 @@ def test_chinese_text_has_no_words_to_cut():
 @pytest.mark.parametrize("value", [None, "", 12])
 def test_no_value_is_never_grounded(value):
     assert ground(value, RECEIPT["total"], RECEIPT_PAGE).outcome is Grounding.NOT_FOUND
+
+
+def test_a_near_reading_says_how_sure_the_reader_was_of_each_character_it_read_differently():
+    # RapidOCR read "MENARA DION" as "HENARA DION", unsure of its H (scores as it gave them).
+    line = OcrLine(
+        text="HENARA DION",
+        box=[[0.0, 0.0], [90.0, 0.0], [90.0, 15.0], [0.0, 15.0]],
+        score=0.93,
+        char_scores=(0.41, 0.99, 0.98, 0.99, 0.97, 0.99, 0.99, 0.98, 0.99, 0.97),
+    )
+    page = [OcrResult(engine="local", model="m", task=OcrTask.TEXT_RECOGNITION, page_number=1, lines=[line])]
+    match = ground("MENARA DION", RECEIPT["address"], page)
+    assert match.outcome is Grounding.NEAR and match.differs_at == (0,) and match.differing_scores == (0.41,)
+    # A letter the reader read surely is scored as such; one it left out has no score.
+    assert ground("MENARA DIAN", RECEIPT["address"], page).differing_scores == (0.41, 0.99)
+    assert ground("MENARA DIOON", RECEIPT["address"], page).differing_scores == (0.41, None)

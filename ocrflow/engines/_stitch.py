@@ -69,7 +69,12 @@ def _join(left: OcrLine, right: OcrLine) -> OcrLine | None:
     box = [[lx0, y0], [rx1, y0], [rx1, y1], [lx0, y1]]
     weight = len(left.text) + len(right.text)
     score = (left.score * len(left.text) + right.score * len(right.text)) / max(weight, 1)
-    return OcrLine(text=text, box=box, score=score)
+    chars = None
+    if left.char_scores is not None and right.char_scores is not None:
+        # The repeated characters' scores go with them; a space has none.
+        dropped = len(right.text[:repeated].replace(" ", ""))
+        chars = left.char_scores + right.char_scores[dropped:]
+    return OcrLine(text=text, box=box, score=score, char_scores=chars)
 
 
 def stitch_fragments(lines: Sequence[OcrLine]) -> tuple[OcrLine, ...]:

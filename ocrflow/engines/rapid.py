@@ -6,7 +6,7 @@ import ctypes
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -98,6 +98,9 @@ class RapidOcrEngine:
             "Rec.rec_img_shape": [3, 48, self.options.line_width],
             "Rec.rec_batch_num": self.options.line_batch,
             "Global.log_level": "warning",
+            # Each character's own confidence (grounding records it where a reading differs).
+            "Global.return_word_box": True,
+            "Global.return_single_char_box": True,
         }
         if self.options.threads:
             params["EngineConfig.onnxruntime.intra_op_num_threads"] = self.options.threads
@@ -123,10 +126,17 @@ class RapidOcrEngine:
         except (ValueError, RuntimeError) as exc:
             raise EngineError(f"RapidOCR failed on page {page_number}: {exc}") from exc
         boxes = output.boxes if output.boxes is not None else ()
+        texts = output.txts or ()
+        chars = _char_scores(output.word_results, texts)
         lines = stitch_fragments(
             [
-                OcrLine(text=text, box=[[float(x), float(y)] for x, y in box], score=float(score))
-                for box, text, score in zip(boxes, output.txts or (), output.scores or (), strict=True)
+                OcrLine(
+                    text=text,
+                    box=[[float(x), float(y)] for x, y in box],
+                    score=float(score),
+                    char_scores=scores,
+                )
+                for box, text, score, scores in zip(boxes, texts, output.scores or (), chars, strict=True)
             ]
         )
         text = "\n".join(line.text for line in lines)
@@ -141,3 +151,18 @@ class RapidOcrEngine:
             text=text,
             usage=Usage(pages=1, seconds=round(time.perf_counter() - started, 3)),
         )
+
+
+def _char_scores(words: object, texts: Sequence[str]) -> list[tuple[float, ...] | None]:
+    """Each line's per-character scores from RapidOCR's single-character results, where they fit.
+
+    RapidOCR leaves out a character it could not box (and a line with none), so scores that
+    do not spell the line's text exactly are not used.
+    """
+    per_line: list[tuple[float, ...] | None] = [None] * len(texts)
+    if not isinstance(words, tuple | list) or len(words) != len(texts):
+        return per_line
+    for i, (text, line) in enumerate(zip(texts, words, strict=True)):
+        if "".join(str(char) for char, _, _ in line) == text.replace(" ", ""):
+            per_line[i] = tuple(float(score) for _, score, _ in line)
+    return per_line
