@@ -25,14 +25,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from ocrflow import _imageio
 from ocrflow.doctypes import DocType
 from ocrflow.engines.base import OcrEngine, PageBatching
 from ocrflow.models import OcrResult, OcrTask, Usage
 
-CACHE_FORMAT = "1"
+CACHE_FORMAT = "2"
 """Part of every key: changing how results are stored invalidates the old entries."""
 
 
@@ -83,23 +83,21 @@ class OcrCache:
 
     def get(self, key: str) -> OcrResult | None:
         """The stored result, or ``None`` if there is none or it cannot be read (then it is redone)."""
-        try:
-            return OcrResult.model_validate_json(self.path(key).read_bytes())
-        except (OSError, ValidationError):
-            return None
+        results = self.get_packed(key)
+        return results[0] if results and len(results) == 1 else None
 
     def put(self, key: str, result: OcrResult) -> None:
-        self._write(key, result.model_dump_json().encode())
+        self.put_packed(key, [result])
 
     def get_packed(self, key: str) -> list[OcrResult] | None:
         """The results of one multi-page request, or ``None``."""
         try:
-            return _RESULTS.validate_json(self.path(key).read_bytes())
-        except (OSError, ValidationError):
+            return _load(self.path(key).read_bytes())
+        except (OSError, ValueError, KeyError, TypeError):
             return None
 
     def put_packed(self, key: str, results: list[OcrResult]) -> None:
-        self._write(key, _RESULTS.dump_json(results))
+        self._write(key, _dump(results))
 
     def _write(self, key: str, data: bytes) -> None:
         target = self.path(key)
@@ -108,6 +106,30 @@ class OcrCache:
 
 
 _RESULTS = TypeAdapter(list[OcrResult])
+
+
+def _dump(results: Sequence[OcrResult]) -> bytes:
+    """Results with their lines' per-character scores: result files leave those out, grounding reads them."""
+    scores = [[line.char_scores for line in result.lines] for result in results]
+    return json.dumps(
+        {"results": _RESULTS.dump_python(list(results), mode="json"), "char_scores": scores}
+    ).encode()
+
+
+def _load(data: bytes) -> list[OcrResult]:
+    stored = json.loads(data)
+    results = _RESULTS.validate_python(stored["results"])
+    return [
+        result.model_copy(
+            update={
+                "lines": tuple(
+                    line.model_copy(update={"char_scores": None if chars is None else tuple(chars)})
+                    for line, chars in zip(result.lines, line_scores, strict=True)
+                )
+            }
+        )
+        for result, line_scores in zip(results, stored["char_scores"], strict=True)
+    ]
 
 
 def file_sha256(path: Path) -> str:
