@@ -391,8 +391,10 @@ def _doubted(
             _disagree(field, f"{title}: the model read {shown}", reader, considered[0], spec, "for it")
         return
     excluded = spec.hints.get("exclude", []) if spec is not None else []
-    row = next((r for r in rows(independent) if match.lines and match.lines[0] in r.lines), None)
-    label = printed_label(row.text, excluded) if row is not None and excluded else None
+    if not excluded or not match.lines:
+        return  # no label to look for: the page's rows need not be built
+    row = next((r for r in rows(independent) if match.lines[0] in r.lines), None)
+    label = printed_label(row.text, excluded) if row is not None else None
     if label is not None:
         where = f"page {match.page}"
         message = f"{title}: the model read {shown}, which the page prints after {label!r} ({where})"

@@ -443,7 +443,7 @@ def _by_total(spec: FieldSpec, rows_: list[Row]) -> list[Candidate]:
     confirmed = [(rank, c) for rank, c in totals if to_amount(c.raw) in nets]
     if confirmed:
         chosen = min(confirmed, key=lambda item: item[0])[1]
-        return [replace(chosen, evidence={"ocr_score": chosen.evidence["ocr_score"], "paid": 1.0})]
+        return [replace(chosen, evidence={**chosen.evidence, "paid": 1.0})]
     best = min(rank for rank, _ in totals)
     strongest = [c for rank, c in totals if rank == best]
     chosen = strongest[0]

@@ -291,7 +291,7 @@ def _align(value: list[tuple[int, str]], text: list[tuple[int, str]]) -> tuple[i
     Returns the number of hard differences and the positions of ``value`` they touch
     (:func:`_trace`).
     """
-    cost, move = _table(value, text, anywhere=False)
+    _, move = _table(value, text, anywhere=False)
     return _trace(value, text, move, len(text))[:2]
 
 
