@@ -170,7 +170,9 @@ def _differs(value: str, read: str) -> tuple[int, ...]:
 
 MARK = "\x00"
 """Stands for a reading's punctuation or symbol: where an independent reader garbles a character
-into one (``NO.5:`` for ``NO.53``) it has not read it otherwise, so a value may hold a character there."""
+into one (``NO.5:`` for ``NO.53``) it has not read it otherwise, so a value may hold a character there.
+Only one at a time: two value characters in a row on marks are read as nothing (a rule of
+asterisks is not a name), so they count as differences (:func:`_trace`)."""
 
 
 def _fold_chars(text: str, *, marks: bool = False) -> list[tuple[int, str]]:
@@ -346,7 +348,8 @@ def _trace(
 ) -> tuple[int, tuple[int, ...], int, int, tuple[int | None, ...]]:
     """Follow an alignment back from ``end``.
 
-    Returns its hard differences (characters replaced, left out or extra), the original
+    Returns its hard differences (characters replaced, left out or extra, and value characters
+    on a run of marks: :data:`MARK`), the original
     positions of ``value``'s characters they touch (an extra character is charged to the value
     character after it), its start and end in ``text``, and for each hard difference the
     position in ``text`` of the character read there (``None`` for a value character left out).
@@ -354,11 +357,14 @@ def _trace(
     n = len(value)
     differs: set[int] = set()
     read: list[int | None] = []
+    on_marks: list[tuple[int, int]] = []  # (index in value, index in text) of value characters on a mark
     i, j = n, end
     while i > 0:
         step = move[i][j] if j > 0 else 1
         if step == 0:
-            if not _same(value[i - 1][1], text[j - 1][1]) and text[j - 1][1] != MARK:
+            if text[j - 1][1] == MARK:
+                on_marks.append((i - 1, j - 1))
+            elif not _same(value[i - 1][1], text[j - 1][1]):
                 differs.add(value[i - 1][0])
                 read.append(text[j - 1][0])
             i, j = i - 1, j - 1
@@ -371,4 +377,9 @@ def _trace(
                 differs.add(value[min(i, n - 1)][0])
                 read.append(text[j - 1][0])
             j -= 1
+    indices = {k for k, _ in on_marks}
+    for k, at in on_marks:
+        if k - 1 in indices or k + 1 in indices:  # a run of marks: nothing was read there
+            differs.add(value[k][0])
+            read.append(text[at][0])
     return len(read), tuple(sorted(differs)), j, end, tuple(reversed(read))

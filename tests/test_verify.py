@@ -93,6 +93,16 @@ def test_a_character_the_reader_garbled_into_a_mark_does_not_count_against_the_v
     assert ground("NO.53 55,57 & 59, JALAN SAGU 18,", RECEIPT["address"], page).outcome is Grounding.NEAR
 
 
+def test_a_run_of_marks_is_read_as_nothing():
+    # A model's name from another receipt against a rule of asterisks (eval-dev wildreceipt_06025ebe4a88).
+    page = reading("ASTONS", "******木*****************************", "13/03/2013 12:10")
+    assert ground("THEPANCAKEPARLOUR", RECEIPT["company"], page).outcome is Grounding.NOT_FOUND
+    # One garbled character between two read ones is still forgiven; two in a row are differences.
+    assert ground("NO.53 JALAN", RECEIPT["address"], reading("NO.5: JALAN")).outcome is Grounding.GROUNDED
+    match = ground("NO.539 JALAN", RECEIPT["address"], reading("NO.5:: JALAN"))
+    assert match.outcome is Grounding.NEAR and match.differs_at == (4, 5)
+
+
 def test_a_letter_slip_in_text_is_near_and_names_the_letter():
     match = ground("BOOK TA .K (TAMAN DAYA) SDN BHP", RECEIPT["company"], RECEIPT_PAGE)
     assert match.outcome is Grounding.NEAR
