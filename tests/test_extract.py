@@ -349,6 +349,21 @@ def test_total_excluding_tax_is_not_the_total(doctypes):
     assert total.value == "54.50"
 
 
+def test_a_note_of_the_tax_a_total_includes_is_not_the_total(doctypes):
+    # wildreceipt_7bab79f40cfe: "TOTAL INCL" (a real label) was found in the tax note's "TOTAL INCLUDES".
+    total = _total(doctypes, "SUBTOTAL 43.80", "TOTAL $43.80 43.80", "TOTAL INCLUDES GST * indicates $3.98")
+    assert (total.value, total.errors) == ("43.80", [])
+    assert _total(doctypes, "Tatal (Incl GST) RM21.03").value == "21.03"
+
+
+def test_a_balance_due_is_the_total_only_where_no_total_is_printed(doctypes):
+    # wildreceipt_06025ebe4a88 prints no total label, only "BAL.DUE 59.80".
+    assert _total(doctypes, "1 PORTERHOUSE 29.90", "BAL.DUE 59.80").value == "59.80"
+    assert _total(doctypes, "Balance Due 28.65").value == "28.65"
+    total = _total(doctypes, "Total 28.65", "CASH 30.00", "CHANGE 1.35", "BALANCE DUE 0.00")
+    assert (total.value, total.errors) == ("28.65", [])
+
+
 def test_dates_with_month_names_in_any_case_and_not_inside_codes(doctypes):
     page = _page("SHOP SDN BHD", "KE23-33-53 - 12/120", "24 Mar 18 09:12:41 PM")
     date = extract([page], doctypes["receipt"]).fields["date"]
