@@ -183,7 +183,7 @@ def test_a_printed_amount_the_extractor_did_not_consider_for_the_total_is_a_disa
 
 def test_an_amount_printed_after_a_subtotal_label_is_not_taken_for_the_total():
     page = reading(
-        "THE PANCAKE PARLOUR", ("1 PORTERHOUSE", "29.90"), ("Subtotal", "26.16"), ("BAL.DUE", "29.90")
+        "THE PANCAKE PARLOUR", ("1 PORTERHOUSE", "29.90"), ("Subtotal", "26.16"), ("PLEASE PAY", "29.90")
     )
     subtotal = weighed_total("26.16", page)
     assert [e.code for e in subtotal.errors] == ["readings_disagree"] and "'SUBTOTAL'" in subtotal.errors[
