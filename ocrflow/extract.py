@@ -129,6 +129,8 @@ _POSTCODE = re.compile(r"(?<![\w-])\d{5}(?![\w-])")
 _TIME_OR_DATE = re.compile(r"\b\d{1,2}:\d{2}\b|\b\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}\b")
 _FIELD_LABEL = re.compile(r"^[A-Z][A-Z .#/()-]*[A-Z]{3}[A-Z .#/()-]*[:：]", re.I)
 _WEB = re.compile(r"WWW\.|HTTPS?:|@|\.COM\b|\.MY\b", re.I)
+# A telephone number printed alone, without a label: "(714) 879-3574", "480.940.2080".
+_BARE_PHONE = re.compile(r"^\+?[\d\s().-]*$")
 
 
 def _is_registration(text: str) -> bool:
@@ -245,6 +247,7 @@ def _separates(spec: FieldSpec, row: Row) -> bool:
         or _TIME_OR_DATE.search(text)
         or _FIELD_LABEL.match(text)
         or _WEB.search(text)
+        or (_BARE_PHONE.match(text) is not None and sum(ch.isdigit() for ch in text) >= 7)
     )
 
 

@@ -274,6 +274,20 @@ def test_address_without_a_clean_end_is_uncertain(doctypes):
     assert address.confidence < 0.9
 
 
+def test_a_phone_number_printed_alone_ends_an_address_without_a_postcode(doctypes):
+    # wildreceipt_845be0dd6f5b: no ZIP code, then the number with no "Tel" before it.
+    page = _page(
+        "CHO EUN",
+        "KOREAN RESTAURANT",
+        "2621 ORANGETHORPE AVE,FULLERTON.",
+        "(714) 879-3574",
+        "THANK YOU!!",
+        "DATE 12/30/2016 FRI TIME 19:19",
+    )
+    address = extract([page], doctypes["receipt"]).fields["address"]
+    assert address.value == "2621 ORANGETHORPE AVE,FULLERTON."
+
+
 @pytest.mark.parametrize(
     ("company", "reason"),
     [
