@@ -278,6 +278,23 @@ def _continues_address(row: Row) -> bool:
     return _looks_like_name(row.text) and ":" not in row.text and not _MONEY.search(row.text)
 
 
+def reads_as_address(spec: FieldSpec, row: Row) -> bool:
+    """Whether a row reads as (more of) an address.
+
+    A place name or a postcode, with no amount and no phone or tax number; or a row with one
+    whose text before its stop word reads so (``Singapore 819642 Tel. 65424709``).
+    """
+    if _MONEY.search(row.text) or _find_label(row.text, spec.hints.get("end", [])):
+        return False
+    if not _separates(spec, row):
+        return _looks_like_name(row.text) or bool(_POSTCODE.search(row.text))
+    hit = _find_label(row.text, spec.hints.get("stop", []))
+    if hit is None:
+        return False
+    before = row.text[: hit[1] - len(hit[0])].rstrip(" ,;:.")
+    return _looks_like_name(before) and not (_is_registration(before) or _TIME_OR_DATE.search(before))
+
+
 def _address_blocks(spec: FieldSpec, rows_: list[Row], start: int) -> list[tuple[list[Row], bool]]:
     """Runs of rows between separators below the issuer's name, each with whether a separator closed it."""
     blocks: list[tuple[list[Row], bool]] = []

@@ -217,3 +217,47 @@ def test_how_sure_the_reader_was_where_it_differs_is_recorded_and_a_difference_s
         assert company.evidence.factors["reader_char_score"] == n_score
         # Measured, the reader is as sure of its misreads as of a model's slips: not weighed.
         assert [e.code for e in company.errors] == ["readings_disagree"] and company.confidence < 0.9
+
+
+def weighed_address(value: str, page: list[OcrResult]) -> FieldResult:
+    receipt = DOCTYPES["receipt"]
+    model = answer({"total": "59.80", "company": "ASTONS SPECIALITIES-CT1", "address": value}, -0.01, page=1)
+    model = model.model_copy(update={"logprobs": None})
+    return weigh_fields(extract([model], receipt), receipt, [model], page, from_api=True).fields["address"]
+
+
+# wildreceipt_06025ebe4a88 as RapidOCR read it: the address is four lines, the last with the telephone.
+ASTONS = (
+    "ASTONS",
+    "SPECIALITIES-CT1",
+    "80 Airport Boulevard,",
+    "Viewing Mall Central Level 3",
+    "#031-004E Changi Airport T1,",
+    "Singapore 819642 Tel. 65424709",
+    "GST#:200719983N",
+)
+WHOLE = "80AIRPORTBOULEVARD, VIEWINGMALLCENTRALLEVEL3 #031-004ECHANGIAIRPORTT1, SINGAPORE819642"
+
+
+def test_an_address_short_of_a_line_of_its_block_is_near():
+    assert weighed_address(WHOLE, reading(*ASTONS)).evidence.outcome is Grounding.GROUNDED
+    short = weighed_address(WHOLE.removesuffix(", SINGAPORE819642"), reading(*ASTONS))
+    assert short.evidence.outcome is Grounding.NEAR and short.evidence.differs_at == [len(short.value) - 1]
+    assert [e.code for e in short.errors] == ["readings_disagree"]
+    assert short.candidates and short.candidates[0].endswith("SINGAPORE 819642 TEL. 65424709")
+    # A line dropped from the top: the row above it is the company's, the one above that the address's.
+    top = weighed_address(WHOLE.removeprefix("80AIRPORTBOULEVARD, "), reading(*ASTONS))
+    assert top.evidence.outcome is Grounding.NEAR and top.evidence.differs_at == [0]
+
+
+def test_what_only_borders_an_address_does_not_make_it_short():
+    value = "80AIRPORTBOULEVARD, VIEWINGMALLCENTRALLEVEL3"
+    # The company above, a heading, a line without a number, a telephone, a line further down.
+    for below in ("TAX INVOICE", "Thank you", "Tel. 65424709", "PRIME TENDERLOIN 27.90"):
+        page = reading(*ASTONS[:4], below)
+        assert weighed_address(value, page).evidence.outcome is Grounding.GROUNDED, below
+    box = [[0.0, 120.0], [90.0, 120.0], [90.0, 135.0], [0.0, 135.0]]  # a line's height below the last
+    page = reading(*ASTONS[:4])[0]
+    further = OcrLine(text="Level 3 #031", box=box, score=0.95)
+    far = [page.model_copy(update={"lines": (*page.lines, further)})]
+    assert weighed_address(value, far).evidence.outcome is Grounding.GROUNDED
