@@ -128,10 +128,17 @@ def _windows(line: Line) -> list[str]:
     return sorted(runs, key=len)
 
 
+_STRAY_MARK = re.compile(r"[.,]+(?=[/-])|(?<=[/-])[.,]+")
+"""A comma or dot beside a date's slash or dash: a speck the reader read as a mark (``02,/22/2014``)."""
+
+
 def _reads_as(window: str, normalize: Callable[[str], str | None], kind: str) -> str | None:
     if kind == AMOUNT and not _MONEY.search(window):
         return None  # "9" (a quantity) is not the amount 9.00
-    return normalize(window)
+    read = normalize(window)
+    if read is None and kind == DATE and _STRAY_MARK.search(window):
+        return normalize(_STRAY_MARK.sub("", window))  # no digit is added, dropped or changed
+    return read
 
 
 def _ground_value(

@@ -72,6 +72,13 @@ def test_a_date_is_compared_parsed_and_day_first_like_its_normaliser():
     assert ground("2018-03-12", RECEIPT["date"], page).outcome is not Grounding.GROUNDED
 
 
+def test_a_speck_beside_a_dates_separator_is_not_part_of_it():
+    # wildreceipt_c80355fe12fa as RapidOCR read it.
+    page = reading("Server: Marcos 02,/22/2014", "Patio/1 1:15 AM")
+    assert ground("2014-02-22", RECEIPT["date"], page).outcome is Grounding.GROUNDED
+    assert ground("2014-02-23", RECEIPT["date"], page).outcome is Grounding.NEAR  # a digit still counts
+
+
 def test_a_card_number_printed_in_groups_is_one_value():
     page = reading("CHINA MERCHANTS BANK", "6225 7580 1234 5670", "VALID THRU 09/27")
     assert ground("6225758012345670", CARD["card_number"], page).outcome is Grounding.GROUNDED
