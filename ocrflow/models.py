@@ -280,6 +280,18 @@ class PageResult(BaseModel):
     width: int
     height: int
     lines: list[OcrLine] = Field(default_factory=list)
+    """The page's lines as the document's engine read them (none for a key-information answer)."""
+    independent_lines: list[OcrLine] = Field(default_factory=list)
+    """The independent reading's lines of an API engine's page (:mod:`ocrflow.verify`), where one
+    was made: the page's text and positions when the engine answered with fields only."""
+
+    @model_serializer(mode="wrap")
+    def _leave_out_no_independent_reading(self, handler):
+        # Pages without one (the embedded engine's, grounding off) keep the shape they always had.
+        data = handler(self)
+        if not data.get("independent_lines"):
+            data.pop("independent_lines", None)
+        return data
 
 
 class TableOutput(BaseModel):

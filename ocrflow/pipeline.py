@@ -525,7 +525,9 @@ def assess(ctx: Context, readings: Readings, job: Job) -> DocumentResult:
     status, reasons = decide(
         readings.ingested, readings.ocr, failures, extraction, doctype, type_reason, rule
     )
-    result = build_result(readings.ingested, readings.pages, readings.ocr, extraction, status, reasons)
+    result = build_result(
+        readings.ingested, readings.pages, readings.ocr, extraction, status, reasons, independent or ()
+    )
     return result.model_copy(update={"task": task, "outputs": outputs, "usage": result.usage + verify_usage})
 
 

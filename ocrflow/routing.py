@@ -191,14 +191,18 @@ def build_result(
     extraction: Extraction | None,
     status: Status,
     reasons: list[Reason],
+    independent: Sequence[OcrResult] = (),
 ) -> DocumentResult:
     """Assemble the result contract from what every stage produced.
 
     Page sizes come from ingest (the page as decoded); the preprocessing record from
-    ``pages``, the pages as they went to OCR.
+    ``pages``, the pages as they went to OCR. ``independent`` is the embedded engine's reading
+    of an API engine's pages: kept beside each page's own lines, and the document's text where
+    the engine answered with fields instead (:func:`document_text`).
     """
     ordered = sorted(ocr_results, key=lambda r: r.page_number)
     sizes = {page.page_number: page for page in ingest.pages}
+    independent_lines = {reading.page_number: list(reading.lines) for reading in independent}
     usage = Usage()
     for result in ordered:
         usage = usage + result.usage
@@ -209,21 +213,45 @@ def build_result(
         status=status,
         reasons=reasons,
         fields=extraction.fields if extraction else {},
-        text="\n\n".join(reading_order_text(r) for r in ordered),
+        text=document_text(ordered, independent),
         pages=[
             PageResult(
-                page_number=r.page_number,
-                width=_original_size(sizes[r.page_number])[0],
-                height=_original_size(sizes[r.page_number])[1],
-                lines=list(r.lines),
+                page_number=number,
+                width=_original_size(sizes[number])[0],
+                height=_original_size(sizes[number])[1],
+                lines=[line for r in ordered if r.page_number == number for line in r.lines],
+                independent_lines=independent_lines.get(number, []),
             )
-            for r in ordered
-            if r.page_number in sizes
+            for number in sorted({r.page_number for r in ordered} | set(independent_lines))
+            if number in sizes
         ],
         engine=f"{ordered[0].engine}:{ordered[0].model}" if ordered else None,
         usage=usage,
         preprocessing={page.page_number: list(page.steps) for page in pages},
     )
+
+
+def document_text(ordered: Sequence[OcrResult], independent: Sequence[OcrResult]) -> str:
+    """The document's text, page after page in reading order.
+
+    An answer with fields (key-information extraction) holds no page text: its pages' text is
+    the independent reading's, where there is one. An answer whose fields could not be parsed
+    keeps its raw text, which a reviewer then reads.
+    """
+    read = {reading.page_number: reading for reading in independent}
+    pages: list[OcrResult] = []
+    for result in ordered:
+        covered = _pages_of(result)
+        if result.key_values and all(number in read for number in covered):
+            pages.extend(read[number] for number in covered)
+        else:
+            pages.append(result)
+    return "\n\n".join(reading_order_text(page) for page in pages)
+
+
+def _pages_of(result: OcrResult) -> range:
+    """The pages a reading covers: a packed request's answer is numbered by its first page."""
+    return range(result.page_number, result.page_number + max(result.usage.pages, 1))
 
 
 def reading_order_text(result: OcrResult) -> str:

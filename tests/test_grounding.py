@@ -86,6 +86,27 @@ def test_a_wrong_total_ends_in_review_with_both_readings_and_where_the_page_prin
     assert result.usage.verify_cpu_seconds > 0, "the independent reading's CPU is recorded"
 
 
+@pytest.mark.parametrize("api", ["openai", "dashscope"])
+def test_an_api_result_keeps_the_independent_reading_as_its_pages_lines_and_text(
+    fake_dashscope, engine, tmp_path, receipt, api
+):
+    result = run(fake_dashscope, engine, tmp_path, receipt, LABELLED, api)
+
+    (page,) = result.pages
+    assert page.lines == [], "the engine answered with fields, no lines"
+    assert len(page.independent_lines) > 10 and all(len(line.box) == 4 for line in page.independent_lines)
+    assert "JALAN SAGU" in result.text.upper() and "TAMAN DAYA" in result.text.upper()
+    assert '"total"' not in result.text, "the page's text, not the model's answer"
+    stored = json.loads((tmp_path / "out" / f"{result.document_id}.json").read_text())
+    lines = stored["pages"][0]["independent_lines"]
+    assert [line["text"] for line in lines] == [line.text for line in page.independent_lines]
+    assert len(json.dumps(lines)) < 20_000, "a few kilobytes a page"
+
+    off = VerifyOptions(independent_reading=False)
+    unread = run(fake_dashscope, engine, tmp_path / "off", receipt, LABELLED, api, verify=off)
+    assert unread.pages[0].independent_lines == [] and '"total"' in unread.text, "the answer, as before"
+
+
 def test_the_labelled_values_are_grounded_with_a_computed_confidence_and_a_location(
     fake_dashscope, engine, tmp_path, receipt
 ):

@@ -381,6 +381,10 @@ def test_a_wrong_total_from_the_api_engine_is_shown_beside_the_independent_readi
         page.click("#claim")
         page.wait_for_selector("#approve")
         assert "readings_disagree" in page.inner_text(".reasons")
+        # The engine answered with fields only: the page's boxes and text are the independent reading's.
+        ocr_boxes = page.locator(".page polygon:not(.field-box)")
+        assert ocr_boxes.count() == len(result.pages[0].independent_lines) > 3
+        assert any("TOTAL" in title for title in ocr_boxes.locator("title").all_text_contents())
         readings = page.locator("#readings-total")
         assert readings.locator(".engine-reading").inner_text() == "9.80"
         assert "9.00" in readings.locator(".independent-reading").inner_text()

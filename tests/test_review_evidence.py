@@ -53,6 +53,17 @@ def test_a_result_without_boxes_is_located_in_the_stored_lines_of_its_page():
     assert located(FieldResult(value="9.00", raw="9.00", page=2), result) == []  # not on its page
 
 
+def test_an_api_result_without_lines_of_its_own_is_located_in_the_independent_reading():
+    total = FieldResult(value="25.00", raw="RM 25.00", page=2)
+    result = _result(total=total)
+    answered = [
+        page.model_copy(update={"lines": [], "independent_lines": page.lines}) for page in result.pages
+    ]
+    assert [(b.page, b.line) for b in located(total, result.model_copy(update={"pages": answered}))] == [
+        (2, "TOTAL RM 25.00")
+    ]
+
+
 def test_own_boxes_and_the_independent_readings_boxes_are_highlighted_on_their_pages():
     where = FieldBox(page=1, box=_box(10), line="TOTAL RM 9.00")
     evidence = FieldEvidence(outcome=Grounding.NEAR, reading="9.00", boxes=[where])

@@ -11,6 +11,8 @@ from ocrflow.models import (
     FieldEvidence,
     FieldResult,
     Grounding,
+    OcrLine,
+    PageResult,
     Reason,
     Stage,
     Status,
@@ -97,6 +99,25 @@ def test_a_fields_location_and_evidence_are_stored_and_a_result_without_them_sti
     loaded = store.load("e" * 64).fields["total"]
     assert loaded.boxes == [] and loaded.evidence is None and loaded.value == "9.00"
     assert loaded.model_dump() == old, "a field with neither is written as before"
+
+
+def test_a_pages_independent_lines_are_stored_and_a_page_without_them_is_written_as_before(
+    store: ResultStore,
+):
+    line = OcrLine(
+        text="TOTAL RM 9.00", box=[[10.0, 20.0], [90.0, 20.0], [90.0, 34.0], [10.0, 34.0]], score=0.98
+    )
+    read = PageResult(page_number=1, width=100, height=50, independent_lines=[line])
+    path = store.save(_result("f" * 64, Status.ACCEPTED, pages=[read]))
+    assert store.load("f" * 64).pages == [read]
+    assert json.loads(path.read_text())["pages"][0]["independent_lines"][0]["text"] == "TOTAL RM 9.00"
+
+    # A result file written before pages kept the independent reading: it loads, without one.
+    own = PageResult(page_number=1, width=100, height=50, lines=[line])
+    store.save(_result("f" * 64, Status.ACCEPTED, pages=[own]))
+    page = json.loads(path.read_text())["pages"][0]
+    assert set(page) == {"page_number", "width", "height", "lines"}, "written as before"
+    assert store.load("f" * 64).pages[0].independent_lines == []
 
 
 def test_saving_the_same_document_again_updates_its_one_record(store: ResultStore):

@@ -48,7 +48,8 @@ def located(field: FieldResult, result: DocumentResult) -> list[FieldBox]:
     """Where the value is printed: its own boxes, else the stored lines of its page that hold its raw text.
 
     A value printed over several lines (an address) is where the lines are that its raw text
-    holds whole.
+    holds whole. The stored lines are the engine's, or the independent reading's where the
+    engine gave none (an API engine's key-information answer).
     """
     if field.boxes:
         return list(field.boxes)
@@ -59,7 +60,7 @@ def located(field: FieldResult, result: DocumentResult) -> list[FieldBox]:
         (page.page_number, line)
         for page in result.pages
         if field.page in (None, page.page_number)
-        for line in page.lines
+        for line in page.lines or page.independent_lines
         if _folded(line.text)
     ]
     holding = [(number, line) for number, line in lines if raw in _folded(line.text)]
