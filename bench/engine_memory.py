@@ -9,6 +9,9 @@ allocator settings apply through its environment (e.g. ``MALLOC_ARENA_MAX=2``,
 ``MALLOC_MMAP_THRESHOLD_=1048576``).
 
     .venv/bin/python bench/engine_memory.py --pages-at-once 2 --release [--scans 12]
+    .venv/bin/python bench/engine_memory.py --pages-at-once 1 --release --option line_width=48
+
+``--option NAME=VALUE`` sets a :class:`~ocrflow.settings.LocalEngineOptions` field (its CPU too).
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ def main() -> None:
     parser.add_argument("--pages-at-once", type=int, default=2)
     parser.add_argument("--release", action="store_true", help="OCRFLOW_LOCAL_ENGINE__RELEASE_MEMORY")
     parser.add_argument("--scans", type=int, default=12, help="eval-dev's first SROIE scans")
+    parser.add_argument("--wildreceipt", type=int, default=0, help="eval-dev's first WildReceipt photos")
+    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE")
     args = parser.parse_args()
 
     from overhead import receipts
@@ -46,8 +51,11 @@ def main() -> None:
     from ocrflow.models import OcrTask
     from ocrflow.settings import LocalEngineOptions
 
-    scans = receipts(args.scans, 0)
-    engine = RapidOcrEngine(LocalEngineOptions(parallel=args.pages_at_once, release_memory=args.release))
+    scans = receipts(args.scans, args.wildreceipt)
+    options = dict(item.split("=", 1) for item in args.option)
+    engine = RapidOcrEngine(
+        LocalEngineOptions(parallel=args.pages_at_once, release_memory=args.release, **options)
+    )
     before, peak, finished = resident_mib(), [0], threading.Event()
 
     def sample() -> None:
@@ -64,6 +72,7 @@ def main() -> None:
             {
                 "pages_at_once": args.pages_at_once,
                 "release_memory": args.release,
+                "options": options,
                 "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
                 "scans": len(scans),
                 "rss_before_mib": before,

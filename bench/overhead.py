@@ -4,13 +4,16 @@ Runs, as separate processes and interleaved (A B C, then C B A, ...), so a chang
 machine's load touches every mode alike:
 
 - ``bare``: a Python loop doing only RapidOCR, configured as ``ocrflow/engines/rapid.py``
-  configures it (angle classifier off, detection side, text score from
+  configures it (angle classifier off, detection side, line width and batch, text score from
   :class:`~ocrflow.settings.LocalEngineOptions`) and onnxruntime's own thread default, one
   page at a time: what a user would write without ocrflow;
 - ``stages``: the plain composition (``ocrflow.pipeline.process_document``, no Prefect), one
   document after another, with the CPU of each stage taken around each stage function. As the
   stages run one at a time, the process's CPU clock is the stage's CPU (onnxruntime's threads
   included). This is the stage split;
+- ``inline``: ``ocrflow run DOCS --out FRESH --runner inline``: the whole run (CLI, admission,
+  every stage, the store, the index) in one thread, no Prefect: ``pipeline`` less ``inline`` is
+  what Prefect and reading two pages at once cost;
 - ``pipeline``: ``ocrflow run DOCS --out FRESH`` with ``PREFECT_API_URL`` naming a real
   ``prefect server start`` (SQLite, or PostgreSQL with ``--postgres``) started once for the
   whole measurement. The server's own CPU during the run is reported beside it.
@@ -59,8 +62,10 @@ BIN = Path(sys.executable).parent
 EVAL_DEV = Path(os.environ.get("OCRFLOW_EVAL_DEV", ROOT.parent / "shared" / "eval-dev"))
 if not EVAL_DEV.is_dir():
     EVAL_DEV = ROOT.parents[1] / "shared" / "eval-dev"
-MODES = ("bare", "stages", "pipeline")
+MODES = ("bare", "stages", "inline", "pipeline")
 """Also ``engine-CxT``: the bare loop with C pages at once and T onnxruntime threads each."""
+RUNNERS = {"inline": "inline", "pipeline": "prefect"}
+"""``ocrflow run --runner`` of the modes that run the CLI."""
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -96,6 +101,9 @@ def bare_loop(documents: list[Path], concurrency: int = 1, threads: int | None =
         "Global.use_cls": options.use_angle_classifier,
         "Global.max_side_len": options.max_side_len,
         "Global.text_score": options.text_score,
+        "Det.limit_side_len": options.detection_side,
+        "Rec.rec_img_shape": [3, 48, options.line_width],
+        "Rec.rec_batch_num": options.line_batch,
         "Global.log_level": "warning",
     }
     if threads:
@@ -275,8 +283,9 @@ def child_env(settings: list[str], prefect_api: str | None, code: Path = ROOT) -
 
 def command_for(mode: str, documents: list[Path], out: Path) -> list[str]:
     name, code = split_mode(mode)
-    if name == "pipeline":
-        return [str(BIN / "ocrflow"), "run", *map(str, documents), "--out", str(out)]
+    if name in RUNNERS:
+        run = [str(BIN / "ocrflow"), "run", *map(str, documents), "--out", str(out)]
+        return run + ["--runner", RUNNERS[name]]
     child = [sys.executable, __file__, "--child", name, "--code", str(code), "--out", str(out)]
     return child + [str(p) for p in documents]
 
@@ -406,7 +415,7 @@ def measure_modes(args, documents: list[Path], work: Path, server) -> None:
             if run["returncode"] != 0:
                 print(run["stderr_tail"], file=sys.stderr)
                 raise SystemExit(f"{mode} failed with exit code {run['returncode']}")
-            if name != "pipeline":
+            if name not in RUNNERS:
                 run |= json.loads(run["stdout"].strip().splitlines()[-1])
             del run["stdout"], run["stderr_tail"], run["rss_samples"]
             run |= {
