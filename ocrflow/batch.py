@@ -39,10 +39,8 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
-import openai
 from pydantic import BaseModel, Field
 
 from ocrflow.admission import PendingDocument, write_pending
@@ -54,12 +52,16 @@ from ocrflow.engines.catalog import (
     BATCH_MAX_REQUESTS,
     batch_refusal,
 )
-from ocrflow.engines.openai_compat import OpenAICompatEngine, _usage, answer_from_text, sdk_failure
 from ocrflow.errors import ConfigurationError, OcrflowError
 from ocrflow.logprobs import carried_logprobs
 from ocrflow.models import IngestResult, OcrResult, OcrTask, PageRef
 from ocrflow.ocr import packs_pages
 from ocrflow.store import write_json_atomically
+
+if TYPE_CHECKING:
+    import openai
+
+    from ocrflow.engines.openai_compat import OpenAICompatEngine
 
 LEDGER_FILE = "batches.json"
 BATCH_DIR = ".batch"
@@ -161,12 +163,19 @@ class BatchClient:
                 raise ConfigurationError(f"no DashScope API key: {self._keys.describe()}")
             self._key = key
             options = self.engine.options
+            import openai  # here, not at the top: every run reads the ledger, few submit a batch
+
             self._client = openai.OpenAI(
                 api_key=key, base_url=options.api_url, timeout=options.timeout_seconds, max_retries=0
             )
         return self._client
 
     def _call(self, what: str, call: Callable[[openai.OpenAI], Any]) -> Any:
+        import httpx
+        import openai
+
+        from ocrflow.engines.openai_compat import sdk_failure
+
         failure: OcrflowError | None = None
         try:
             return call(self._sdk())
@@ -474,6 +483,8 @@ def _readings(
     engine: OpenAICompatEngine, record: DocumentRecord, answers: dict[str, dict[str, Any]], status: str
 ) -> tuple[list[OcrResult], str | None]:
     """The document's readings from its answer lines, or why it must go back to pending."""
+    from ocrflow.engines.openai_compat import _usage, answer_from_text
+
     readings = []
     for request in record.requests:
         line = answers.get(request.custom_id)

@@ -15,6 +15,7 @@ when ``ocrflow serve`` starts, and in every scheduled sweep (``review-operations
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session
 
 from ocrflow.crash import crash_point
+from ocrflow.prefect_setup import prefect_server_configured
 from ocrflow.settings import Settings
 from ocrflow.store import OutboxRow, now, open_database
 
@@ -71,6 +73,19 @@ def post_to_prefect(events: list[dict[str, Any]]) -> None:
         client._client.post("/events", json=events)
 
 
+def _prefect_api_configured() -> bool:
+    """Whether Prefect has a server to post to, without importing Prefect (~1.4 CPU-s) for an inline run.
+
+    Once Prefect is imported its settings context may differ from the environment (a flow
+    run, a test harness), so it is asked; before, only the environment and settings files count.
+    """
+    if "prefect" not in sys.modules:
+        return prefect_server_configured()
+    from prefect.settings import PREFECT_API_URL
+
+    return bool(PREFECT_API_URL.value())
+
+
 def waiting(engine: Engine) -> int:
     with Session(engine) as session:
         return session.scalar(select(func.count()).select_from(OutboxRow).where(OutboxRow.sent_at.is_(None)))
@@ -85,9 +100,7 @@ def deliver(engine: Engine, post: Post | None = None) -> Delivery:
     if post is None:
         if not waiting(engine):
             return Delivery(0, 0)  # nothing to send: no need to import Prefect (a one-file run never does)
-        from prefect.settings import PREFECT_API_URL
-
-        if not PREFECT_API_URL.value():
+        if not _prefect_api_configured():
             return Delivery(0, waiting(engine), "no Prefect API configured (PREFECT_API_URL)")
         post = post_to_prefect
     sent, problem = 0, None

@@ -7,6 +7,8 @@ each answered document on and returns failed or expired ones to pending with the
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -230,3 +232,15 @@ def test_key_information_is_packed_only_where_the_independent_reading_can_place_
         sum(part["type"] == "image_url" for part in line["body"]["messages"][0]["content"]) for line in lines
     ]
     assert sent == images
+
+
+def test_reading_the_ledger_does_not_import_the_openai_sdk():
+    # Every run reads the ledger (admission) and the flow imports the batch path; the SDK's import
+    # costs ~0.8 CPU-s, which a run that submits no batch should not pay.
+    script = (
+        "import sys, tempfile; from ocrflow.batch import read_ledger; import ocrflow.batch_run; "
+        "read_ledger(tempfile.mkdtemp()); print('openai' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

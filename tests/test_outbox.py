@@ -112,3 +112,44 @@ def test_decisions_made_while_prefect_is_down_reach_it_exactly_once_when_it_is_u
         pytest.fail(str(exc))
     decisions = sorted((e["payload"]["document_id"], e["payload"]["decision"]) for e in events)
     assert decisions == sorted(zip(ids, ["corrected", "rejected", "corrected"], strict=True))
+
+
+def test_with_no_server_configured_an_event_waits_and_prefect_is_not_imported(tmp_path: Path):
+    # An inline run ends by delivering; importing Prefect only to learn there is no server cost ~1.4 CPU-s.
+    script = f"""
+import sys
+from sqlalchemy.orm import Session
+from ocrflow.outbox import deliver
+from ocrflow.store import ResultStore, add_event
+
+store = ResultStore({str(tmp_path / "out")!r}, {f"sqlite:///{tmp_path / 'outbox.sqlite3'}"!r})
+with Session(store.engine) as session, session.begin():
+    add_event(session, "ocrflow.test", {{"prefect.resource.id": "ocrflow.test.1"}}, {{}})
+delivery = deliver(store.engine)
+print(delivery.sent, delivery.waiting, delivery.problem, "prefect" in sys.modules)
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")  # no profile that could name a server
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split(maxsplit=2)[:2] == ["0", "1"]
+    assert done.stdout.rstrip().endswith("(PREFECT_API_URL) False")
+
+
+def test_with_prefect_imported_its_own_settings_decide(tmp_path: Path, monkeypatch):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from sqlalchemy.orm import Session
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    store = ResultStore(tmp_path / "out", f"sqlite:///{tmp_path / 'outbox.sqlite3'}")
+    with Session(store.engine) as session, session.begin():
+        add_event(session, "ocrflow.test", {"prefect.resource.id": "ocrflow.test.1"}, {})
+    # A flow run's or a test harness's server: set in Prefect's settings only, not the environment.
+    url = f"http://127.0.0.1:{free_port()}/api"
+    with temporary_settings({PREFECT_API_URL: url}):
+        delivery = deliver(store.engine)
+    assert delivery.waiting == 1 and delivery.problem is not None
+    assert "PREFECT_API_URL" not in delivery.problem  # it tried that server instead of saying none is set
+    store.engine.dispose()
