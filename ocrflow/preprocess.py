@@ -107,6 +107,11 @@ _FLIP_PROBABILITY_MIN_FEW = 0.9
 """The same, from fewer than ``_FEW_CROPS`` crops, whose median is less sure: eval-dev's pages
 turned over read 0.907-1.0 from 2-7 crops; an upright 264x58 table crop read 0.766 from 5."""
 _CLS_CROPS = 16
+_UPSIDE_DOWN_SIDE = 1000
+"""Long side of the copy whose word crops the classifier reads (the crops become 48 px high
+anyway). On all 167 eval-dev images 1000 px turns the same pages as the 1600 px analysis copy,
+probabilities moving by at most 0.1 (none near a threshold), for 20% less CPU in this check;
+at 800 px they drift up to 0.37 (bench/RESULTS-overhead.md)."""
 _CLS_HEIGHT = 48
 _CLS_WIDTH = 192
 _CLS_MODEL = "ch_ppocr_mobile_v2.0_cls_mobile.onnx"
@@ -575,7 +580,7 @@ def _orientation(image: np.ndarray, options: PreprocessOptions, analysis: _Analy
         sideways, across = False, analysis
         measurements["lines_across_only"] = 1.0
     skew, _ = across.skew
-    flipped, crops = measure_upside_down(across.gray, skew)
+    flipped, crops = measure_upside_down(_downscale(across.gray, _UPSIDE_DOWN_SIDE), skew)
     measurements |= {"upside_down_probability": round(flipped, 3), "crops": float(crops)}
     sure = _FLIP_PROBABILITY_MIN if crops >= _FEW_CROPS else _FLIP_PROBABILITY_MIN_FEW
     confident = flipped >= sure or flipped <= 1.0 - sure

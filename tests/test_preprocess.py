@@ -78,6 +78,30 @@ def test_a_turned_page_is_turned_back_upright(tmp_path, source, turn, expected):
     assert np.array_equal(cv2.imread(str(done.path)), upright)
 
 
+@pytest.mark.parametrize(
+    ("source", "turn"),
+    [
+        ("receipts/sroie_000.jpg", cv2.ROTATE_180),
+        ("photos/sroie_skew_288.jpg", None),  # 0.37 closer to turning at 800 px
+        ("photos/wildreceipt_dark_887ce47e5f76.jpeg", None),  # the largest drift at 1000 px
+    ],
+)
+def test_the_upside_down_check_on_its_smaller_copy_reads_as_the_analysis_copy(source, turn):
+    from ocrflow import preprocess as steps
+
+    image = cv2.imread(str(eval_dev(source)))
+    analysis = steps._Analysis.of(image if turn is None else cv2.rotate(image, turn))
+    skew = analysis.skew[0]
+
+    full, _ = steps.measure_upside_down(analysis.gray, skew)
+    smaller, crops = steps.measure_upside_down(steps._downscale(analysis.gray, steps._UPSIDE_DOWN_SIDE), skew)
+
+    sure = steps._FLIP_PROBABILITY_MIN
+    assert crops == steps._CLS_CROPS
+    assert (smaller >= sure) == (turn is not None) == (full >= sure)
+    assert smaller == pytest.approx(full, abs=0.15)
+
+
 def test_a_small_skew_is_measured_and_straightened(tmp_path):
     receipt = eval_dev("receipts/sroie_041.jpg")
     page = _save(_rotate(cv2.imread(str(receipt)), 3.0), tmp_path / "skewed.png")
