@@ -100,9 +100,15 @@ def test_a_tilted_photos_address_lines_come_out_as_their_own_rows(engine):
     # NY 10014" was one row, and the name's row held the table number).
     image = eval_dev("photos/wildreceipt_skew_12998d6f0939.jpeg")
     gt = json.loads(image.with_name(image.stem + ".gt.json").read_text())
-    found = rows([engine.recognize(image, OcrTask.TEXT_RECOGNITION)])
+    reading = engine.recognize(image, OcrTask.TEXT_RECOGNITION)
+    found = rows([reading])
     texts = [_fold(row.text) for row in found]
     for line in gt["fields"]["store_addr"]:
         assert _fold(line) in texts, (line, texts[:6])
+    # The result's text is written from the same rows: the address reads top to bottom.
+    text = [_fold(line) for line in reading_order_text(reading).splitlines()]
+    assert [text.index(_fold(line)) for line in gt["fields"]["store_addr"]] == sorted(
+        text.index(_fold(line)) for line in gt["fields"]["store_addr"]
+    )
     total = next(row for row in found if "Total Due" in row.text)
     assert total.text.endswith(gt["fields"]["total"][-1])
