@@ -43,8 +43,11 @@ class Line:
 
     @property
     def text_height(self) -> float:
-        """The height of the text itself: a tilted line's box is taller by its rise."""
-        return max(self.height - abs(self.slope) * (self.x1 - self.x0), 0.3 * self.height)
+        """The height of the text itself: a tilted line's box is taller by its rise.
+
+        Never 0, as distances are measured in it: a box may be flat (a model's word box).
+        """
+        return max(self.height - abs(self.slope) * (self.x1 - self.x0), 0.3 * self.height, 1e-6)
 
     @property
     def centre(self) -> tuple[float, float]:

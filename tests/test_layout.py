@@ -90,6 +90,16 @@ def test_a_level_page_keeps_rows_of_lines_of_different_heights():
     assert [row.text for row in rows([text_reading(*lines)])] == ["BOOK TA.K (TAMAN DAYA)", "SDN BHD"]
 
 
+def test_flat_boxes_share_a_row_where_they_share_a_line():
+    # An API model's word boxes may have no height: distances in text heights must not divide by 0.
+    flat = [
+        OcrLine(text=text, box=[[x, 10], [x + 40, 10], [x + 40, 10], [x, 10]], score=0.9)
+        for text, x in (("b", 100), ("a", 0), ("c", 0))
+    ]
+    flat[2] = flat[2].model_copy(update={"box": [[0, 50], [40, 50], [40, 50], [0, 50]]})
+    assert [row.text for row in rows([text_reading(*flat)])] == ["a b", "c"]
+
+
 def _fold(text: str) -> str:
     return re.sub(r"\s+", "", text).casefold()
 
