@@ -42,7 +42,7 @@ from pathlib import Path
 from ocrflow.confidence import ocr_band, own_confidence
 from ocrflow.evaluation import field_truth, iter_ground_truth, normalize_field, same_field
 from ocrflow.extract import extract
-from ocrflow.pipeline import Context, interpret
+from ocrflow.pipeline import Context, SecondReading, interpret
 from ocrflow.routing import decide
 from ocrflow.settings import Settings
 
@@ -86,17 +86,21 @@ def ocr_cached(ctx: Context, path: Path, gt: dict, cache: Path):
 
     pickled = cache / f"{gt['category']}_{path.stem}.pkl"
     if pickled.exists():
-        return pickle.loads(pickled.read_bytes())
+        cached = pickle.loads(pickled.read_bytes())
+        if len(cached) == 3:  # a cache of before the pages were kept is read again
+            return cached
     ingested = ingest(path, ctx.settings.work_dir, ctx.settings.ingest)
     pages = [preprocess(page, ctx.settings.preprocess) for page in ingested.pages]
     results = [recognize(page, ctx.engine) for page in pages]
-    pickled.write_bytes(pickle.dumps((ingested, results)))
-    return ingested, results
+    pickled.write_bytes(pickle.dumps((ingested, pages, results)))
+    return ingested, pages, results
 
 
-def route(ctx: Context, ingested, results, doc_type: str):
+def route(ctx: Context, ingested, results, doc_type: str, pages=()):
+    """Interpret and route as the pipeline does; ``pages`` (preprocessed) for the second reading."""
     threshold = ctx.settings.routing.min_field_confidence
-    extraction, type_reason = interpret(results, ctx.doctypes, doc_type, threshold)
+    reread = SecondReading(ctx.second_reader, pages) if pages and ctx.second_reader else None
+    extraction, type_reason = interpret(results, ctx.doctypes, doc_type, threshold, reread=reread)
     doctype = ctx.doctypes.get(extraction.doc_type) if extraction else None
     status, reasons = decide(ingested, results, [], extraction, doctype, type_reason)
     return extraction, status, reasons
@@ -134,14 +138,14 @@ def main() -> None:
         if not gt["id"].startswith(tuple(args.only.split(","))):
             continue
         part = split_of(path.stem)
-        ingested, results = ocr_cached(ctx, path, gt, args.cache)
+        ingested, pages, results = ocr_cached(ctx, path, gt, args.cache)
         truth = true_type(gt)
         auto, status, reasons = route(ctx, ingested, results, "auto")
         found = auto.doc_type if auto else "none"
         detection[part][(truth, found)] += 1
         line = f"{part:6} {gt['id'][:44]:44} {truth:8} auto={found:12} {status.value:12}"
         if truth == "receipt" and field_truth(gt):
-            extraction, status, reasons = route(ctx, ingested, results, "receipt")
+            extraction, status, reasons = route(ctx, ingested, results, "receipt", pages)
             tally = receipts[(part, dataset(gt))]
             wrong, missing = [], []
             for name, want in field_truth(gt).items():
@@ -165,6 +169,10 @@ def main() -> None:
                 for name, field in extracted.items()
                 if field.evidence is not None and field.value not in (None, "")
             }
+            for name, factors in seen.items():  # the second reading is made where fields are weighed
+                weighed = extraction.fields[name].evidence
+                if weighed is not None and "second_reading" in weighed.factors:
+                    factors["second_reading"] = weighed.factors["second_reading"]
             for name in field_truth(gt):
                 if name in seen and name not in missing:
                     own_evidence[part].append((name, seen[name], name not in wrong))
@@ -297,6 +305,7 @@ EVIDENCE_VALUES = {
     "marked": (0.0, 0.5, 1.0),
     "closed": (0.0, 0.5, 1.0),
     "paid": (0.0, 1.0),
+    "second_reading": (0.0, 1.0),
 }
 
 

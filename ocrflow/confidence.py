@@ -31,14 +31,19 @@ of wrong values and multiplies in each ratio, both fitted on the tune half (:dat
 :data:`OWN_RATIO`); other fields keep the confidence extraction gave them (the OCR scores of
 their lines, lowered where it guessed). A second reading by the same engine (the page at another
 scale) was measured and is not used: what the engine misreads at one scale it mostly misreads at
-another (``bench/RESULTS-quality.md``). The values are grounded in the engine's own reading too,
+another (``bench/RESULTS-quality.md``). A second, different recogniser is (``reread``,
+:mod:`ocrflow.engines.second`, ``verify.second_reading``): PP-OCRv4 reads an address's lines
+again, and whether it spells the value the same (``second_reading``) is one more ratio; for an
+API engine's text value that the independent reader read only nearly, the same second reading
+spelling the model's value there grounds it. The values are grounded in the engine's own reading too,
 which locates them (``boxes``) and records whether the page prints the value as extracted;
 measured, lowering the confidence of those it does not (values joined from several rows) cost
 half the accepted receipts and caught no error, so it does not count.
 
 Each field's :class:`~ocrflow.models.FieldEvidence` records the evidence as ``factors`` (values
 in [0, 1]: ``prior``, ``logprob``, ``grounding``, ``reader_score``, ``agreement``, ``checksum``,
-``pattern``, ``ocr_score``, ``ocr_band``, ``plain``, ``marked``, ``closed``, ``paid``), so a
+``pattern``, ``ocr_score``, ``ocr_band``, ``plain``, ``marked``, ``closed``, ``paid``,
+``second_reading``), so a
 reviewer and a calibration can see why; ``reader_char_score`` (how sure the reader was of its
 characters where a near reading differs) is recorded beside them, not weighed.
 """
@@ -46,7 +51,7 @@ characters where a near reading differs) is recorded beside them, not weighed.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from ocrflow.checks import FORMAT_CHECKS
@@ -55,9 +60,31 @@ from ocrflow.extract import answered_by, extract, printed_label, reads_as_addres
 from ocrflow.layout import Line, rows
 from ocrflow.logprobs import value_probability
 from ocrflow.masking import mask_value
-from ocrflow.models import Extraction, FieldError, FieldEvidence, FieldResult, Grounding, OcrResult
+from ocrflow.models import (
+    Extraction,
+    FieldBox,
+    FieldError,
+    FieldEvidence,
+    FieldResult,
+    Grounding,
+    OcrLine,
+    OcrResult,
+    OcrTask,
+)
 from ocrflow.normalize import NORMALIZERS
-from ocrflow.verify import NOT_FOUND, READINGS_DISAGREE, TEXT, UNGROUNDED, Match, ground, kind_of
+from ocrflow.verify import (
+    NOT_FOUND,
+    READINGS_DISAGREE,
+    TEXT,
+    UNGROUNDED,
+    Match,
+    ground,
+    kind_of,
+    second_agreement,
+)
+
+Reread = Callable[[Sequence[FieldBox]], Sequence[OcrLine]]
+"""A second recogniser reading the given lines of a page again (:mod:`ocrflow.engines.second`)."""
 
 PRIOR_WRONG = 0.10
 """The share of a vision-language model's field values taken to be wrong before any evidence.
@@ -120,6 +147,7 @@ OWN_RATIO: dict[str, dict[str, dict[float, float]]] = {
         "ocr_band": {0.0: 3.44, 0.5: 1.57, 1.0: 0.2},
         "plain": {0.0: 7.5, 1.0: 0.78},
         "closed": {0.0: 1.67, 0.5: 2.07, 1.0: 0.62},
+        "second_reading": {0.0: 3.42, 1.0: 0.61},
     },
     "receipt_date": {"ocr_band": {0.0: 3.57, 0.5: 0.93, 1.0: 0.61}},
     "receipt_total": {"ocr_band": {0.0: 0.62, 0.5: 0.43, 1.0: 1.38}, "paid": {0.0: 1.62, 1.0: 0.27}},
@@ -128,7 +156,17 @@ OWN_RATIO: dict[str, dict[str, dict[float, float]]] = {
 the same tune receipts with half a count in every cell (``bench/quality_eval.py``, which prints
 the counts of both halves). Measured, not assumed: a total's OCR score says nothing (the 3 wrong
 totals were read at 0.985+), a confirming payment does; an address read at 0.95-0.985 is wrong
-12 times in 17."""
+12 times in 17. ``second_reading`` was fitted later (2026-12-02 d, on the rows of ``0424b2c``):
+an address the second recogniser spells otherwise was wrong 9 times in 11, one it spells the same
+10 times in 25 (the wrong lines, or a label that differs from the print, which no reading catches)."""
+
+
+SECOND_READ = frozenset({"receipt_address"})
+"""The calibration tables whose values a second recogniser reads again (``second_reading``: 1.0
+it spells the value the same, :func:`~ocrflow.verify.second_agreement`). Only addresses: on the
+tune half it agreed with every date and total, right or wrong, and with names as often when
+they were wrong as when right (16 of 18 wrong, 22 of 24 right: most wrong names are the wrong
+line, not a misread), so it would cost CPU and tell nothing (``bench/second_reading.py``)."""
 
 
 def odds_of(confidence: float) -> float:
@@ -206,6 +244,10 @@ def own_kind(spec: FieldSpec | None) -> str | None:
     return kind if kind in OWN_PRIOR_WRONG else None
 
 
+def _weighs_second_reading(spec: FieldSpec | None) -> bool:
+    return own_kind(spec) in SECOND_READ
+
+
 def ocr_band(score: float) -> float:
     """An OCR score in three bands: 1.0 from :data:`OCR_BANDS`' first bound, 0.5 from its second, else 0."""
     high, middle = OCR_BANDS
@@ -260,6 +302,7 @@ def weigh_fields(
     independent: Sequence[OcrResult] | None,
     *,
     from_api: bool,
+    reread: Reread | None = None,
 ) -> Extraction:
     """Every field located, and its confidence made from evidence (:mod:`ocrflow.confidence`).
 
@@ -286,6 +329,10 @@ def weigh_fields(
         if not from_api:
             evidence = FieldEvidence(outcome=located.outcome, reader=_reader(own), page=located.page)
             seen = field.evidence.factors if field.evidence else None
+            if reread is not None and seen and _weighs_second_reading(spec) and field.boxes and field.raw:
+                second = " ".join(line.text for line in reread(field.boxes))
+                seen = {**seen, "second_reading": second_agreement(field.raw, second)}
+                evidence.reading = second
             field.confidence, field.evidence = weigh_own_field(
                 field.confidence, evidence, seen, own_kind(spec)
             )
@@ -304,6 +351,8 @@ def weigh_fields(
         if other == field.value and match.outcome is Grounding.NEAR:
             # The embedded extractor read exactly this value from the reading: the page prints it.
             match = replace(match, outcome=Grounding.GROUNDED, differs_at=(), distance=0)
+        if reread is not None and match.outcome is Grounding.NEAR and not covered and kind_of(spec) == TEXT:
+            match = _read_again(field.value, spec, match, reread)
         evidence = FieldEvidence(
             outcome=match.outcome,
             reader=_reader(independent),
@@ -398,6 +447,29 @@ def _differing_char_score(match: Match) -> float | None:
     if match.outcome is not Grounding.NEAR or not scores or any(s is None for s in scores):
         return None
     return max(s for s in scores if s is not None)
+
+
+def _read_again(value: str, spec: FieldSpec | None, match: Match, reread: Reread) -> Match:
+    """A text value read nearly so: grounded if a second recogniser reads it there as the model wrote it.
+
+    The independent reader misreads long names and addresses as surely as it reads them right;
+    a different model that spells the model's value in the same lines says the misread was the
+    reader's. Otherwise the near reading stands.
+    """
+    lines = reread(match.boxes)
+    if not lines:
+        return match
+    page = match.page or 1
+    second = OcrResult(
+        engine="local",
+        model="second",
+        task=OcrTask.ADVANCED_RECOGNITION,
+        page_number=page,
+        lines=tuple(lines),
+    )
+    if ground(value, spec, [second]).outcome is Grounding.GROUNDED:
+        return replace(match, outcome=Grounding.GROUNDED, differs_at=(), distance=0)
+    return match
 
 
 def _reader(readings: Sequence[OcrResult]) -> str | None:

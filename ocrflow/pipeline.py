@@ -34,19 +34,21 @@ from typing import Protocol, TypeVar
 
 from ocrflow.admission import Admission, Verdict
 from ocrflow.cache import CachedEngine, cache_dir
-from ocrflow.confidence import weigh_fields
+from ocrflow.confidence import Reread, weigh_fields
 from ocrflow.detect import detect_doctype
 from ocrflow.doctypes import DocType, get_doctype, load_doctypes
-from ocrflow.engines import ApiEngine, OcrEngine, create_engine
-from ocrflow.errors import OcrflowError, is_retryable
+from ocrflow.engines import ApiEngine, OcrEngine, create_engine, second
+from ocrflow.errors import EngineError, OcrflowError, is_retryable
 from ocrflow.extract import extract
 from ocrflow.generic import extract_generic
 from ocrflow.ingest import ingest, ingest_page, open_document, unreadable
 from ocrflow.models import (
     DocumentResult,
     Extraction,
+    FieldBox,
     Frozen,
     IngestResult,
+    OcrLine,
     OcrResult,
     OcrTask,
     PageRef,
@@ -54,7 +56,7 @@ from ocrflow.models import (
     Stage,
     Usage,
 )
-from ocrflow.ocr import check_task, choose_task, packs_pages, recognize, recognize_document
+from ocrflow.ocr import check_task, choose_task, invert, packs_pages, recognize, recognize_document
 from ocrflow.outbox import deliver
 from ocrflow.outputs import gives_outputs, task_outputs, write_output_files
 from ocrflow.preprocess import preprocess
@@ -120,6 +122,21 @@ class Context:
             return self.given_verifier
         reader = self.settings.verify.reader_options(self.settings.local_engine)
         return create_engine(self.settings.model_copy(update={"engine": "local", "local_engine": reader}))
+
+    @cached_property
+    def second_reader(self) -> second.SecondReader | None:
+        """PP-OCRv4 re-reading the embedded engine's receipt names and addresses, or ``None``.
+
+        ``None`` when ``verify.second_reading`` is off, or when its model is not installed.
+        """
+        if not self.settings.verify.second_reading:
+            return None
+        if not second.available():
+            log.warning(
+                "verify.second_reading is on but %s is not installed (scripts/setup.sh)", second.MODEL
+            )
+            return None
+        return second.SecondReader(threads=self.settings.local_engine.threads)
 
     @cached_property
     def doctypes(self) -> dict[str, DocType]:
@@ -469,11 +486,13 @@ def interpret(
     independent: Sequence[OcrResult] | None = None,
     *,
     from_api: bool = False,
+    reread: Reread | None = None,
 ) -> tuple[Extraction | None, Reason | None]:
     """Pick the document type (or take the one given), extract its fields, weigh them, validate them.
 
     Fields are located and their confidence made from evidence (:func:`~ocrflow.confidence.weigh_fields`):
-    an API engine's (``from_api``) against ``independent``, another engine's reading of the pages.
+    an API engine's (``from_api``) against ``independent``, another engine's reading of the pages;
+    the embedded engine's with ``reread``, a second recogniser reading a value's lines again.
     """
     type_reason = None
     if doc_type == AUTO:
@@ -486,7 +505,7 @@ def interpret(
         name = doc_type
     doctype = get_doctype(doctypes, name)
     extraction = extract(ocr_results, doctype)
-    weighed = weigh_fields(extraction, doctype, ocr_results, independent, from_api=from_api)
+    weighed = weigh_fields(extraction, doctype, ocr_results, independent, from_api=from_api, reread=reread)
     return validate(weighed, doctype, min_confidence=min_confidence), None
 
 
@@ -507,6 +526,9 @@ def assess(ctx: Context, readings: Readings, job: Job) -> DocumentResult:
     if readings.ocr and grounds(ctx, task, job):
         made = readings.independent or read_independently(ctx, readings.pages)
         independent, verify_usage = list(made.ocr), made.usage
+    reread = None
+    if ctx.second_reader is not None and (ctx.api_engine is None or independent is not None):
+        reread = SecondReading(ctx.second_reader, readings.pages)
     extraction, type_reason = (
         interpret(
             readings.ocr,
@@ -515,10 +537,13 @@ def assess(ctx: Context, readings: Readings, job: Job) -> DocumentResult:
             ctx.settings.routing.min_field_confidence,
             independent,
             from_api=ctx.api_engine is not None,
+            reread=reread,
         )
         if readings.ocr and wants_type
         else (None, None)
     )
+    if reread is not None:
+        verify_usage += Usage(verify_cpu_seconds=round(reread.cpu_seconds, 3))
     doctype = ctx.doctypes.get(extraction.doc_type) if extraction else None
     rule = ctx.settings.review.rule_for(extraction.doc_type if extraction else None, schema_rule(doctype))
     failures = [*readings.failures, *output_reasons]
@@ -547,6 +572,36 @@ def read_independently(ctx: Context, pages: Sequence[PageRef]) -> Independent:
             log.warning("independent reading of page %d failed: %s", page.page_number, exc.code)
     cpu = round(time.thread_time() - started, 3)
     return Independent(ocr=tuple(reading), usage=Usage(verify_cpu_seconds=cpu))
+
+
+class SecondReading:
+    """The second recogniser on a document's preprocessed pages (a :data:`~ocrflow.confidence.Reread`).
+
+    Reads the lines it is given again, cropped from the page the embedded engine read, and
+    counts its CPU. A page it cannot read gives no second reading, which weighs nothing.
+    """
+
+    def __init__(self, reader: second.SecondReader, pages: Sequence[PageRef]) -> None:
+        self.reader = reader
+        self.pages = {page.page_number: page for page in pages}
+        self.cpu_seconds = 0.0
+
+    def __call__(self, boxes: Sequence[FieldBox]) -> list[OcrLine]:
+        started = time.thread_time()
+        lines: list[OcrLine] = []
+        try:
+            for number in dict.fromkeys(box.page for box in boxes):
+                page = self.pages.get(number)
+                if page is None:
+                    return []
+                on_page = [box.box for box in boxes if box.page == number]
+                lines += self.reader.read(page.path, on_page, invert(page.to_original))
+        except EngineError as exc:
+            log.warning("second reading failed: %s", exc.code)
+            return []
+        finally:
+            self.cpu_seconds += time.thread_time() - started
+        return lines
 
 
 def conclude(ctx: Context, readings: Readings, job: Job) -> DocumentResult:

@@ -170,6 +170,13 @@ class VerifyOptions(BaseModel):
     detection_side: int = Field(480, ge=32)
     """The independent reader's ``local_engine.detection_side``: a receipt's text is tall enough
     to find at 480 px across, at half the embedded engine's detection CPU."""
+    second_reading: bool = False
+    """A second, different recogniser (PP-OCRv4, :mod:`ocrflow.engines.second`) reads again the lines
+    of the embedded engine's receipt addresses, whether it spells them the same is weighed, and an
+    API engine's name or address the independent reader read only nearly is grounded where it
+    spells the model's value (CPU: ``usage.verify_cpu_seconds``, ~0.1 s a receipt and 0.6 s to
+    load once). Off by default: on eval-dev's held-out half it accepted no more receipts
+    (bench/RESULTS-quality.md)."""
     line_width: int = Field(48, ge=16)
     line_batch: int = Field(1, ge=1)
     """The independent reader's ``local_engine.line_width`` and ``line_batch``: every line is

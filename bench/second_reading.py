@@ -1,0 +1,213 @@
+"""A second recogniser (PP-OCRv4) re-reading each receipt field's lines: does it tell right from wrong?
+
+For every eval-dev receipt (the split of ``bench/quality_eval.py``), the embedded engine reads
+the page as the pipeline does (ingest -> preprocess -> RapidOCR PP-OCRv6) and the receipt's
+fields are extracted and located. Then PP-OCRv4 (:mod:`ocrflow.engines.second`) re-reads each
+field's lines: their boxes cropped from the preprocessed page, recognition only. The value as
+the first model read it (``raw``) is compared with the second reading of the same lines,
+letters and digits only, case ignored (PP-OCRv4 drops most spaces), by the edit distance of
+the value against the closest stretch of the second reading: 0 ``agrees``, else ``differs``
+(with the distance). Each value is scored right or wrong as ``ocrflow eval`` scores it.
+
+Printed per half and field: how many right and wrong values the second reading agrees with,
+the likelihood ratio P(outcome | wrong) / P(outcome | right), where the two differ whether the
+second reading holds the truth, and the CPU of the re-reading per document (and of loading
+the model once).
+
+It shares ``bench/quality_eval.py``'s cache of each document's pages and OCR (``--cache``).
+
+    .venv/bin/python bench/second_reading.py [--half tune|report|both] [--only PREFIX] [--show]
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from quality_eval import (  # noqa: E402
+    EVAL_DEV,
+    FIELDS,
+    SPLITS,
+    dataset,
+    ocr_cached,
+    route,
+    share,
+    split_of,
+    true_type,
+)
+
+from ocrflow.engines.second import SecondReader  # noqa: E402
+from ocrflow.evaluation import field_truth, iter_ground_truth, normalize_field, same_field  # noqa: E402
+from ocrflow.pipeline import Context, SecondReading, interpret  # noqa: E402
+from ocrflow.settings import Settings  # noqa: E402
+
+
+def fold(text: str) -> str:
+    return "".join(ch for ch in text.casefold() if ch.isalnum())
+
+
+def distance_within(value: str, text: str) -> int:
+    """Edit distance of ``value`` against the closest stretch of ``text`` (semi-global alignment)."""
+    if not value:
+        return 0
+    previous = [0] * (len(text) + 1)
+    for i, cv in enumerate(value, start=1):
+        current = [i]
+        for j, ct in enumerate(text, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (cv != ct)))
+        previous = current
+    return min(previous)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/ocrflow-quality-cache"))
+    parser.add_argument("--half", choices=(*SPLITS, "both"), default="tune")
+    parser.add_argument(
+        "--only", default="", help="only documents whose id starts with one of these (comma-separated)"
+    )
+    parser.add_argument("--show", action="store_true", help="one line per field")
+    parser.add_argument("--dump", type=Path, help="pickle the per-field records here")
+    args = parser.parse_args()
+    args.cache.mkdir(parents=True, exist_ok=True)
+    ctx = Context(Settings(out_dir=args.cache / "out"))
+    reader = SecondReader()
+
+    started = time.thread_time()
+    reader._rapid()  # noqa: SLF001 - the model's load, timed apart from the re-reading
+    load_cpu = time.thread_time() - started
+
+    records = []  # (half, dataset, field, right, distance, second_has_truth, raw, second_text, truth)
+    cpu: dict[str, list[float]] = defaultdict(list)
+    lines_read: dict[str, list[int]] = defaultdict(list)
+    pipeline_cpu: dict[str, list[float]] = defaultdict(list)  # what the pipeline reads: addresses
+    for path, gt in iter_ground_truth(EVAL_DEV):
+        if true_type(gt) != "receipt" or not field_truth(gt):
+            continue
+        if not gt["id"].startswith(tuple(args.only.split(","))):
+            continue
+        half = split_of(path.stem)
+        if args.half != "both" and half != args.half:
+            continue
+        ingested, pages, results = ocr_cached(ctx, path, gt, args.cache)
+        extraction, _, _ = route(ctx, ingested, results, "receipt")
+        by_page = {r.page_number: r for r in results}
+        images = {p.page_number: p.path for p in pages}
+        started = time.thread_time()
+        count = 0
+        for name, want in field_truth(gt).items():
+            field = extraction.fields.get(name)
+            if field is None or field.value in (None, "") or not field.boxes or not field.raw:
+                continue
+            got = normalize_field(name, field.value)
+            right = same_field(gt, got, want)
+            page = field.boxes[0].page
+            second = reader.read(images[page], [b.box for b in field.boxes], by_page[page].reading_frame)
+            count += len(second)
+            second_text = " ".join(line.text for line in second)
+            distance = distance_within(fold(field.raw), fold(second_text))
+            has_truth = distance_within(fold(want), fold(second_text)) == 0
+            first_score = (field.evidence.factors if field.evidence else {}).get("ocr_score", 0.0)
+            second_score = min(line.score for line in second)
+            records.append(
+                (half, dataset(gt), name, right, distance, has_truth, field.raw, second_text, want)
+                + (first_score, second_score)
+            )
+            if args.show:
+                mark = "right" if right else "WRONG"
+                print(
+                    f"{half:6} {gt['id'][:28]:28} {name:8} {mark:5} d={distance:<2} "
+                    f"{field.raw!r:48} | {second_text!r}"
+                )
+        cpu[dataset(gt)].append(time.thread_time() - started)
+        lines_read[dataset(gt)].append(count)
+        as_run = SecondReading(reader, pages)
+        interpret(results, ctx.doctypes, "receipt", ctx.settings.routing.min_field_confidence, reread=as_run)
+        pipeline_cpu[dataset(gt)].append(as_run.cpu_seconds)
+
+    if args.dump:
+        args.dump.write_bytes(pickle.dumps(records))
+    print(f"\nmodel load: {load_cpu:.2f} CPU-s (once per process)")
+    print(
+        "\n| dataset | documents | lines re-read per document | CPU-s per document, all four "
+        "fields (mean, max) | as the pipeline reads: addresses only (mean, max) |"
+    )
+    print("|---|---|---|---|---|")
+    for name, times in sorted(cpu.items()):
+        n, run = len(times), pipeline_cpu[name]
+        print(
+            f"| {name} | {n} | {sum(lines_read[name]) / n:.1f} | {sum(times) / n:.3f}, {max(times):.3f} "
+            f"| {sum(run) / n:.3f}, {max(run):.3f} |"
+        )
+    print_agreement(records)
+    print_rules(records)
+
+
+def print_agreement(records) -> None:
+    print("\n## Agreement of the second reading with the first, wrong / right values\n")
+    print(
+        "| half | field | agrees: wrong / right | differs: wrong / right | ratio agrees | ratio differs "
+        "| where they differ on a wrong value, PP-OCRv4 has the truth |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    halves = sorted({r[0] for r in records})
+    for half in (*halves, "both") if len(halves) > 1 else halves:
+        for name in (*FIELDS, "all"):
+            tally: Counter = Counter()
+            for h, _, f, right, distance, has_truth, *_ in records:
+                if (half not in ("both", h)) or (name not in ("all", f)):
+                    continue
+                tally[(distance == 0, right)] += 1
+                if distance and not right:
+                    tally["fixable"] += has_truth
+            wrong = tally[(True, False)] + tally[(False, False)]
+            right = tally[(True, True)] + tally[(False, True)]
+
+            def ratio(agrees: bool, wrong: int = wrong, right: int = right, tally: Counter = tally) -> str:
+                w = (tally[(agrees, False)] + 0.5) / (wrong + 1)
+                r = (tally[(agrees, True)] + 0.5) / (right + 1)
+                return f"{w / r:.2f}"
+
+            print(
+                f"| {half} | {name} | {tally[(True, False)]} / {tally[(True, True)]} "
+                f"| {tally[(False, False)]} / {tally[(False, True)]} | {ratio(True)} | {ratio(False)} "
+                f"| {share(tally['fixable'], tally[(False, False)])} |"
+            )
+
+
+def print_rules(records) -> None:
+    """Where the readings differ: would taking PP-OCRv4's reading make more values right?
+
+    Counted generously for the rule: a value is *fixed* when it was wrong and the second
+    reading holds its truth (letters and digits; it would still need its spaces back), *broken*
+    when it was right and the rule takes the other reading.
+    """
+    print("\n## Where the two readings differ: a rule that takes the second reading (fixed / broken)\n")
+    print("| half | field | differ | always the second | the second where its line score is higher |")
+    print("|---|---|---|---|---|")
+    halves = sorted({r[0] for r in records})
+    for half in halves:
+        for name in (*FIELDS, "all"):
+            differ = [r for r in records if r[0] == half and name in ("all", r[2]) and r[4] > 0]
+            if not differ:
+                continue
+            higher = [r for r in differ if r[10] > r[9]]
+
+            def count(chosen) -> str:
+                fixed = sum(1 for r in chosen if not r[3] and r[5])
+                broken = sum(1 for r in chosen if r[3])
+                return f"{fixed} / {broken}"
+
+            print(f"| {half} | {name} | {len(differ)} | {count(differ)} | {count(higher)} |")
+
+
+if __name__ == "__main__":
+    main()
