@@ -161,7 +161,7 @@ def main() -> None:
     for path, gt in iter_ground_truth(EVAL_DEV):
         if not gt["id"].startswith(tuple(args.only.split(","))) or not gt.get("fields"):
             continue
-        _, results = ocr_cached(ctx, path, gt, args.cache)
+        _, _, results = ocr_cached(ctx, path, gt, args.cache)
         tally = judge(gt, results)
         part = split_of(path.stem)
         tally["docs"] += 1
