@@ -288,10 +288,11 @@ def reads_as_address(spec: FieldSpec, row: Row) -> bool:
         return False
     if not _separates(spec, row):
         return _looks_like_name(row.text) or bool(_POSTCODE.search(row.text))
-    hit = _find_label(row.text, spec.hints.get("stop", []))
-    if hit is None:
+    folded = row.text.casefold()
+    starts = [at for label in spec.hints.get("stop", []) if (at := folded.find(label.casefold())) >= 0]
+    if not starts:
         return False
-    before = row.text[: hit[1] - len(hit[0])].rstrip(" ,;:.")
+    before = row.text[: min(starts)].rstrip(" ,;:./")  # up to the first stop word (MOBILE /WHATSAPP)
     return _looks_like_name(before) and not (_is_registration(before) or _TIME_OR_DATE.search(before))
 
 

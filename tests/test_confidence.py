@@ -253,7 +253,13 @@ def test_an_address_short_of_a_line_of_its_block_is_near():
 def test_what_only_borders_an_address_does_not_make_it_short():
     value = "80AIRPORTBOULEVARD, VIEWINGMALLCENTRALLEVEL3"
     # The company above, a heading, a line without a number, a telephone, a line further down.
-    for below in ("TAX INVOICE", "Thank you", "Tel. 65424709", "PRIME TENDERLOIN 27.90"):
+    for below in (
+        "TAX INVOICE",
+        "Thank you",
+        "Tel. 65424709",
+        "Mobile /Whatsapps : +6012-918 7937",  # two stop words: nothing before the first
+        "PRIME TENDERLOIN 27.90",
+    ):
         page = reading(*ASTONS[:4], below)
         assert weighed_address(value, page).evidence.outcome is Grounding.GROUNDED, below
     box = [[0.0, 120.0], [90.0, 120.0], [90.0, 135.0], [0.0, 135.0]]  # a line's height below the last
