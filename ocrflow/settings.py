@@ -59,7 +59,9 @@ class LocalEngineOptions(BaseModel):
     page on every core (bench/RESULTS-overhead.md)."""
     parallel: int = Field(0, ge=0)
     """Pages one process reads at once, whatever its thread pool; 0: its cores divided by
-    ``threads`` (at least 1), so pages x threads never exceed the cores."""
+    ``threads`` (at least 1), so pages x threads never exceed the cores. 1 where memory is tight:
+    a 200-page PDF peaked at 792 MiB instead of ~1.0 GiB, at half the pages a minute on two
+    cores (bench/RESULTS-overhead.md)."""
     release_memory: bool = True
     """Hand the memory a page's reading freed back to the system after each page (glibc's
     ``malloc_trim``). Off, each page read at once stays resident at its peak (several hundred MiB
