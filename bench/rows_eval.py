@@ -15,7 +15,7 @@ line's quadrilateral) and the rows they end up in. A labelled line is
 - ``out of order`` when a line of the same field printed above it comes in a later row.
 
 The labels' boxes are axis-aligned, so nothing here uses the slope the rows are built from.
-OCR comes from ``bench/quality_eval.py``'s cache (run it first); halves as there.
+OCR is read from (or, the first time, written to) ``bench/quality_eval.py``'s cache; halves as there.
 
 Usage::
 
