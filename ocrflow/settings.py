@@ -176,9 +176,9 @@ class VerifyOptions(BaseModel):
     """A second, different recogniser (PP-OCRv4, :mod:`ocrflow.engines.second`) reads again the lines
     of the embedded engine's receipt addresses, whether it spells them the same is weighed, and an
     API engine's name or address the independent reader read only nearly is grounded where it
-    spells the model's value (CPU: ``usage.verify_cpu_seconds``, ~0.1 s a receipt and 0.6 s to
-    load once). Off by default: on eval-dev's held-out half it accepted no more receipts
-    (bench/RESULTS-quality.md)."""
+    spells the model's value (CPU: ``usage.verify_cpu_seconds``, ~0.1 s a receipt; 0.6 s and
+    ~96 MiB to load, once per reading thread). Off by default: on eval-dev's held-out half it
+    accepted no more receipts (bench/RESULTS-quality.md)."""
     line_width: int = Field(48, ge=16)
     line_batch: int = Field(1, ge=1)
     """The independent reader's ``local_engine.line_width`` and ``line_batch``: every line is

@@ -125,6 +125,9 @@ def test_pp_ocr_v4_reads_a_real_receipts_address_as_pp_ocr_v6_does(engine, tmp_p
     assert address.evidence.factors["second_reading"] == 1.0
     assert "Pelabur" in address.evidence.reading
     assert reread.cpu_seconds > 0
+    # Each character's score, spaces left out, as the first engine's lines carry them.
+    for line in reread(address.boxes):
+        assert line.char_scores is not None and len(line.char_scores) == len(line.text.replace(" ", ""))
 
 
 @pytest.mark.skipif(not second.available(), reason="rapidocr-onnxruntime (PP-OCRv4) is not installed")

@@ -107,11 +107,12 @@ class SecondReader:
 
 
 def _char_scores(output: object, text: str) -> tuple[float, ...] | None:
+    """Each non-space character's score (as :attr:`OcrLine.char_scores`), where they fit the text.
+
+    With detection off RapidOCR scores every character of the line, spaces included.
+    """
     words = getattr(output, "word_results", None)
-    if not words or not words[0]:
+    confs = getattr(words[0], "confs", None) if words else None
+    if confs is None or len(confs) != len(text):
         return None
-    info = words[0]
-    confs = getattr(info, "confs", None)
-    if confs is None or len(confs) != len(text.replace(" ", "")):
-        return None
-    return tuple(float(c) for c in confs)
+    return tuple(float(c) for ch, c in zip(text, confs, strict=True) if not ch.isspace())
