@@ -22,6 +22,10 @@ errors for them (same seed) are grounded in that reading, and where a value is o
 PP-OCRv4 re-reads the lines found: how often it grounds a clean value (wanted) and an injected
 error (never wanted). No lock-free cache: it reads each page (~1.5 CPU-s).
 
+``--vote`` tries a per-character rule for field accuracy: where the two readings of a name's or
+address's line differ by single characters, take PP-OCRv4's character when its score is higher
+than PP-OCRv6's (by ``--margin``), extract again, and count values fixed and broken.
+
 It shares ``bench/quality_eval.py``'s cache of each document's pages and OCR (``--cache``).
 
     .venv/bin/python bench/second_reading.py [--half tune|report|both] [--only PREFIX] [--show]
@@ -30,6 +34,7 @@ It shares ``bench/quality_eval.py``'s cache of each document's pages and OCR (``
 from __future__ import annotations
 
 import argparse
+import difflib
 import pickle
 import sys
 import time
@@ -85,9 +90,14 @@ def main() -> None:
     parser.add_argument("--show", action="store_true", help="one line per field")
     parser.add_argument("--dump", type=Path, help="pickle the per-field records here")
     parser.add_argument("--grounding", action="store_true", help="the API path's near values instead")
+    parser.add_argument("--vote", action="store_true", help="the per-character rule instead")
+    parser.add_argument("--margin", type=float, default=0.0, help="--vote: how much surer PP-OCRv4 must be")
     args = parser.parse_args()
     if args.grounding:
         grounding(args.half, args.show)
+        return
+    if args.vote:
+        vote(args.cache, args.half, args.margin, args.show)
         return
     args.cache.mkdir(parents=True, exist_ok=True)
     ctx = Context(Settings(out_dir=args.cache / "out"))
@@ -275,6 +285,82 @@ def grounding(half: str, show: bool) -> None:
             counts = [tally[(part, kind, o)] for o in ("grounded", "near", "not_found")]
             rescued = tally[(part, kind, "near, then grounded")]
             print(f"| {part} | {kind} | {counts[0]} | {counts[1]} | {counts[2]} | {rescued} of {counts[1]} |")
+
+
+def voted(text: str, scores, other: str, other_scores, margin: float) -> str:
+    """``text`` with each single-character difference from ``other`` taken from it where it is surer.
+
+    Characters are aligned without spaces (PP-OCRv4 drops them); ``text`` keeps its own spaces.
+    """
+    mine = [(i, ch) for i, ch in enumerate(text) if not ch.isspace()]
+    theirs = [ch for ch in other if not ch.isspace()]
+    if not scores or not other_scores or len(scores) != len(mine) or len(other_scores) != len(theirs):
+        return text
+    out = list(text)
+    matcher = difflib.SequenceMatcher(None, [ch for _, ch in mine], theirs, autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "replace" and i2 - i1 == j2 - j1:
+            for k in range(i2 - i1):
+                if other_scores[j1 + k] > scores[i1 + k] + margin:
+                    out[mine[i1 + k][0]] = theirs[j1 + k]
+    return "".join(out)
+
+
+def vote(cache: Path, half: str, margin: float, show: bool) -> None:
+    """Names and addresses extracted again after the per-character vote: fixed / broken per half."""
+    from ocrflow.extract import extract
+
+    ctx = Context(Settings(out_dir=cache / "out"))
+    reader = SecondReader()
+    tally: Counter = Counter()
+    for path, gt in iter_ground_truth(EVAL_DEV):
+        part = split_of(path.stem)
+        if true_type(gt) != "receipt" or not field_truth(gt) or half not in ("both", part):
+            continue
+        ingested, pages, results = ocr_cached(ctx, path, gt, cache)
+        extraction, _, _ = route(ctx, ingested, results, "receipt")
+        images = {page.page_number: page.path for page in pages}
+        for name in ("company", "address"):
+            want, field = field_truth(gt).get(name), extraction.fields.get(name)
+            if not want or field is None or not field.boxes or field.value in (None, ""):
+                continue
+            right = same_field(gt, normalize_field(name, field.value), want)
+            page = field.boxes[0].page
+            frame = next(r.reading_frame for r in results if r.page_number == page)
+            second = dict(
+                zip(
+                    (tuple(map(tuple, b.box)) for b in field.boxes),
+                    reader.read(images[page], [b.box for b in field.boxes], frame),
+                    strict=True,
+                )
+            )
+            changed = []
+            for result in results:
+                lines = []
+                for line in result.lines:
+                    other = second.get(tuple(map(tuple, line.box))) if result.page_number == page else None
+                    if other is not None:
+                        text = voted(line.text, line.char_scores, other.text, other.char_scores, margin)
+                        line = line.model_copy(update={"text": text})
+                    lines.append(line)
+                changed.append(result.model_copy(update={"lines": tuple(lines)}))
+            again = extract(changed, ctx.doctypes["receipt"]).fields.get(name)
+            right_again = again is not None and same_field(gt, normalize_field(name, again.value), want)
+            tally[(part, name, right, right_again)] += 1
+            if show and right != right_again:
+                print(
+                    f"{part:6} {gt['id']:28} {name:8} {field.value!r} -> {again.value if again else None!r}"
+                )
+    print(f"\n| half | field | values | right before | fixed | broken |  (margin {margin})")
+    print("|---|---|---|---|---|---|")
+    for part in sorted({k[0] for k in tally}):
+        for name in ("company", "address"):
+            cells = {k[2:]: n for k, n in tally.items() if k[:2] == (part, name)}
+            right = cells.get((True, True), 0) + cells.get((True, False), 0)
+            print(
+                f"| {part} | {name} | {sum(cells.values())} | {right} | {cells.get((False, True), 0)} "
+                f"| {cells.get((True, False), 0)} |"
+            )
 
 
 if __name__ == "__main__":
