@@ -127,36 +127,37 @@ _ODDS_RANGE = (1e-4, 1e4)
 OCR_BANDS = (0.985, 0.95)
 """Where an embedded engine's line score is high, middling or low (:func:`ocr_band`)."""
 OWN_PRIOR_WRONG: dict[str, float] = {
-    "receipt_name": 0.43,
-    "receipt_address": 0.597,
+    "receipt_name": 0.337,
+    "receipt_address": 0.527,
     "receipt_date": 0.014,
-    "receipt_total": 0.09,
+    "receipt_total": 0.037,
 }
 """The share of the embedded engine's receipt values that are wrong, per table (a field's schema
 hint ``calibration`` names its table), before evidence:
 on the tune half's 42 receipts (SROIE, its skewed scans and WildReceipt together, as a
-deployment meets them), with half a count added. Names 18 wrong of 42, addresses 21 of 35,
-dates 0 of 36, totals 3 of 38 (``bench/quality_eval.py``, RESULTS-quality.md)."""
+deployment meets them), with half a count added. Names 14 wrong of 42, addresses 19 of 36,
+dates 0 of 36, totals 1 of 39 (``bench/quality_eval.py``, RESULTS-quality.md; refitted on the
+rows along baselines, ``0424b2c``, and the address and total rules of ``55759b2``)."""
 OWN_RATIO: dict[str, dict[str, dict[float, float]]] = {
     "receipt_name": {
-        "ocr_band": {0.0: 2.18, 0.5: 2.8, 1.0: 0.61},
-        "plain": {0.0: 3.07, 1.0: 0.87},
-        "marked": {0.0: 1.58, 0.5: 4.79, 1.0: 0.23},
+        "ocr_band": {0.0: 1.9, 0.5: 2.45, 1.0: 0.74},
+        "plain": {0.0: 1.93, 1.0: 0.95},
+        "marked": {0.0: 1.24, 0.5: 2.99, 1.0: 0.33},
     },
     "receipt_address": {
-        "ocr_band": {0.0: 3.44, 0.5: 1.57, 1.0: 0.2},
-        "plain": {0.0: 7.5, 1.0: 0.78},
-        "closed": {0.0: 1.67, 0.5: 2.07, 1.0: 0.62},
+        "ocr_band": {0.0: 4.51, 0.5: 1.89, 1.0: 0.12},
+        "plain": {0.0: 4.5, 1.0: 0.9},
+        "closed": {0.0: 1.1, 0.5: 1.5, 1.0: 0.9},
         "second_reading": {0.0: 3.42, 1.0: 0.61},
     },
     "receipt_date": {"ocr_band": {0.0: 3.57, 0.5: 0.93, 1.0: 0.61}},
-    "receipt_total": {"ocr_band": {0.0: 0.62, 0.5: 0.43, 1.0: 1.38}, "paid": {0.0: 1.62, 1.0: 0.27}},
+    "receipt_total": {"ocr_band": {0.0: 1.22, 0.5: 0.83, 1.0: 1.01}, "paid": {0.0: 1.43, 1.0: 0.53}},
 }
 """P(evidence | wrong) / P(evidence | right) for the embedded engine's receipt values, fitted on
 the same tune receipts with half a count in every cell (``bench/quality_eval.py``, which prints
-the counts of both halves). Measured, not assumed: a total's OCR score says nothing (the 3 wrong
-totals were read at 0.985+), a confirming payment does; an address read at 0.95-0.985 is wrong
-12 times in 17. ``second_reading`` was fitted later (2026-12-02 d, on the rows of ``0424b2c``):
+the counts of both halves). Measured, not assumed: a total's OCR score says nothing (the one wrong
+total was read at 0.985+), a confirming payment does; an address read at 0.95-0.985 is wrong
+11 times in 16. ``second_reading`` was fitted later (2026-12-02 d, on the rows of ``0424b2c``):
 an address the second recogniser spells otherwise was wrong 9 times in 11, one it spells the same
 10 times in 25 (the wrong lines, or a label that differs from the print, which no reading catches)."""
 
