@@ -136,7 +136,8 @@ class Context:
                 "verify.second_reading is on but %s is not installed (scripts/setup.sh)", second.MODEL
             )
             return None
-        return second.SecondReader(threads=self.settings.local_engine.threads)
+        local = self.settings.local_engine
+        return second.SecondReader(threads=local.threads, parallel=local.pages_at_once())
 
     @cached_property
     def doctypes(self) -> dict[str, DocType]:

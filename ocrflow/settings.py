@@ -73,6 +73,10 @@ class LocalEngineOptions(BaseModel):
     ``ocrflow-local-ocr`` with a slot per core, right for ``threads=1``. Off by default:
     Prefect's ephemeral mode has no such limit."""
 
+    def pages_at_once(self) -> int:
+        """``parallel``, or when 0 the cores divided by ``threads`` (at least 1)."""
+        return self.parallel or max(1, available_cores() // (self.threads or available_cores()))
+
 
 DashScopeRegion = Literal["singapore", "virginia", "beijing"]
 
@@ -177,8 +181,8 @@ class VerifyOptions(BaseModel):
     of the embedded engine's receipt addresses, whether it spells them the same is weighed, and an
     API engine's name or address the independent reader read only nearly is grounded where it
     spells the model's value (CPU: ``usage.verify_cpu_seconds``, ~0.1 s a receipt; 0.6 s and
-    ~96 MiB to load, once per reading thread). Off by default: on eval-dev's held-out half it
-    accepted no more receipts (bench/RESULTS-quality.md)."""
+    ~96 MiB to load a model, one per page read at once: ``local_engine.parallel``). Off by
+    default: on eval-dev's held-out half it accepted no more receipts (bench/RESULTS-quality.md)."""
     line_width: int = Field(48, ge=16)
     line_batch: int = Field(1, ge=1)
     """The independent reader's ``local_engine.line_width`` and ``line_batch``: every line is

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -12,13 +14,13 @@ from ocrflow.doctypes import load_doctypes
 from ocrflow.engines import second
 from ocrflow.extract import extract
 from ocrflow.ingest import ingest
-from ocrflow.models import FieldBox, FieldEvidence, Grounding, OcrLine
+from ocrflow.models import FieldBox, FieldEvidence, Grounding, OcrLine, OcrTask
 from ocrflow.ocr import recognize
 from ocrflow.pipeline import Context, SecondReading, interpret, process_document
 from ocrflow.preprocess import preprocess
 from ocrflow.settings import Settings, VerifyOptions
 from ocrflow.verify import second_agreement
-from tests.conftest import eval_dev
+from tests.conftest import EXAMPLES, eval_dev
 from tests.test_confidence import answer
 from tests.test_verify import reading
 
@@ -141,3 +143,43 @@ def test_the_pipeline_reads_the_address_again_when_the_setting_asks_and_counts_i
         factors = result.fields["address"].evidence.factors
         assert ("second_reading" in factors) is on
         assert (result.usage.verify_cpu_seconds > 0) is on
+
+
+class CountingReader(second.SecondReader):
+    """A real PP-OCRv4 reader that counts the models it loads and the reads running at once."""
+
+    def __init__(self, parallel: int) -> None:
+        super().__init__(threads=1, parallel=parallel)
+        self.loaded = self.running = self.most_running = 0
+        self.lock = threading.Lock()
+
+    def _load(self):
+        rapid = super()._load()
+        with self.lock:
+            self.loaded += 1
+
+        def counted(*args, **kwargs):
+            with self.lock:
+                self.running += 1
+                self.most_running = max(self.most_running, self.running)
+            try:
+                return rapid(*args, **kwargs)
+            finally:
+                with self.lock:
+                    self.running -= 1
+
+        return counted
+
+
+@pytest.mark.skipif(not second.available(), reason="rapidocr-onnxruntime (PP-OCRv4) is not installed")
+def test_many_threads_reading_at_once_load_no_more_models_than_the_bound(engine):
+    page = EXAMPLES / "receipt_valid.png"
+    boxes = [line.box for line in engine.recognize(page, OcrTask.TEXT_RECOGNITION).lines[:3]]
+    reader = CountingReader(parallel=2)
+
+    with ThreadPoolExecutor(6) as pool:
+        readings = list(pool.map(lambda _: [line.text for line in reader.read(page, boxes)], range(12)))
+
+    assert 1 <= reader.loaded <= 2 and reader.most_running <= 2
+    # Every thread read the lines alike, whichever model it was given.
+    assert readings == [readings[0]] * 12 and all(readings[0])

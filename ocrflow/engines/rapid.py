@@ -10,13 +10,16 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from ocrflow.doctypes import DocType
 from ocrflow.engines import _table_model
 from ocrflow.engines._stitch import stitch_fragments
 from ocrflow.errors import EngineError, InputError
 from ocrflow.models import OcrLine, OcrResult, OcrTask, Usage
-from ocrflow.settings import LocalEngineOptions, available_cores
+from ocrflow.settings import LocalEngineOptions
+
+_Model = TypeVar("_Model")
 
 _SUPPORTED = frozenset({OcrTask.TEXT_RECOGNITION, OcrTask.ADVANCED_RECOGNITION, OcrTask.MULTI_LAN})
 API_ENGINES_FOR = "the dashscope engine, or the openai engine (Qwen-OCR, Qianfan-OCR or a Qwen3-VL server)"
@@ -43,6 +46,32 @@ def release_freed_memory() -> None:
         trim(0)
 
 
+class ModelPool(Generic[_Model]):
+    """At most ``size`` models in use at once, each loaded when first needed and kept for reuse.
+
+    However many threads call in (Prefect's pool may be larger, preprocessing runs beside), no
+    more models are loaded than may run at once: each one costs its weights' memory.
+    """
+
+    def __init__(self, load: Callable[[], _Model], size: int) -> None:
+        self.size = size
+        self._load = load
+        self._slots = threading.BoundedSemaphore(size)
+        self._idle: queue.SimpleQueue[_Model] = queue.SimpleQueue()
+
+    @contextmanager
+    def take(self) -> Iterator[_Model]:
+        with self._slots:
+            try:
+                model = self._idle.get_nowait()
+            except queue.Empty:
+                model = self._load()
+            try:
+                yield model
+            finally:
+                self._idle.put(model)
+
+
 class RapidOcrEngine:
     """RapidOCR 3.x with PP-OCRv6 detection and recognition (Chinese and Latin script).
 
@@ -64,26 +93,18 @@ class RapidOcrEngine:
         self.model = "rapidocr-ppocrv6-small"
         self._tables = _table_model.TableModel() if _table_model.available() else None
         self.supported_tasks = _SUPPORTED | ({OcrTask.TABLE_PARSING} if self._tables else set())
-        threads = self.options.threads or available_cores()
-        self.parallel = self.options.parallel or max(1, available_cores() // threads)
+        self.parallel = self.options.pages_at_once()
         """Pages read at once: each takes one of this many RapidOCR instances, made when first needed."""
-        self._slots = threading.BoundedSemaphore(self.parallel)
-        self._idle: queue.SimpleQueue = queue.SimpleQueue()
+        self._pool = ModelPool(self._load, self.parallel)
 
     @contextmanager
     def _engine(self) -> Iterator:
-        # However many threads call in (Prefect's pool may be larger, preprocessing runs beside),
-        # at most `parallel` pages are read at once, each with its own RapidOCR: pages x threads
-        # stay within the cores, and no more models are loaded than can run.
-        with self._slots:
-            try:
-                ocr = self._idle.get_nowait()
-            except queue.Empty:
-                ocr = self._load()
+        # At most `parallel` pages are read at once, each with its own RapidOCR: pages x threads
+        # stay within the cores.
+        with self._pool.take() as ocr:
             try:
                 yield ocr
             finally:
-                self._idle.put(ocr)
                 if self.options.release_memory:
                     release_freed_memory()
 

@@ -15,12 +15,12 @@ installed, loads it (the character set is in the model's metadata). Nothing is d
 from __future__ import annotations
 
 import importlib.util
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from ocrflow.engines.rapid import ModelPool
 from ocrflow.errors import EngineError
 from ocrflow.models import Affine, Box, OcrLine
 
@@ -46,39 +46,41 @@ def available() -> bool:
 
 
 class SecondReader:
-    """PP-OCRv4 recognition of given lines of a page image; one model per thread, loaded on first use."""
+    """PP-OCRv4 recognition of given lines of a page image.
+
+    At most ``parallel`` reads run at once, each on its own model (loaded when first needed,
+    ~96 MiB): the embedded engine's bound (``local_engine.parallel``, by default the cores
+    divided by ``threads``), however many threads read documents.
+    """
 
     model = MODEL
 
-    def __init__(self, threads: int | None = None) -> None:
+    def __init__(self, threads: int | None = None, parallel: int = 1) -> None:
         self._threads = threads
-        self._local = threading.local()
+        self._pool = ModelPool(self._load, parallel)
 
-    def _rapid(self):
-        rapid = getattr(self._local, "rapid", None)
-        if rapid is None:
-            from rapidocr import OCRVersion, RapidOCR
+    def _load(self):
+        from rapidocr import OCRVersion, RapidOCR
 
-            path = model_path()
-            if path is None:
-                raise EngineError(
-                    "the second recogniser's model is not installed (scripts/setup.sh installs "
-                    "rapidocr-onnxruntime 1.4.4)",
-                    code="second_reader_missing",
-                )
-            params = {
-                "Global.use_det": False,
-                "Global.use_cls": False,
-                "Global.log_level": "warning",
-                "Global.return_word_box": True,
-                "Global.return_single_char_box": True,
-                "Rec.model_path": str(path),
-                "Rec.ocr_version": OCRVersion.PPOCRV4,
-            }
-            if self._threads:
-                params["EngineConfig.onnxruntime.intra_op_num_threads"] = self._threads
-            rapid = self._local.rapid = RapidOCR(params=params)
-        return rapid
+        path = model_path()
+        if path is None:
+            raise EngineError(
+                "the second recogniser's model is not installed (scripts/setup.sh installs "
+                "rapidocr-onnxruntime 1.4.4)",
+                code="second_reader_missing",
+            )
+        params = {
+            "Global.use_det": False,
+            "Global.use_cls": False,
+            "Global.log_level": "warning",
+            "Global.return_word_box": True,
+            "Global.return_single_char_box": True,
+            "Rec.model_path": str(path),
+            "Rec.ocr_version": OCRVersion.PPOCRV4,
+        }
+        if self._threads:
+            params["EngineConfig.onnxruntime.intra_op_num_threads"] = self._threads
+        return RapidOCR(params=params)
 
     def read(self, image: Path, boxes: Sequence[Box], frame: Affine | None = None) -> list[OcrLine]:
         """Each box's line of ``image`` as PP-OCRv4 reads it (text, score, each character's score).
@@ -94,15 +96,16 @@ class SecondReader:
             raise EngineError(f"cannot read page image {Path(image).name}", code="second_reader_failed")
         matrix = np.asarray(frame, dtype=float) if frame is not None else None
         lines = []
-        for box in boxes:
-            points = np.asarray(box, dtype=np.float32)
-            if matrix is not None:
-                points = (points @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
-            crop = get_rotate_crop_image(page, points)
-            output = self._rapid()(crop, use_det=False, use_cls=False)
-            text = output.txts[0] if output.txts else ""
-            score = float(output.scores[0]) if output.scores else 0.0
-            lines.append(OcrLine(text=text, box=box, score=score, char_scores=_char_scores(output, text)))
+        with self._pool.take() as rapid:
+            for box in boxes:
+                points = np.asarray(box, dtype=np.float32)
+                if matrix is not None:
+                    points = (points @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
+                crop = get_rotate_crop_image(page, points)
+                output = rapid(crop, use_det=False, use_cls=False)
+                text = output.txts[0] if output.txts else ""
+                score = float(output.scores[0]) if output.scores else 0.0
+                lines.append(OcrLine(text=text, box=box, score=score, char_scores=_char_scores(output, text)))
         return lines
 
 
