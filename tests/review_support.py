@@ -98,6 +98,14 @@ def untyped(n: int, source: Path | None = None) -> DocumentResult:
     )
 
 
+def untyped_from_an_api_engine(n: int) -> DocumentResult:
+    """:func:`untyped` as an API engine left it: fields only, the page's lines the independent reading's."""
+    document = untyped(n)
+    page = document.pages[0]
+    reading = page.model_copy(update={"lines": [], "independent_lines": page.lines})
+    return document.model_copy(update={"engine": "dashscope:qwen-vl-ocr", "pages": [reading]})
+
+
 @contextmanager
 def live_server(app):
     """The app under uvicorn on a free loopback port, in a thread, for one test."""

@@ -19,7 +19,7 @@ from ocrflow.migrations import current_revision, head_revision
 from ocrflow.models import Status
 from ocrflow.review.queue import ReviewQueue
 from ocrflow.store import ResultStore, ReviewState
-from tests.review_support import CARD, VALID_CARD, Clock, needs_review
+from tests.review_support import CARD, VALID_CARD, Clock, needs_review, untyped_from_an_api_engine
 
 
 @pytest.fixture
@@ -112,6 +112,23 @@ def test_a_correction_writes_the_final_result_like_an_accepted_document(
     item = queue.get(claim.item_id)
     assert item.state == "corrected" and item.final_values["card_number"] == VALID_CARD
     assert item.extracted_values["card_number"] == CARD
+
+
+def test_a_type_chosen_for_an_api_engines_document_is_read_from_its_independent_reading(
+    queue: ReviewQueue, store: ResultStore
+):
+    document = untyped_from_an_api_engine(1)
+    store.save(document)
+    claim = queue.claim("alice")
+    typed = queue.choose_type(claim.item_id, "alice", "bank_card")
+    card = typed.fields["card_number"]
+    assert card.value == VALID_CARD and not card.errors
+    # Located where the embedded engine read it, with its score behind the confidence.
+    assert [(box.page, box.line) for box in card.boxes] == [(1, VALID_CARD)]
+    assert card.boxes[0].box == document.pages[0].independent_lines[1].box
+    assert 0 < card.confidence <= 0.98
+    assert typed.pages == document.pages and typed.engine == document.engine  # the reading is kept
+    assert store.load(claim.document_id).fields["card_number"].value == VALID_CARD
 
 
 def test_a_rejection_keeps_the_reasons_and_adds_the_reviewers(queue: ReviewQueue, store: ResultStore):

@@ -26,6 +26,7 @@ from ocrflow.models import (
     Status,
 )
 from ocrflow.validate import blocking_errors, validate
+from ocrflow.verify import ground
 
 
 class Decision(StrEnum):
@@ -125,20 +126,34 @@ def read_again_as(result: DocumentResult, doctype: DocType, min_confidence: floa
 
     Used when a reviewer chooses the type of a document the machine could not type. The
     lines each page's engine returned are in the result, so the fields come from them the
-    way the pipeline would have found them; the document stays in review.
+    way the pipeline would have found them; the document stays in review. A page an API
+    engine answered with fields only has no lines of its own: its independent reading (the
+    embedded engine's lines, with boxes and scores) is read instead. Each value is located
+    in the lines it was read from.
     """
-    readings = [
-        OcrResult(
-            engine=(result.engine or "stored").split(":")[0],
-            model=(result.engine or "stored:reading").partition(":")[2] or "reading",
-            task=OcrTask.TEXT_RECOGNITION,
-            page_number=page.page_number,
-            lines=tuple(page.lines),
-            text="\n".join(line.text for line in page.lines),
+    readings = []
+    for page in result.pages:
+        engine, _, model = (result.engine or "stored:reading").partition(":")
+        lines = page.lines
+        if not lines and page.independent_lines:
+            engine, model, lines = "local", "independent reading", page.independent_lines
+        readings.append(
+            OcrResult(
+                engine=engine,
+                model=model or "reading",
+                task=OcrTask.TEXT_RECOGNITION,
+                page_number=page.page_number,
+                lines=tuple(lines),
+                text="\n".join(line.text for line in lines),
+            )
         )
-        for page in result.pages
-    ]
-    extraction = validate(extract(readings, doctype), doctype, min_confidence=min_confidence)
+    extraction = extract(readings, doctype)
+    for name, field in extraction.fields.items():
+        # Where each value is printed, as the pipeline locates the embedded engine's values.
+        located = ground(field.value, doctype.fields.get(name), readings)
+        if located.lines:
+            field.page, field.boxes = located.page, located.boxes
+    extraction = validate(extraction, doctype, min_confidence=min_confidence)
     kept = [r for r in result.reasons if r.code not in TYPE_REASONS and r.stage is not Stage.VALIDATE]
     return result.model_copy(
         update={
