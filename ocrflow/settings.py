@@ -48,9 +48,12 @@ class LocalEngineOptions(BaseModel):
     detection_side: int = Field(736, ge=32)
     """Text detection runs on the page scaled so its shorter side is at least this many pixels
     (RapidOCR's ``Det.limit_side_len``); detection's CPU grows with its square."""
-    line_width: int = Field(320, ge=16)
+    line_width: int = Field(240, ge=16)
     """Recognition pads each line, 48 px high, to at least this width (RapidOCR's
-    ``Rec.rec_img_shape``): short lines (a price, a quantity) cost as much as one this wide."""
+    ``Rec.rec_img_shape``): short lines (a price, a quantity) cost as much as one this wide.
+    240 instead of RapidOCR's 320: ~10% less of the engine's CPU on receipts, every eval-dev
+    receipt's outcome and the text lines' CER unchanged; 160 saved 17% but read text lines worse
+    (bench/RESULTS-overhead.md)."""
     line_batch: int = Field(6, ge=1)
     """Lines recognised together (RapidOCR's ``Rec.rec_batch_num``), each padded to the widest of them."""
     threads: int = Field(1, ge=0)

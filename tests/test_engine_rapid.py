@@ -111,3 +111,10 @@ def test_memory_is_released_after_each_page_unless_switched_off(monkeypatch, rel
     texts = [engine.recognize(page, OcrTask.TEXT_RECOGNITION).text for page in PAGES]
     assert all(texts)
     assert len(releases) == (len(PAGES) if release else 0)
+
+
+def test_the_default_line_width_reaches_rapidocr():
+    loaded = RapidOcrEngine(LocalEngineOptions())._load().cfg
+    assert list(loaded.Rec.rec_img_shape) == [3, 48, LocalEngineOptions().line_width]
+    assert LocalEngineOptions().line_width == 240, "measured in bench/RESULTS-overhead.md"
+    assert loaded.Rec.rec_batch_num == LocalEngineOptions().line_batch

@@ -216,12 +216,12 @@ def test_the_independent_reader_detects_smaller_and_pads_lines_less_than_the_emb
         verify=VerifyOptions(detection_side=512, line_width=64, line_batch=2),
     )
     ctx = Context(settings)
-    assert settings.local_engine.detection_side == 736 and settings.local_engine.line_width == 320
+    assert settings.local_engine.detection_side == 736 and settings.local_engine.line_width == 240
     loaded = ctx.verifier._load().cfg
     assert loaded.Det.limit_side_len == 512 and list(loaded.Rec.rec_img_shape) == [3, 48, 64]
     assert loaded.Rec.rec_batch_num == 2
     embedded = RapidOcrEngine(settings.local_engine)._load().cfg
-    assert list(embedded.Rec.rec_img_shape) == [3, 48, 320] and embedded.Rec.rec_batch_num == 6
+    assert list(embedded.Rec.rec_img_shape) == [3, 48, 240] and embedded.Rec.rec_batch_num == 6
 
     fake_dashscope.kv = LABELLED
     result = process_document(ctx, receipt, doc_type="receipt")
