@@ -445,7 +445,8 @@ def _by_total(spec: FieldSpec, rows_: list[Row]) -> list[Candidate]:
     """The amount of the strongest total label, checked against what was paid.
 
     Tendered minus change is the amount paid: a total equal to it is confirmed (and
-    preferred over a stronger label's, which may be before rounding). Otherwise the
+    preferred over a stronger label's, which may be before rounding); several payments
+    confirming different totals are all returned, the strongest label's first. Otherwise the
     disagreeing totals, and a payment the total does not account for, are returned after
     the chosen total as further candidates, which makes the field ``ambiguous``.
     """
@@ -464,7 +465,10 @@ def _by_total(spec: FieldSpec, rows_: list[Row]) -> list[Candidate]:
     confirmed = [(rank, c) for rank, c in totals if to_amount(c.raw) in nets]
     if confirmed:
         chosen = min(confirmed, key=lambda item: item[0])[1]
-        return [replace(chosen, evidence={**chosen.evidence, "paid": 1.0})]
+        # Two payments confirming two different totals (two receipts in one PDF): which one the
+        # document stands for is a person's call.
+        others = [c for _, c in confirmed if to_amount(c.raw) != to_amount(chosen.raw)]
+        return [replace(chosen, evidence={**chosen.evidence, "paid": 1.0}), *others]
     best = min(rank for rank, _ in totals)
     strongest = [c for rank, c in totals if rank == best]
     chosen = strongest[0]

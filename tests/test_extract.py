@@ -324,6 +324,17 @@ def test_total_confirmed_by_cash_minus_change_wins_over_a_stronger_label(doctype
     assert (total.value, total.confidence) == ("7.40", pytest.approx(0.99))
 
 
+def test_two_receipts_each_confirming_its_own_total_are_ambiguous(doctypes):
+    # examples/receipt_pages.pdf: two receipts in one document, 10.00 - 1.00 and 50.00 - 25.00.
+    first = _page("XYZ TRADING SDN BHD", "TOTAL: 9.00", "CASH: 10.00", "CHANGE: 1.00")
+    second = _page("ABC MINI MARKET SDN BHD", "TOTAL: 25.00", "CASH: 50.00", "CHANGE: 25.00")
+    pages = [first, second.model_copy(update={"page_number": 2})]
+    total = extract(pages, doctypes["receipt"]).fields["total"]
+    assert total.value == "9.00"
+    assert [e.code for e in total.errors] == ["ambiguous"]
+    assert "'9.00', '25.00'" in total.errors[0].message
+
+
 def test_total_the_payment_contradicts_is_ambiguous(doctypes):
     total = _total(doctypes, "TOTAL AMOUNT: $8.73", "CASH $8.70")
     assert total.value == "8.73"
