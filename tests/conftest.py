@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -128,3 +129,30 @@ def fake_dashscope():
 
     with FakeDashScope() as fake:
         yield fake
+
+
+class CountsModels:
+    """Mixin for an engine whose models come from a loader ``_load`` (a ``ModelPool``'s): counts
+    the models it loads and the most calls to them running at once."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.loaded = self.running = self.most_running = 0
+        self.lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def _load(self):
+        model = super()._load()
+        with self.lock:
+            self.loaded += 1
+
+        def counted(*args, **kwargs):
+            with self.lock:
+                self.running += 1
+                self.most_running = max(self.most_running, self.running)
+            try:
+                return model(*args, **kwargs)
+            finally:
+                with self.lock:
+                    self.running -= 1
+
+        return counted

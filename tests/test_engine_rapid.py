@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -13,38 +12,15 @@ from ocrflow.engines import rapid
 from ocrflow.engines.rapid import RapidOcrEngine
 from ocrflow.models import OcrTask
 from ocrflow.settings import LocalEngineOptions, available_cores
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, CountsModels
 
 PAGES = [
     EXAMPLES / name for name in ("bank_card_valid.png", "train_ticket_valid.png", "cn_id_card_valid.png")
 ]
 
 
-class CountingEngine(RapidOcrEngine):
+class CountingEngine(CountsModels, RapidOcrEngine):
     """A real RapidOcrEngine that counts the RapidOCR instances it loads and the pages read at once."""
-
-    def __init__(self, options: LocalEngineOptions) -> None:
-        super().__init__(options)
-        self.loaded = 0
-        self.running = self.most_running = 0
-        self.lock = threading.Lock()
-
-    def _load(self):
-        ocr = super()._load()
-        with self.lock:
-            self.loaded += 1
-
-        def counted(*args, **kwargs):
-            with self.lock:
-                self.running += 1
-                self.most_running = max(self.most_running, self.running)
-            try:
-                return ocr(*args, **kwargs)
-            finally:
-                with self.lock:
-                    self.running -= 1
-
-        return counted
 
 
 def _read_all(engine: RapidOcrEngine, threads: int) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +19,7 @@ from ocrflow.pipeline import Context, SecondReading, interpret, process_document
 from ocrflow.preprocess import preprocess
 from ocrflow.settings import Settings, VerifyOptions
 from ocrflow.verify import second_agreement
-from tests.conftest import EXAMPLES, eval_dev
+from tests.conftest import EXAMPLES, CountsModels, eval_dev
 from tests.test_confidence import answer
 from tests.test_verify import reading
 
@@ -145,30 +144,11 @@ def test_the_pipeline_reads_the_address_again_when_the_setting_asks_and_counts_i
         assert (result.usage.verify_cpu_seconds > 0) is on
 
 
-class CountingReader(second.SecondReader):
+class CountingReader(CountsModels, second.SecondReader):
     """A real PP-OCRv4 reader that counts the models it loads and the reads running at once."""
 
     def __init__(self, parallel: int) -> None:
         super().__init__(threads=1, parallel=parallel)
-        self.loaded = self.running = self.most_running = 0
-        self.lock = threading.Lock()
-
-    def _load(self):
-        rapid = super()._load()
-        with self.lock:
-            self.loaded += 1
-
-        def counted(*args, **kwargs):
-            with self.lock:
-                self.running += 1
-                self.most_running = max(self.most_running, self.running)
-            try:
-                return rapid(*args, **kwargs)
-            finally:
-                with self.lock:
-                    self.running -= 1
-
-        return counted
 
 
 @pytest.mark.skipif(not second.available(), reason="rapidocr-onnxruntime (PP-OCRv4) is not installed")
