@@ -59,7 +59,17 @@ from ocrflow.engines.second import SecondReader  # noqa: E402
 from ocrflow.evaluation import field_truth, iter_ground_truth, normalize_field, same_field  # noqa: E402
 from ocrflow.pipeline import Context, SecondReading, interpret  # noqa: E402
 from ocrflow.settings import Settings  # noqa: E402
-from ocrflow.verify import distance_within  # noqa: E402
+
+
+def distance_within(value: str, text: str) -> int:
+    """Edit distance of ``value`` against the closest stretch of ``text`` (semi-global alignment)."""
+    previous = [0] * (len(text) + 1)
+    for i, ch in enumerate(value, start=1):
+        current = [i]
+        for j, other in enumerate(text, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ch != other)))
+        previous = current
+    return min(previous)
 
 
 def fold(text: str) -> str:

@@ -405,19 +405,8 @@ def second_agreement(value: str, reading: str) -> float:
     (``bench/second_reading.py``), one character off was as often a misread by either model, so
     it counts as differing (``evidence.factors["second_reading"]``).
     """
-    return 1.0 if distance_within(_alnum(value), _alnum(reading)) == 0 else 0.0
+    return 1.0 if _alnum(value) in _alnum(reading) else 0.0
 
 
 def _alnum(text: str) -> str:
     return "".join(ch for ch in text.casefold() if ch.isalnum())
-
-
-def distance_within(value: str, text: str) -> int:
-    """Edit distance of ``value`` against the closest stretch of ``text`` (semi-global alignment)."""
-    previous = [0] * (len(text) + 1)
-    for i, ch in enumerate(value, start=1):
-        current = [i]
-        for j, other in enumerate(text, start=1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ch != other)))
-        previous = current
-    return min(previous)
